@@ -1,0 +1,76 @@
+"""Engines for SQLite (the embedded default) and PostgreSQL (the scale-out path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from receiver.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's `postgres://` and plain `postgresql://`, and pin the psycopg 3 driver."""
+    url = url.strip()
+    if not url:
+        raise ConfigError("DATABASE_URL is empty")
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"DATABASE_URL uses {parsed.get_backend_name()!r}; only sqlite and postgresql are supported"
+        )
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    # WAL lets readers run during the single writer's commit; FULL makes each commit
+    # durable across power loss, which is what a 2xx acknowledgement promises.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(
+    url: str, *, pool_size: int = 8, immediate_writes: bool = False, echo: bool = False
+) -> Engine:
+    """Build the engine for `url`; call it from a lifespan or CLI, never at import time.
+
+    `immediate_writes` (SQLite only) opens every transaction with BEGIN IMMEDIATE: use it
+    for an engine that only writes, so writers in several processes queue on the busy
+    timeout instead of failing when a read lock cannot be upgraded.
+    """
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+        sa.event.listen(engine, "connect", _configure_sqlite)
+        # pysqlite's implicit BEGIN is off (isolation_level=None above); we emit our own,
+        # as SQLAlchemy's pysqlite notes recommend, so transactions mean what they say.
+        begin = "BEGIN IMMEDIATE" if immediate_writes else "BEGIN"
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        return engine
+    return sa.create_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )

@@ -1,0 +1,130 @@
+"""Twelve-factor configuration: every setting comes from the environment.
+
+Secrets are `SecretStr` so they never appear in reprs or logs; list settings are
+comma-separated (oldest first where order matters, e.g. rotation).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from receiver.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///vlmhooks.db"
+DEFAULT_VLMRUN_BASE_URL = "https://api.vlm.run/v1"
+DEFAULT_TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
+DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_DELIVERY_BODY_CAP_BYTES = 64 * 1024
+DEFAULT_MAX_WAIT_SECONDS = 60
+
+SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
+StrList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Read once at start; passed explicitly to `create_app` and the CLIs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    # repr=False: a database URL may carry a password.
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, repr=False, validation_alias=_env("DATABASE_URL")
+    )
+    port: int = Field(8000, validation_alias=_env("PORT"))
+    web_concurrency: int = Field(1, ge=1, validation_alias=_env("WEB_CONCURRENCY"))
+    vlmrun_api_key: SecretStr | None = Field(None, validation_alias=_env("VLMRUN_API_KEY"))
+    vlmrun_base_url: str = Field(DEFAULT_VLMRUN_BASE_URL, validation_alias=_env("VLMRUN_BASE_URL"))
+
+    secret_keys: SecretList = Field((), validation_alias=_env("VLMHOOKS_SECRET_KEYS"))
+    token_max_age: int = Field(
+        DEFAULT_TOKEN_MAX_AGE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_TOKEN_MAX_AGE")
+    )
+    vlmrun_webhook_secrets: SecretList = Field(
+        (), validation_alias=_env("VLMHOOKS_VLMRUN_WEBHOOK_SECRETS")
+    )
+    standard_webhook_secrets: SecretList = Field(
+        (), validation_alias=_env("VLMHOOKS_STANDARD_WEBHOOK_SECRETS")
+    )
+    signature_tolerance: int = Field(
+        DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
+        gt=0,
+        validation_alias=_env("VLMHOOKS_SIGNATURE_TOLERANCE"),
+    )
+    api_keys: SecretList = Field((), validation_alias=_env("VLMHOOKS_API_KEYS"))
+    allow_anonymous_reads: bool = Field(
+        False, validation_alias=_env("VLMHOOKS_ALLOW_ANONYMOUS_READS")
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", validation_alias=_env("VLMHOOKS_PUBLIC_URL")
+    )
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, gt=0, validation_alias=_env("VLMHOOKS_MAX_BODY_BYTES")
+    )
+    delivery_body_cap: int = Field(
+        DEFAULT_DELIVERY_BODY_CAP_BYTES,
+        ge=0,
+        validation_alias=_env("VLMHOOKS_DELIVERY_BODY_CAP"),
+    )
+    fetch_back: bool = Field(False, validation_alias=_env("VLMHOOKS_FETCH_BACK"))
+    max_wait: int = Field(
+        DEFAULT_MAX_WAIT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_MAX_WAIT")
+    )
+    log_level: str = Field("info", validation_alias=_env("VLMHOOKS_LOG_LEVEL"))
+
+    @field_validator(
+        "secret_keys",
+        "vlmrun_webhook_secrets",
+        "standard_webhook_secrets",
+        "api_keys",
+        mode="before",
+    )
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def require_secret_keys(self) -> list[str]:
+        """The callback-token keys, oldest first; their absence stops start-up."""
+        if not self.secret_keys:
+            raise ConfigError(
+                "VLMHOOKS_SECRET_KEYS is not set: give one or more comma-separated keys "
+                "(oldest first) to sign callback URLs"
+            )
+        return [key.get_secret_value() for key in self.secret_keys]
+
+    def require_lookup_auth(self) -> list[str]:
+        """Lookup API keys; with none, reads must be opened explicitly."""
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if not keys and not self.allow_anonymous_reads:
+            raise ConfigError(
+                "VLMHOOKS_API_KEYS is not set: give one or more lookup API keys, "
+                "or set VLMHOOKS_ALLOW_ANONYMOUS_READS=true to serve reads without auth"
+            )
+        return keys
+
+    def require_vlmrun_api_key(self) -> str:
+        if self.vlmrun_api_key is None or not self.vlmrun_api_key.get_secret_value():
+            raise ConfigError("VLMRUN_API_KEY is not set: the API key to call VLM Run with")
+        return self.vlmrun_api_key.get_secret_value()
+
+
+def load_settings() -> Settings:
+    """Read the environment, mapping a validation failure to one clear line."""
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        errors = getattr(exc, "errors", None)
+        if callable(errors):
+            first = errors()[0]
+            name = str(first.get("loc", ("?",))[0]).upper()
+            raise ConfigError(f"{name}: {first.get('msg', 'invalid value')}") from exc
+        raise ConfigError(str(exc)) from exc

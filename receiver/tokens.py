@@ -1,0 +1,113 @@
+"""Callback tokens: the signed, expiring path segment that binds a callback URL to one submission.
+
+Shared by the submitter (mint) and the receiver (verify); the token carries only the submission id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from receiver.errors import ConfigError, TokenExpired, TokenInvalid
+
+__all__ = [
+    "DEFAULT_MAX_AGE_SECONDS",
+    "CallbackTokens",
+    "mint_callback_url",
+    "new_submission_id",
+]
+
+DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+# Changing the salt or digest invalidates every token in flight.
+_SALT = "vlmhooks.callback-token"
+_CROCKFORD_BASE32 = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+class _ClockedSigner(TimestampSigner):
+    # itsdangerous reads time.time() in get_timestamp for both signing and the max-age check.
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+class CallbackTokens:
+    """Mint and verify callback tokens; keys oldest to newest, the newest signs, any verifies."""
+
+    def __init__(
+        self,
+        secret_keys: Sequence[str],
+        *,
+        max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(secret_keys, str):
+            raise ConfigError("callback token keys must be a list of strings, not one string")
+        if not secret_keys:
+            raise ConfigError("no callback token secret key configured")
+        if not all(secret_keys):
+            raise ConfigError("callback token secret keys must not be empty")
+        if max_age_seconds <= 0:
+            raise ConfigError("callback token max age must be positive")
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._serializer = URLSafeTimedSerializer(
+            list(secret_keys),
+            salt=_SALT,
+            signer=_ClockedSigner,
+            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
+        )
+
+    def __repr__(self) -> str:
+        keys = len(self._serializer.secret_keys)
+        return f"CallbackTokens(keys=<{keys} hidden>, max_age={self._max_age})"
+
+    def mint(self, submission_id: str) -> str:
+        if not submission_id:
+            raise ValueError("submission_id must not be empty")
+        return self._serializer.dumps({"s": submission_id})
+
+    def verify(self, token: str) -> str:
+        """The submission id the token was minted for, else `TokenExpired` / `TokenInvalid`."""
+        if not token.isascii():
+            raise TokenInvalid("callback token is malformed")
+        try:
+            payload = self._serializer.loads(token, max_age=self._max_age)
+        except SignatureExpired as exc:
+            # itsdangerous reports a token dated in the future as expired too; it is not.
+            if exc.date_signed is not None and exc.date_signed.timestamp() > self._clock():
+                raise TokenInvalid("callback token is dated in the future") from exc
+            raise TokenExpired("callback token expired") from exc
+        except BadData as exc:
+            raise TokenInvalid("callback token is invalid") from exc
+        if not isinstance(payload, dict) or payload.keys() != {"s"}:
+            raise TokenInvalid("callback token payload has the wrong shape")
+        submission_id = payload["s"]
+        if not isinstance(submission_id, str) or not submission_id:
+            raise TokenInvalid("callback token payload has the wrong shape")
+        return submission_id
+
+
+def mint_callback_url(public_url: str, tokens: CallbackTokens, submission_id: str) -> str:
+    """The `callback_url` to send with a submission: `<public_url>/v1/callbacks/<token>`."""
+    return f"{public_url.rstrip('/')}/v1/callbacks/{tokens.mint(submission_id)}"
+
+
+def new_submission_id(*, now: float | None = None) -> str:
+    """`sub_` + 26 lowercase Crockford base32 characters, ULID layout: 48-bit Unix milliseconds
+    then 80 random bits, so ids sort by creation time (to the millisecond).
+    """
+    millis = int((time.time() if now is None else now) * 1000)
+    if not 0 <= millis < 1 << 48:
+        raise ValueError("now is outside the ULID time range")
+    value = (millis << 80) | secrets.randbits(80)
+    chars = [_CROCKFORD_BASE32[(value >> shift) & 31] for shift in range(125, -5, -5)]
+    return "sub_" + "".join(chars)

@@ -1,0 +1,135 @@
+"""The SQLModel tables: what we sent (Submission), what we hold (Prediction), every
+callback received (Delivery), the change feed behind SSE (PredictionEvent) and the
+Standard Webhooks ids already seen (WebhookMessage)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from schemas.contract import utc_now
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+UTCDateTime = sa.DateTime(timezone=True)
+
+
+def _json_column(nullable: bool = True) -> Any:
+    return sa.Column(JSONType, nullable=nullable)
+
+
+def _time_column(nullable: bool = False, index: bool = False) -> Any:
+    return sa.Column(UTCDateTime, nullable=nullable, index=index)
+
+
+class Submission(SQLModel, table=True):
+    """One request we sent to the API, keyed by our own id (carried in the callback token)."""
+
+    __tablename__ = "submission"
+    __table_args__ = (
+        sa.Index("ix_submission_prediction_id", "prediction_id"),
+        sa.Index("ix_submission_status_created_at", "status", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    request_id: str = Field(max_length=128)
+    domain: str = Field(max_length=64)
+    prompt: str | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, sa_column=_json_column())
+    callback_url: str | None = None
+    batch: bool = True
+    image_count: int = 0
+    prediction_id: str | None = Field(default=None, max_length=128)
+    status: str | None = Field(default=None, max_length=16)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_time_column())
+    sent_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_time_column())
+
+
+class Prediction(SQLModel, table=True):
+    """The newest state of one prediction; status only moves forward (see schemas.enums)."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (
+        sa.Index("ix_prediction_status_created_at", "status", "created_at"),
+        sa.Index("ix_prediction_created_at_id", "created_at", "id"),
+        sa.Index("ix_prediction_domain_created_at", "domain", "created_at"),
+        sa.Index("ix_prediction_submission_id", "submission_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=128)
+    # Deliberately no foreign key: a callback may arrive for a submission another
+    # client sent (no row yet); it is linked by id and joins once the row exists.
+    submission_id: str | None = Field(default=None, max_length=64)
+    domain: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16)
+    status_rank: int
+    response: Any = Field(default=None, sa_column=_json_column())
+    usage: dict[str, Any] | None = Field(default=None, sa_column=_json_column())
+    # Unknown fields of the payload, kept so the API's shape round-trips.
+    extra: dict[str, Any] | None = Field(default=None, sa_column=_json_column())
+    created_at: datetime = Field(sa_column=_time_column())
+    completed_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+    received_at: datetime = Field(sa_column=_time_column())
+    updated_at: datetime = Field(sa_column=_time_column())
+    delivery_count: int = 1
+    source: str = Field(default="callback", max_length=16)
+    body_sha256: str = Field(max_length=64)
+    schema_valid: bool | None = None
+    schema_errors: list[str] | None = Field(default=None, sa_column=_json_column())
+
+
+class Delivery(SQLModel, table=True):
+    """One callback that passed the token check, accepted or not, for audit and replay."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        sa.Index("ix_delivery_prediction_id_received_at", "prediction_id", "received_at"),
+        sa.Index("ix_delivery_submission_id", "submission_id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
+    prediction_id: str | None = Field(default=None, max_length=128)
+    submission_id: str | None = Field(default=None, max_length=64)
+    received_at: datetime = Field(sa_column=_time_column())
+    verdict: str = Field(max_length=16)
+    reason: str | None = None
+    http_status: int
+    source: str = Field(default="callback", max_length=16)
+    body_sha256: str = Field(max_length=64)
+    headers: dict[str, str] | None = Field(default=None, sa_column=_json_column())
+    body: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    body_truncated: bool = False
+
+
+class PredictionEvent(SQLModel, table=True):
+    """The change feed: `seq` is the SSE event id, assigned in commit order."""
+
+    __tablename__ = "prediction_event"
+    __table_args__ = (sa.Index("ix_prediction_event_prediction_id", "prediction_id"),)
+
+    seq: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
+    prediction_id: str = Field(max_length=128)
+    type: str = Field(max_length=32)
+    data: dict[str, Any] = Field(sa_column=_json_column(nullable=False))
+    created_at: datetime = Field(sa_column=_time_column())
+
+
+class WebhookMessage(SQLModel, table=True):
+    """Standard Webhooks `webhook-id`s already accepted, so a replay is not stored twice."""
+
+    __tablename__ = "webhook_message"
+
+    id: str = Field(primary_key=True, max_length=256)
+    prediction_id: str | None = Field(default=None, max_length=128)
+    received_at: datetime = Field(sa_column=_time_column(index=True))
+
+
+TABLES = (Submission, Prediction, Delivery, PredictionEvent, WebhookMessage)

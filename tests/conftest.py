@@ -1,0 +1,121 @@
+"""Shared fixtures: real SQLite files, the real PostgreSQL server, and uvicorn on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import Engine
+
+from receiver import migrate
+from receiver.db import make_engine
+
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "VLMHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEMPLATE_DB = "vlmhooks_test_template"
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _start_postgres() -> None:
+    """The test setup starts the local cluster when it is down (CI does not skip PG tests)."""
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions:
+        return
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
+        check=False,
+        capture_output=True,
+    )
+    for _ in range(60):
+        if _postgres_reachable():
+            return
+        time.sleep(0.5)
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def _dsn_for(database: str) -> str:
+    base, _, _ = POSTGRES_ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated template database; each test clones it (CREATE DATABASE ... TEMPLATE)."""
+    if not _postgres_reachable():
+        _start_postgres()
+    if not _postgres_reachable():
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN} and could not be started")
+    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+    _admin(f"CREATE DATABASE {TEMPLATE_DB}")
+    engine = make_engine(_dsn_for(TEMPLATE_DB))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield TEMPLATE_DB
+    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    name = f"vlmhooks_test_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
+    yield _dsn_for(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with no schema, for migration tests."""
+    name = f"vlmhooks_test_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name}")
+    yield _dsn_for(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite file for one test."""
+    url = f"sqlite:///{tmp_path / 'vlmhooks.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on a SQLite file and once on PostgreSQL."""
+    if request.param == "postgres":
+        request.applymarker(pytest.mark.postgres)
+        return str(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
