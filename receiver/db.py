@@ -26,7 +26,8 @@ def normalize_database_url(url: str) -> str:
         raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
-            f"DATABASE_URL uses {parsed.get_backend_name()!r}; only sqlite and postgresql are supported"
+            f"DATABASE_URL uses {parsed.get_backend_name()!r}; "
+            "only sqlite and postgresql are supported"
         )
     return url
 

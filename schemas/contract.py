@@ -76,7 +76,8 @@ class PredictionRequest(BaseModel):
         for index, image in enumerate(images):
             if not (_DATA_URL.match(image) or _HTTP_URL.match(image) or _BASE64.match(image)):
                 raise ValueError(
-                    f"images[{index}] must be base64, a data:image/...;base64, URL or an http(s) URL"
+                    f"images[{index}] must be base64, a data:image/...;base64, URL "
+                    "or an http(s) URL"
                 )
         return images
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 
 class Domain(StrEnum):
@@ -53,4 +54,4 @@ STATUS_RANK: dict[Status, int] = {
 TERMINAL_STATUSES: frozenset[Status] = frozenset({Status.COMPLETED, Status.FAILED})
 
 
-MODEL_VLM_1 = "vlm-1"
+MODEL_VLM_1: Final = "vlm-1"

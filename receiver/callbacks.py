@@ -1,0 +1,9 @@
+"""Routes: being written (scaffold so the app composes; replaced in this change)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+
+def callback_routes() -> list[BaseRoute]:
+    return []

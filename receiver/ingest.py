@@ -1,0 +1,89 @@
+"""From raw bytes to an applied prediction: parse, validate against the contract, store.
+
+The callback route uses `parse_prediction_body` and hands the write to the group
+committer; the submitter's `batch: false` results and `reconcile` use
+`ingest_prediction`, the same steps in a transaction of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+
+from receiver.errors import ContractViolation, MalformedJSON
+from receiver.store import (
+    DeliveryRecord,
+    IngestOutcome,
+    PredictionWrite,
+    apply_prediction_write,
+    begin_write_batch,
+    end_write_batch,
+    sha256_hex,
+)
+from schemas.contract import PredictionResponse, utc_now
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as `{"field": "usage.credits_used", "message": ...}` for a 422 body."""
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "<root>",
+            "message": error["msg"],
+        }
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def validate_prediction(payload: Any) -> PredictionResponse:
+    if not isinstance(payload, Mapping):
+        raise ContractViolation(
+            "the body must be a JSON object (a PredictionResponse)",
+            errors=[{"field": "<root>", "message": "expected a JSON object"}],
+        )
+    try:
+        return PredictionResponse.model_validate(payload)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        fields = ", ".join(sorted({error["field"] for error in errors}))
+        raise ContractViolation(f"invalid fields: {fields}", errors=errors) from exc
+
+
+def parse_prediction_body(body: bytes) -> PredictionResponse:
+    """JSON (400 when not) that satisfies the response contract (422 when not)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"the body is not valid JSON: {exc}") from exc
+    return validate_prediction(payload)
+
+
+def ingest_prediction(
+    engine: Engine,
+    payload: Mapping[str, Any] | PredictionResponse,
+    *,
+    submission_id: str | None,
+    source: str,
+    now: datetime | None = None,
+) -> IngestOutcome:
+    """Validate and store one prediction in its own transaction (no HTTP involved)."""
+    prediction = (
+        payload if isinstance(payload, PredictionResponse) else validate_prediction(payload)
+    )
+    body = orjson.dumps(prediction.to_wire())
+    write = PredictionWrite(
+        prediction=prediction,
+        submission_id=submission_id,
+        source=source,
+        received_at=now or utc_now(),
+        delivery=DeliveryRecord(body_sha256=sha256_hex(body), body=body),
+    )
+    with engine.begin() as connection:
+        begin_write_batch(connection)
+        outcome = apply_prediction_write(connection, write)
+        end_write_batch(connection, wrote_events=outcome.event_seq is not None)
+    return outcome

@@ -1,0 +1,37 @@
+"""Prometheus metrics, one registry per app (never module globals, so tests stay isolated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass
+class ReceiverMetrics:
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+
+    def __post_init__(self) -> None:
+        self.callbacks = Counter(
+            "vlmhooks_callbacks",
+            "Callbacks received, by verdict (stored, updated, duplicate, stale, rejected)",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.ingest_latency = Histogram(
+            "vlmhooks_ingest_latency_seconds",
+            "Time from request start to durable acknowledgement",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_batch_size = Histogram(
+            "vlmhooks_group_commit_batch_size",
+            "Writes committed together in one transaction",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )

@@ -1,0 +1,63 @@
+"""RFC 9457 problem details: every error the receiver returns is `application/problem+json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from receiver.errors import ReceiverError
+
+PROBLEM_TYPE_BASE = "https://vlmhooks.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, slug: str = "about:blank", **extra: Any
+) -> Response:
+    body: dict[str, Any] = {
+        "type": slug if slug == "about:blank" else PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+def receiver_error_response(exc: ReceiverError) -> Response:
+    return problem_response(exc.status, exc.title, exc.detail, slug=exc.type_slug, **exc.extra)
+
+
+async def handle_receiver_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReceiverError)
+    return receiver_error_response(exc)
+
+
+async def handle_http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    from http import HTTPStatus
+
+    title = HTTPStatus(exc.status_code).phrase
+    response = problem_response(exc.status_code, title, str(exc.detail or title))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def handle_unexpected(_request: Request, _exc: Exception) -> Response:
+    # Never a traceback on the wire; the server log keeps it.
+    return problem_response(500, "Internal Server Error", "unexpected error; see server logs")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ReceiverError: handle_receiver_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

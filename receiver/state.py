@@ -1,0 +1,35 @@
+"""What the lifespan builds and every request handler reads: `request.state.receiver`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.engine import Engine
+from starlette.requests import Request
+
+from receiver.events import EventHub
+from receiver.group_commit import GroupCommitter
+from receiver.metrics import ReceiverMetrics
+from receiver.settings import Settings
+from receiver.tokens import CallbackTokens
+
+
+@dataclass
+class ReceiverState:
+    settings: Settings
+    engine: Engine  # reads
+    writer: GroupCommitter  # all writes go through the group committer
+    tokens: CallbackTokens
+    metrics: ReceiverMetrics
+    events: EventHub
+    http: httpx.AsyncClient  # fetch-back from the API
+    api_keys: tuple[str, ...]  # lookup API bearer keys; empty = anonymous reads allowed
+    clock: Callable[[], float]
+
+
+def receiver_state(request: Request) -> ReceiverState:
+    state = request.state.receiver
+    assert isinstance(state, ReceiverState)
+    return state
