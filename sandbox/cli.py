@@ -1,0 +1,107 @@
+"""`vlm-sandbox`: run the local VLM Run API (`serve`)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+from sandbox.errors import SandboxError
+from sandbox.settings import SandboxConfig, load_config
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8100
+
+
+def _cmd_serve(args: argparse.Namespace, config: SandboxConfig) -> int:
+    import uvicorn
+
+    from sandbox.app import create_sandbox_app
+
+    # Bind here, so "address in use" is one clear line instead of a uvicorn log and exit 1.
+    sock = _listen(args.host, args.port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_sandbox_app(config),
+            log_level=args.log_level,
+            lifespan="on",
+            access_log=args.access_log,
+        )
+    )
+    print(f"vlm-sandbox: API at http://{_url_host(args.host)}:{args.port}/v1", file=sys.stderr)
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise SandboxError(f"cannot resolve host {host!r}: {exc.strerror}") from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        raise SandboxError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlm-sandbox",
+        description="A local VLM Run API that really delivers signed callbacks "
+        "(configured by VLMHOOKS_SANDBOX_* variables).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the sandbox API (uvicorn)")
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})"
+    )
+    serve.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn log level (default info)",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=_cmd_serve)
+
+    # The `demo` subcommand (sandbox + receiver + submitter end to end) is registered here
+    # once submit/ exists; it needs the submitter to send the sample images.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config()
+        code: int = args.handler(args, config)
+        return code
+    except SandboxError as exc:
+        print(f"vlm-sandbox: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
