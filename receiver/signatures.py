@@ -40,7 +40,6 @@ _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # (the spec's advice), letting a signed message be replayed under another id and body.
 _MSG_ID = re.compile(r"[\x21-\x2d\x2f-\x7e]{1,256}")
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
-_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 # Bounds the ed25519 work one unauthenticated request can ask for.
 _MAX_SIGNATURES = 16
 _SIGNATURE_LENGTHS = {"v1": 32, "v1a": 64}
@@ -245,15 +244,13 @@ def _webhook_header_values(headers: Mapping[str, str]) -> tuple[str, str, str]:
 
 
 def _parse_signature_header(text: str) -> list[tuple[str, bytes]]:
-    if not _PRINTABLE_ASCII.fullmatch(text):
-        raise SignatureInvalid("malformed webhook-signature header")
     entries = text.split(" ")
     if len(entries) > _MAX_SIGNATURES:
         raise SignatureInvalid(f"more than {_MAX_SIGNATURES} webhook-signature entries")
     parsed: list[tuple[str, bytes]] = []
     for entry in entries:
-        version, comma, encoded = entry.partition(",")
-        if not version or not comma or not encoded or "," in encoded:
+        version, _, encoded = entry.partition(",")
+        if not version or not encoded:
             raise SignatureInvalid("malformed webhook-signature entry")
         length = _SIGNATURE_LENGTHS.get(version)
         if length is None:
