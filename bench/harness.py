@@ -1,0 +1,85 @@
+"""Start a server as a subprocess on a free loopback port, and stop it; shared by benches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+
+
+@contextmanager
+def run_server(
+    argv: Sequence[str], env: Mapping[str, str], port: int | None = None
+) -> Iterator[Server]:
+    port = port or free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [arg.replace("{port}", str(port)) for arg in argv],
+        env=full_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+        start_new_session=True,
+    )
+    try:
+        wait_until_listening(port, process)
+        yield Server(process, port)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def uvicorn_argv(factory: str) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
+        "--port", "{port}", "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip

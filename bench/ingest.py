@@ -1,0 +1,178 @@
+"""Ingest throughput and latency: the full receiver vs a bare endpoint vs a textbook receiver.
+
+    python -m bench.ingest --duration 15 --connections 32            # SQLite, 1 worker
+    python -m bench.ingest --database postgres --workers 2 --targets receiver
+
+Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
+from bench.harness import RESULTS, run_server, uvicorn_argv
+from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET, signed_callbacks
+from receiver import migrate
+from receiver.db import make_engine
+
+LUA = Path(__file__).with_name("post_callbacks.lua")
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_BENCH_DB = "vlmhooks_bench"
+
+
+@dataclass
+class Result:
+    target: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    rows: int | None
+
+
+def write_requests(count: int) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"callbacks-{count}.tsv"
+    if not path.exists():
+        with path.open("wb") as out:
+            for callback in signed_callbacks(count):
+                line = f"{callback.path}\t{callback.signature}\t".encode() + callback.body + b"\n"
+                out.write(line)
+    return path
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, requests_file: Path, args: argparse.Namespace, duration: int) -> str:
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
+        "-s", str(LUA), url, "--", str(requests_file), str(args.threads),
+    ]  # fmt: skip
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def parse_wrk(target: str, output: str, rows: int | None) -> Result:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s))", output, re.MULTILINE))
+
+    def pct(key: str) -> float:
+        match = re.match(r"([\d.]+)(us|ms|s)", percentiles[key])
+        assert match is not None
+        return _ms(match.group(1), match.group(2))
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return Result(
+        target,
+        rps,
+        pct("50"),
+        pct("99"),
+        int(non_2xx.group(1)) if non_2xx else 0,
+        sum(int(g) for g in socket_errors.groups()) if socket_errors else 0,
+        rows,
+    )
+
+
+def fresh_database(kind: str, workdir: Path) -> str:
+    if kind == "postgres":
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
+        url = f"postgresql://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
+    else:
+        database = workdir / "bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{database}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def count_predictions(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        rows = int(connection.execute(sa.text("SELECT count(*) FROM prediction")).scalar_one())
+    engine.dispose()
+    return rows
+
+
+def bench_target(
+    target: str, args: argparse.Namespace, requests_file: Path, workdir: Path
+) -> Result:
+    url = fresh_database(args.database, workdir)
+    env = {
+        "DATABASE_URL": url,
+        "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
+        "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
+        "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
+        "VLMHOOKS_LOG_LEVEL": "warning",
+    }
+    if target == "receiver":
+        argv = ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
+                "--workers", str(args.workers)]  # fmt: skip
+    else:
+        argv = uvicorn_argv(f"bench.apps:{target}_app")
+    with run_server(argv, env) as server:
+        run_wrk(server.url, requests_file, args, duration=2)  # warm-up
+        output = run_wrk(server.url, requests_file, args, duration=args.duration)
+    rows = None if target == "bare" else count_predictions(url)
+    if args.verbose:
+        print(output)
+    return parse_wrk(target, output, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--targets", default="bare,textbook,receiver")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench.ingest: wrk is not installed (apt-get install wrk)")
+    requests_file = write_requests(args.requests)
+    results: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in args.targets.split(","):
+            results[target] = bench_target(target, args, requests_file, Path(tmp))
+    print(
+        f"\n{args.database}, {args.workers} worker(s), {args.connections} connections, "
+        f"{args.duration}s\n"
+    )
+    print("| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | rows |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results.values():
+        print(
+            f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.non_2xx} | {r.socket_errors} | {r.rows if r.rows is not None else '-'} |"
+        )
+    if "receiver" in results:
+        full = results["receiver"].requests_per_second
+        for base in ("bare", "textbook"):
+            if base in results:
+                ratio = full / results[base].requests_per_second
+                print(f"\nreceiver / {base}: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

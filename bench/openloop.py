@@ -1,0 +1,127 @@
+"""Open-loop load at a fixed offered rate, with latency measured from the *intended* send
+time (so a stalled server cannot hide its queueing: no coordinated omission).
+
+    python -m bench.openloop --rate 2000 --duration 20      # SQLite, 1 worker
+
+Raw HTTP/1.1 over asyncio streams (keep-alive, one request in flight per connection),
+because an HTTP client library would saturate a core before the server does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import run_server
+from bench.ingest import fresh_database
+from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET, signed_callbacks
+
+
+def encode_request(path: str, signature: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-VLMRun-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def generate(
+    port: int, requests: list[bytes], rate: float, connections: int
+) -> tuple[list[float], int]:
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    failures = 0
+
+    async def connection_worker() -> None:
+        nonlocal failures
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while (item := await queue.get()) is not None:
+            intended, payload = item
+            writer.write(payload)
+            status = await read_response(reader)
+            latencies.append(time.perf_counter() - intended)
+            if status >= 300:
+                failures += 1
+        writer.close()
+
+    workers = [asyncio.create_task(connection_worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    interval = 1.0 / rate
+    for index, payload in enumerate(requests):
+        intended = start + index * interval
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((intended, payload))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return latencies, failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    count = int(args.rate * args.duration)
+    requests = [
+        encode_request(c.path, c.signature, c.body)
+        for c in signed_callbacks(count, prefix="pred_open")
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        url = fresh_database(args.database, Path(tmp))
+        env = {
+            "DATABASE_URL": url,
+            "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
+            "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
+            "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
+            "VLMHOOKS_LOG_LEVEL": "warning",
+        }
+        argv = ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
+                "--workers", str(args.workers)]  # fmt: skip
+        with run_server(argv, env) as server:
+            started = time.perf_counter()
+            latencies, failures = asyncio.run(
+                generate(server.port, requests, args.rate, args.connections)
+            )
+            elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
+
+    print(
+        f"\noffered {args.rate:,.0f}/s for {args.duration}s ({args.database}, "
+        f"{args.workers} worker(s)); achieved {len(latencies) / elapsed:,.0f}/s"
+    )
+    print("| offered/s | sent | non-2xx | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        f"| {args.rate:,.0f} | {len(latencies)} | {failures} | {pct(50):.2f} | {pct(90):.2f} | "
+        f"{pct(99):.2f} | {pct(99.9):.2f} | {latencies[-1] * 1000:.2f} | "
+        f"{statistics.fmean(latencies) * 1000:.2f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
