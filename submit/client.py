@@ -128,7 +128,7 @@ def raise_for_api_status(response: httpx.Response, *, key_env: str) -> None:
     message = api_message(response)
     if response.status_code == 401:
         raise AuthenticationError(
-            f"the API key was rejected (check {key_env}): {message}",
+            f"the API key was rejected ({message}); check {key_env}",
             status_code=401,
         )
     retry_after = parse_retry_after(response.headers.get("retry-after"), now=datetime.now(UTC))

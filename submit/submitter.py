@@ -54,11 +54,13 @@ class SubmitItem:
 
 @dataclass(frozen=True)
 class SubmitResult:
-    """What became of one item: ids, the API's answer, or the error that stopped it."""
+    """What became of one item (``index`` is its input position): ids, the API's answer, or
+    the error that stopped it."""
 
     label: str
     submission_id: str
     request_id: str
+    index: int = 0
     callback_url: str | None = None
     prediction_id: str | None = None
     status: str | None = None
@@ -116,12 +118,12 @@ class Submitter:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="vlm-submit") as pool:
             in_flight: set[Future[SubmitResult]] = set()
             try:
-                for item in items:
+                for index, item in enumerate(items):
                     # Keep the pool fed, never ahead: a lazy `items` stays lazy.
                     if len(in_flight) >= self.concurrency:
                         done, in_flight = _wait_some(in_flight)
                         yield from (future.result() for future in done)
-                    in_flight.add(pool.submit(self.submit_one, item))
+                    in_flight.add(pool.submit(self.submit_one, item, index=index))
                 while in_flight:
                     done, in_flight = _wait_some(in_flight)
                     yield from (future.result() for future in done)
@@ -129,13 +131,15 @@ class Submitter:
                 for future in in_flight:
                     future.cancel()
 
-    def submit_one(self, item: SubmitItem) -> SubmitResult:
+    def submit_one(self, item: SubmitItem, *, index: int = 0) -> SubmitResult:
         """Encode, record, send and store one item; API and image errors end up in the result."""
         submission_id = new_submission_id()
         # Sync requests get no callback: the answer is the result, and a callback would
         # only race the synchronous store with a duplicate delivery.
         callback_url = self._callback_url(submission_id) if self.batch else None
-        base = SubmitResult(label=item.label, submission_id=submission_id, request_id="")
+        base = SubmitResult(
+            label=item.label, submission_id=submission_id, request_id="", index=index
+        )
         try:
             images = [image.to_request_value() for image in item.images]
         except ImageError as exc:
