@@ -25,7 +25,11 @@ from submit.errors import (
 )
 from submit.retry import RetryPolicy
 
-PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
+# A 1x1 PNG.
+PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+    "nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
+)
 BASE = "http://api.test/v1"
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -82,7 +86,7 @@ def a_request(**overrides: object) -> PredictionRequest:
         domain=Domain.IMAGE_CAPTION,
         batch=True,
         callback_url="https://hooks.test/v1/callbacks/tok",
-        **overrides,  # type: ignore[arg-type]
+        **overrides,
     )
 
 
