@@ -306,5 +306,5 @@ def test_receiver_client_401_names_its_key(monkeypatch: pytest.MonkeyPatch) -> N
         )
     )
     client = ReceiverClient("http://receiver.test", transport=httpx.MockTransport(api))
-    with pytest.raises(AuthenticationError, match=r"VLMHOOKS_API_KEY.*bad key"):
+    with pytest.raises(AuthenticationError, match=r"rejected \(bad key\); check VLMHOOKS_API_KEY"):
         client.get_prediction("p1")
