@@ -157,7 +157,7 @@ def expand_image_inputs(
         elif isinstance(item, str) and _is_http_url(item):
             yield UrlImage(label=item, url=item)
         elif isinstance(item, str | Path):
-            yield from _from_path(Path(item), max_bytes)
+            yield from _from_path(Path(item), str(item), max_bytes)
         else:
             raise TypeError(
                 f"image input #{position} is a {type(item).__name__}; expected a path, "
@@ -199,12 +199,13 @@ def _from_pil(image: Image.Image, position: int, max_bytes: int) -> InlineImage:
     return InlineImage(label=label, data=data, mime="image/png")
 
 
-def _from_path(path: Path, max_bytes: int) -> Iterator[FileImage]:
-    label = str(path)
+def _from_path(path: Path, label: str, max_bytes: int) -> Iterator[FileImage]:
+    """``label`` is the input as the user wrote it (``Path`` would fold ``//``)."""
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ImageNotFound(f"image path not found: {label}", source=label) from None
+        hint = " (only http:// and https:// URLs are passed on)" if "://" in label else ""
+        raise ImageNotFound(f"image path not found: {label}{hint}", source=label) from None
     except OSError as exc:
         raise _unreadable(label, exc) from exc
     if stat.S_ISDIR(info.st_mode):
