@@ -13,7 +13,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.tokens import CallbackTokens
 from sandbox import SandboxConfig, create_sandbox_app
@@ -84,6 +83,8 @@ def receiver_settings(database_url: str, **overrides: Any) -> Settings:
 @pytest.fixture
 def receiver_url(database_url: str) -> Iterator[str]:
     """The receiver app on loopback, storing into the test's database."""
+    from receiver.app import create_app  # imported here: the unit tests need no receiver
+
     with serve(create_app(receiver_settings(database_url))) as server:
         yield server.url
 
