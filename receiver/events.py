@@ -7,27 +7,60 @@ PostgreSQL LISTEN/NOTIFY, and on SQLite through a short poll interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
+import psycopg
 from sqlalchemy.engine import Engine
 
+from receiver.store import EVENTS_CHANNEL
+
 DEFAULT_POLL_INTERVAL = 0.5
+# With LISTEN up, polling is only a safety net against a notification lost in transit.
+LISTENING_POLL_INTERVAL = 10.0
+DEFAULT_KEEPALIVE_INTERVAL = 15.0
+LISTEN_RETRY_INITIAL = 0.2
+LISTEN_RETRY_MAX = 5.0
+LISTEN_APPLICATION_NAME = "vlmhooks-listen"
+
+log = logging.getLogger("vlmhooks.events")
 
 
 class EventHub:
     """A generation counter with an async wait; cheap to signal from any thread."""
 
-    def __init__(self, engine: Engine, *, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        keepalive_interval: float | None = None,
+    ) -> None:
         self._engine = engine
         self.poll_interval = poll_interval
+        # Read at construction (not as a default argument) so tests can shorten it.
+        self.keepalive_interval = (
+            DEFAULT_KEEPALIVE_INTERVAL if keepalive_interval is None else keepalive_interval
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = False
         self.generation = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        if self._engine.dialect.name == "postgresql":
+            self._listener = asyncio.create_task(self._listen_forever(), name="vlmhooks-listen")
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        self.listening = False
         self._wake()
 
     def notify_committed(self) -> None:
@@ -41,13 +74,49 @@ class EventHub:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Return after a change, or after `min(timeout, poll_interval)` so callers re-check."""
-        event = self._changed
-        if event is None:
-            await asyncio.sleep(min(timeout, self.poll_interval))
+    def ticket(self) -> asyncio.Event | None:
+        """Take before reading the database; `wait(ticket)` then misses no later commit."""
+        return self._changed
+
+    @property
+    def recheck_interval(self) -> float:
+        """How long a waiter may sleep before re-reading the database on its own."""
+        return LISTENING_POLL_INTERVAL if self.listening else self.poll_interval
+
+    async def wait(self, ticket: asyncio.Event | None, at_most: float) -> None:
+        """Return once a change follows `ticket`, or after `min(at_most, recheck_interval)`."""
+        delay = max(0.0, min(at_most, self.recheck_interval))
+        if ticket is None:
+            await asyncio.sleep(delay)
             return
-        try:
-            await asyncio.wait_for(event.wait(), timeout=min(timeout, self.poll_interval))
-        except TimeoutError:
-            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ticket.wait(), timeout=delay)
+
+    # Not a cancellation timeout: returning early is the contract, callers then re-check.
+    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return after a change, or after `min(timeout, recheck_interval)` so callers re-check."""
+        await self.wait(self.ticket(), timeout)
+
+    async def _listen_forever(self) -> None:
+        delay = LISTEN_RETRY_INITIAL
+        conninfo = self._engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, application_name=LISTEN_APPLICATION_NAME
+                ) as connection:
+                    await connection.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    self.listening = True
+                    delay = LISTEN_RETRY_INITIAL
+                    # Commits made while we were not listening were never announced.
+                    self._wake()
+                    async for _notify in connection.notifies():
+                        self._wake()
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s lost (%s); retrying in %.1fs", EVENTS_CHANNEL, exc, delay)
+            finally:
+                self.listening = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)

@@ -1,9 +1,158 @@
-"""Routes: being written (scaffold so the app composes; replaced in this change)."""
+"""The lookup API: predictions (with long-poll), submissions, deliveries, events, dashboard.
+
+Every route here sits behind `RequireBearer`; callbacks and health checks do not.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import time
+
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.auth import RequireBearer
+from receiver.dashboard import dashboard
+from receiver.errors import NotFound
+from receiver.pagination import (
+    CURSOR_PARAM,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    decode_delivery_cursor,
+    decode_prediction_cursor,
+    encode_delivery_cursor,
+    encode_prediction_cursor,
+)
+from receiver.params import (
+    bool_param,
+    int_param,
+    status_param,
+    text_param,
+    timestamp_param,
+    wait_param,
+)
+from receiver.reads import (
+    PredictionFilters,
+    get_prediction,
+    get_submission,
+    list_deliveries,
+    list_predictions,
+)
+from receiver.responses import json_response
+from receiver.sse import stream_events
+from receiver.state import receiver_state
+from schemas.enums import Status
+
+# However large the configured cap, a request is never held longer than this.
+WAIT_CEILING_SECONDS = 60.0
+
+
+def _limit(request: Request) -> int:
+    return int_param(
+        request.query_params, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+
+
+async def get_prediction_endpoint(request: Request) -> Response:
+    """`GET /v1/predictions/{id}[?wait=N]`: the API's own shape; waits for completed or failed."""
+    state = receiver_state(request)
+    prediction_id: str = request.path_params["prediction_id"]
+    cap = min(float(state.settings.max_wait), WAIT_CEILING_SECONDS)
+    wait = wait_param(request.query_params, "wait", cap)
+    deadline = time.monotonic() + wait
+    while True:
+        # Taken before the read, so a commit landing between read and wait still wakes us.
+        ticket = state.events.ticket()
+        prediction = await run_in_threadpool(get_prediction, state.engine, prediction_id)
+        if prediction is not None and Status(prediction["status"]).is_terminal:
+            return json_response(prediction)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            break
+        await state.events.wait(ticket, remaining)
+    if prediction is None:
+        raise NotFound(
+            f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
+        )
+    return json_response(prediction)
+
+
+async def list_predictions_endpoint(request: Request) -> Response:
+    """`GET /v1/predictions`: newest first, filtered, keyset-paginated."""
+    state = receiver_state(request)
+    query = request.query_params
+    filters = PredictionFilters(
+        status=status_param(query, "status"),
+        domain=text_param(query, "domain"),
+        submission_id=text_param(query, "submission_id"),
+        created_after=timestamp_param(query, "created_after"),
+        created_before=timestamp_param(query, "created_before"),
+    )
+    limit = _limit(request)
+    cursor = query.get(CURSOR_PARAM)
+    after = decode_prediction_cursor(cursor) if cursor else None
+    page, next_key = await run_in_threadpool(list_predictions, state.engine, filters, after, limit)
+    next_cursor = None if next_key is None else encode_prediction_cursor(next_key)
+    return json_response({"data": page, "next_cursor": next_cursor})
+
+
+async def get_submission_endpoint(request: Request) -> Response:
+    """`GET /v1/submissions/{id}`: the submission, its prediction and its delivery history."""
+    state = receiver_state(request)
+    submission_id: str = request.path_params["submission_id"]
+    submission = await run_in_threadpool(get_submission, state.engine, submission_id)
+    if submission is None:
+        raise NotFound(f"submission {submission_id!r} is not recorded", submission_id=submission_id)
+    return json_response(submission)
+
+
+async def list_deliveries_endpoint(request: Request) -> Response:
+    """`GET /v1/deliveries`: the audit log, newest first; raw bodies only on request."""
+    state = receiver_state(request)
+    query = request.query_params
+    prediction_id = text_param(query, "prediction_id")
+    submission_id = text_param(query, "submission_id")
+    include_body = bool_param(query, "include_body")
+    limit = _limit(request)
+    cursor = query.get(CURSOR_PARAM)
+    after = decode_delivery_cursor(cursor) if cursor else None
+    page, next_key = await run_in_threadpool(
+        lambda: list_deliveries(
+            state.engine,
+            prediction_id=prediction_id,
+            submission_id=submission_id,
+            after=after,
+            limit=limit,
+            include_body=include_body,
+        )
+    )
+    next_cursor = None if next_key is None else encode_delivery_cursor(next_key)
+    return json_response({"data": page, "next_cursor": next_cursor})
 
 
 def lookup_routes() -> list[BaseRoute]:
-    return []
+    authenticated = [Middleware(RequireBearer)]
+    return [
+        Route(
+            "/v1/predictions", list_predictions_endpoint, methods=["GET"], middleware=authenticated
+        ),
+        Route(
+            "/v1/predictions/{prediction_id}",
+            get_prediction_endpoint,
+            methods=["GET"],
+            middleware=authenticated,
+        ),
+        Route(
+            "/v1/submissions/{submission_id}",
+            get_submission_endpoint,
+            methods=["GET"],
+            middleware=authenticated,
+        ),
+        Route(
+            "/v1/deliveries", list_deliveries_endpoint, methods=["GET"], middleware=authenticated
+        ),
+        Route("/v1/events", stream_events, methods=["GET"], middleware=authenticated),
+        Route("/dashboard", dashboard, methods=["GET"], middleware=authenticated),
+    ]

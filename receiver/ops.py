@@ -1,9 +1,104 @@
-"""Routes: being written (scaffold so the app composes; replaced in this change)."""
+"""Operations routes: liveness, readiness, Prometheus metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver import migrate
+from receiver.auth import RequireBearer
+from receiver.openapi import openapi_document
+from receiver.problems import problem_response
+from receiver.reads import count_predictions_by_status
+from receiver.responses import json_response
+from receiver.state import receiver_state
+
+# A readiness probe must answer even when the database hangs; the orchestrator retries.
+READY_TIMEOUT_SECONDS = 5.0
+
+
+async def healthz(_request: Request) -> Response:
+    """The process is up and serving; says nothing about the database."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """The database answers and its schema is at the migrations' head; else 503."""
+    state = receiver_state(request)
+    try:
+        current, head = await asyncio.wait_for(
+            run_in_threadpool(
+                lambda: (migrate.current_revision(state.engine), migrate.head_revision())
+            ),
+            timeout=READY_TIMEOUT_SECONDS,
+        )
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return problem_response(
+            503,
+            "Not ready",
+            f"the database is unreachable: {type(exc).__name__}",
+            slug="not-ready",
+        )
+    if current != head:
+        return problem_response(
+            503,
+            "Not ready",
+            f"the schema is at revision {current or 'none'}, migrations are at {head}; "
+            "run `vlm-receiver db upgrade`",
+            slug="not-ready",
+            current_revision=current,
+            head_revision=head,
+        )
+    return json_response({"status": "ready", "revision": current})
+
+
+class PredictionsByStatus(Collector):
+    """Gauge `vlmhooks_predictions{status}` from counts read at scrape time."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "vlmhooks_predictions", "Stored predictions, by status", labels=["status"]
+        )
+        for status, count in sorted(self.counts.items()):
+            gauge.add_metric([status], count)
+        yield gauge
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counters plus database-wide predictions by status."""
+    state = receiver_state(request)
+    counts = await run_in_threadpool(count_predictions_by_status, state.engine)
+    # The database gauge is shared by every process, so it lives in a per-scrape registry
+    # rather than in the process's own.
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(PredictionsByStatus(counts))
+    body = generate_latest(state.metrics.registry) + generate_latest(scrape)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI 3.1 document; security reflects whether this deployment requires a key."""
+    state = receiver_state(request)
+    return json_response(openapi_document(auth_required=bool(state.api_keys)))
 
 
 def ops_routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"], middleware=[Middleware(RequireBearer)]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]

@@ -1,0 +1,94 @@
+"""Query-parameter parsing for the lookup API: every bad value is a 400 naming the parameter."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from starlette.datastructures import QueryParams
+
+from receiver.errors import PayloadError
+from schemas.contract import as_utc
+from schemas.enums import Status
+
+
+def bad_parameter(name: str, detail: str) -> PayloadError:
+    return PayloadError(f"{name}: {detail}", parameter=name)
+
+
+def text_param(query: QueryParams, name: str) -> str | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    # PostgreSQL text cannot hold NUL, so no stored value could ever match it.
+    if "\x00" in value:
+        raise bad_parameter(name, "must not contain NUL characters")
+    return value
+
+
+def wait_param(query: QueryParams, name: str, cap: float) -> float:
+    """Seconds to long-poll: a finite number >= 0, silently capped at `cap`."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise bad_parameter(name, f"expected a number of seconds, got {raw!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise bad_parameter(name, f"expected a finite number >= 0, got {raw!r}")
+    return min(seconds, cap)
+
+
+def int_param(
+    query: QueryParams, name: str, *, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    return parse_int(name, raw, minimum=minimum, maximum=maximum)
+
+
+def parse_int(name: str, raw: str, *, minimum: int, maximum: int | None = None) -> int:
+    # isdigit() alone accepts "²" and other Unicode digits that int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        raise bad_parameter(name, f"expected an integer, got {raw!r}")
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = "" if maximum is None else f" and <= {maximum}"
+        raise bad_parameter(name, f"expected an integer >= {minimum}{upper}, got {value}")
+    return value
+
+
+def bool_param(query: QueryParams, name: str) -> bool:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return False
+    lowered = raw.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise bad_parameter(name, f"expected true or false, got {raw!r}")
+
+
+def timestamp_param(query: QueryParams, name: str) -> datetime | None:
+    """ISO 8601; a timestamp without an offset is UTC, like every time we store."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(raw))
+    except (ValueError, OverflowError):
+        raise bad_parameter(name, f"expected an ISO 8601 timestamp, got {raw!r}") from None
+
+
+def status_param(query: QueryParams, name: str) -> Status | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        allowed = ", ".join(status.value for status in Status)
+        raise bad_parameter(name, f"expected one of {allowed}, got {raw!r}") from None
