@@ -62,6 +62,7 @@ DEFAULT_WAIT_TIMEOUT_SECONDS = 300.0
 WAIT_POLL_SECONDS = 0.5
 # One long-poll never holds the receiver longer than this; the loop asks again.
 LONG_POLL_SECONDS = 25.0
+PIPED_TABLE_WIDTH = 200
 
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
@@ -300,6 +301,8 @@ def _print_results(
             print(json.dumps(_result_json(result, bodies), default=str))
         return
     table = Table("image", "submission", "prediction", "status", "error")
+    for column in table.columns[:3]:
+        column.overflow = "fold"  # ids are for copying: wrap them, never cut them
     for result in results:
         table.add_row(
             result.label,
@@ -308,7 +311,8 @@ def _print_results(
             result.status or "-",
             result.error or "",
         )
-    Console(soft_wrap=False).print(table)
+    # Piped output has no terminal width; rich's 80-column default would squeeze the ids.
+    Console(width=None if sys.stdout.isatty() else PIPED_TABLE_WIDTH).print(table)
 
 
 def _result_json(result: SubmitResult, bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
