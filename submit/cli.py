@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -171,36 +172,33 @@ def _cmd_images(args: argparse.Namespace) -> int:
     settings = load_settings()
     # Expanding only stats and sniffs each file: a bad path fails here, before any request.
     items = [SubmitItem((source,)) for source in expand_image_inputs(args.inputs)]
-    engine = configured_engine(settings, immediate_writes=True)
     stderr = Console(stderr=True)
-    try:
-        with VlmRunClient(_secret(settings.vlmrun_api_key), settings.vlmrun_base_url) as client:
-            tokens, public_url = _callback_config(args, settings, client, stderr)
-            submitter = Submitter(
-                client,
-                domain=domain,
-                prompt=args.prompt,
-                json_schema=json_schema,
-                batch=args.batch,
-                engine=engine,
-                tokens=tokens,
-                public_url=public_url,
-                concurrency=args.concurrency,
-            )
-            results = _submit_with_progress(submitter, items, stderr)
-            bodies: dict[str, dict[str, Any]] = {}
-            pending: list[str] = []
-            if args.wait:
-                lookup = _lookup(args, settings, engine, client)
-                waiting = [r.prediction_id for r in results if r.prediction_id and not _done(r)]
-                with stderr.status(f"waiting for {len(waiting)} predictions ({lookup.name})"):
-                    bodies, pending = wait_until_terminal(
-                        lookup, waiting, timeout=args.wait_timeout
-                    )
-                results = [_with_latest(result, bodies) for result in results]
-    finally:
+    with ExitStack() as stack:
+        engine = configured_engine(settings, immediate_writes=True)
         if engine is not None:
-            engine.dispose()
+            stack.callback(engine.dispose)
+        client = stack.enter_context(_api_client(settings))
+        tokens, public_url = _callback_config(args, settings, client, stderr)
+        submitter = Submitter(
+            client,
+            domain=domain,
+            prompt=args.prompt,
+            json_schema=json_schema,
+            batch=args.batch,
+            engine=engine,
+            tokens=tokens,
+            public_url=public_url,
+            concurrency=args.concurrency,
+        )
+        results = _submit_with_progress(submitter, items, stderr)
+        bodies: dict[str, dict[str, Any]] = {}
+        pending: list[str] = []
+        if args.wait:
+            lookup = _open_lookup(args, settings, engine, stack, client)
+            waiting = [r.prediction_id for r in results if r.prediction_id and not _done(r)]
+            with stderr.status(f"waiting for {len(waiting)} predictions ({lookup.name})"):
+                bodies, pending = wait_until_terminal(lookup, waiting, timeout=args.wait_timeout)
+            results = [_with_latest(result, bodies) for result in results]
     _print_results(results, bodies, args.output)
     failed = [r for r in results if not r.ok or r.status == Status.FAILED.value]
     stderr.print(_summary_line(results, failed), highlight=False)
@@ -344,16 +342,13 @@ def _summary_line(results: Sequence[SubmitResult], failed: Sequence[SubmitResult
 
 def _cmd_get(args: argparse.Namespace) -> int:
     settings = load_settings()
-    engine = configured_engine(settings)
-    try:
+    with ExitStack() as stack:
+        engine = configured_engine(settings)
         if engine is not None:
+            stack.callback(engine.dispose)
             body = _get_from_database(DatabaseLookup(engine), args.id)
         else:
-            with _api_client(settings) as client:
-                body = _lookup(args, settings, None, client).fetch(args.id, 0)
-    finally:
-        if engine is not None:
-            engine.dispose()
+            body = _open_lookup(args, settings, None, stack).fetch(args.id, 0)
     if body is None:
         raise NotFound(f"no prediction or submission {args.id!r} is stored yet")
     print(json.dumps(body, indent=2, default=str))
@@ -448,15 +443,21 @@ def _require_tables(engine: Engine) -> None:
         )
 
 
-def _lookup(
-    args: argparse.Namespace, settings: Settings, engine: Engine | None, client: VlmRunClient
+def _open_lookup(
+    args: argparse.Namespace,
+    settings: Settings,
+    engine: Engine | None,
+    stack: ExitStack,
+    client: VlmRunClient | None = None,
 ) -> Lookup:
+    """The database when configured, else the receiver's API when named, else the VLM Run API."""
     if engine is not None:
         return DatabaseLookup(engine)
     receiver_url = args.receiver_url or os.environ.get(RECEIVER_URL_ENV)
     if receiver_url:
-        return ReceiverLookup(ReceiverClient(receiver_url, os.environ.get(RECEIVER_KEY_ENV)))
-    return ApiLookup(client)
+        receiver = ReceiverClient(receiver_url, os.environ.get(RECEIVER_KEY_ENV))
+        return ReceiverLookup(stack.enter_context(receiver))
+    return ApiLookup(client or stack.enter_context(_api_client(settings)))
 
 
 def _api_client(settings: Settings) -> VlmRunClient:

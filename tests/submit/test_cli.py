@@ -18,7 +18,7 @@ from receiver.db import make_engine
 from schemas.enums import Domain
 from schemas.tables import Prediction, Submission
 from submit.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
-from tests.submit.conftest import API_KEY, SECRET_KEYS, SandboxFactory
+from tests.submit.conftest import API_KEY, LOOKUP_KEY, SECRET_KEYS, SandboxFactory
 
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
@@ -340,3 +340,44 @@ def test_reconcile_every_stops_cleanly(sqlite_url: str, stop: signal.Signals) ->
     assert process.returncode == EXIT_OK
     assert "Traceback" not in err
     assert "reconcile: stopped" in err
+
+
+def test_wait_and_get_through_the_receivers_lookup_api(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sandbox: SandboxFactory,
+    receiver_url: str,
+    image_files: list[Path],
+) -> None:
+    # No DATABASE_URL here: the CLI reads what the receiver stored through its API.
+    monkeypatch.setenv("VLMHOOKS_SECRET_KEYS", ",".join(SECRET_KEYS))
+    monkeypatch.setenv("VLMHOOKS_PUBLIC_URL", receiver_url)
+    monkeypatch.setenv("VLMHOOKS_API_KEY", LOOKUP_KEY)
+    with sandbox(processing_delay=0.2) as api_url:
+        use_sandbox(monkeypatch, api_url)
+        images = [str(path) for path in image_files]
+        code, out, err = run(
+            capsys,
+            "images",
+            "--wait",
+            "--receiver-url",
+            receiver_url,
+            "--output",
+            "jsonl",
+            "--domain",
+            "image.caption",
+            *images,
+        )
+        assert code == EXIT_OK, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert {line["status"] for line in lines} == {"completed"}
+        assert all(line["response"] is not None for line in lines)
+
+        code, out, _ = run(capsys, "get", "--receiver-url", receiver_url, lines[0]["prediction_id"])
+        assert code == EXIT_OK
+        assert json.loads(out)["vlmhooks"]["source"] == "callback"
+
+        monkeypatch.setenv("VLMHOOKS_API_KEY", "wrong")
+        code, _, err = run(capsys, "get", "--receiver-url", receiver_url, lines[0]["prediction_id"])
+    assert code == EXIT_USAGE
+    assert "check VLMHOOKS_API_KEY" in err
