@@ -107,7 +107,9 @@ def test_a_pass_counts_healed_pending_and_errors(db: Engine) -> None:
     assert summary.error_messages == ["p-d: HTTP 404: answer 404"]
     assert str(summary) == "checked 4, healed 2, still pending 1, errors 1"
     with db.connect() as connection:
-        stored = dict(connection.execute(sa.select(PREDICTION.c.id, PREDICTION.c.status)).all())
+        stored: dict[str, str] = dict(
+            connection.execute(sa.select(PREDICTION.c.id, PREDICTION.c.status)).all()
+        )
     assert stored == {"p-a": "completed", "p-b": "failed", "p-c": "running"}
     # The running one is looked at again next time; the settled ones are not.
     assert [s for s, _ in find_unsettled(db, older_than=timedelta(0))] == ["s-c", "s-d"]
