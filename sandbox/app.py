@@ -34,6 +34,8 @@ __all__ = ["DEFAULT_LIST_LIMIT", "MAX_LIST_LIMIT", "SandboxState", "create_sandb
 
 DEFAULT_LIST_LIMIT = 10  # the public SDK's default page
 MAX_LIST_LIMIT = 1000
+IMAGE_FETCH_CONNECTIONS = 16  # loopback image URLs share the callback client
+DEFAULT_KEEPALIVE_CONNECTIONS = 20
 # Sandbox-wide generate faults count every call under this key (request ids are per request).
 _ALL_CALLS = "*"
 
@@ -74,13 +76,20 @@ def create_sandbox_app(config: SandboxConfig, *, predictor: Predictor | None = N
             standard_secret=_secret(config.standard_webhook_secret),
         )
         store = SandboxStore()
-        async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}) as client:
+        # The worker's semaphore bounds callbacks in flight; the pool must not bound them
+        # lower, or waiting for a connection would eat into an attempt's timeout.
+        limits = httpx.Limits(
+            max_connections=config.delivery_concurrency + IMAGE_FETCH_CONNECTIONS,
+            max_keepalive_connections=DEFAULT_KEEPALIVE_CONNECTIONS,
+        )
+        async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, limits=limits) as client:
             worker = PredictionWorker(
                 store=store,
                 predictor=chosen_predictor,
                 client=client,
                 policy=policy,
                 concurrency=config.concurrency,
+                delivery_concurrency=config.delivery_concurrency,
                 processing_delay=config.processing_delay,
                 deliver_intermediate=config.deliver_intermediate,
             )

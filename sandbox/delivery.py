@@ -129,24 +129,21 @@ async def deliver(
     policy: DeliveryPolicy,
     *,
     record: Callable[[DeliveryAttempt], None],
+    limiter: asyncio.Semaphore,
     copy: int = 1,
 ) -> bool:
-    """POST `message` until a 2xx or `policy.max_attempts` attempts; True when delivered."""
+    """POST `message` until a 2xx or `policy.max_attempts` attempts; True when delivered.
+
+    `limiter` bounds the POSTs in flight across all deliveries (not the backoff sleeps).
+    """
     for attempt in range(1, policy.max_attempts + 1):
-        # A fresh timestamp per attempt: Standard Webhooks receivers check it against their clock.
-        headers = signed_headers(message, policy, time.time())
-        started_at = utc_now()
-        status_code: int | None = None
-        error: str | None = None
-        try:
-            response = await client.post(
-                message.url, content=message.body, headers=headers, timeout=policy.timeout
-            )
-            status_code = response.status_code
-            if not response.is_success:
-                error = f"HTTP {status_code}"
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        # Waiting for a free slot is not part of the attempt, so it is neither timed nor
+        # stamped: the timestamp is fresh, as Standard Webhooks receivers check it.
+        async with limiter:
+            headers = signed_headers(message, policy, time.time())
+            started_at = utc_now()
+            status_code, error = await _post_once(client, message, headers, policy)
+            finished_at = utc_now()
         record(
             DeliveryAttempt(
                 prediction_id=message.prediction_id,
@@ -156,7 +153,7 @@ async def deliver(
                 copy=copy,
                 attempt=attempt,
                 started_at=started_at,
-                finished_at=utc_now(),
+                finished_at=finished_at,
                 headers=headers,
                 status_code=status_code,
                 error=error,
@@ -167,3 +164,26 @@ async def deliver(
         if attempt < policy.max_attempts:
             await asyncio.sleep(policy.backoff(attempt))
     return False
+
+
+async def _post_once(
+    client: httpx.AsyncClient,
+    message: CallbackMessage,
+    headers: dict[str, str],
+    policy: DeliveryPolicy,
+) -> tuple[int | None, str | None]:
+    """The status code (None on a transport error) and the error, None for a 2xx."""
+    try:
+        # One deadline for the whole exchange (connect, send, response), as a sender with a
+        # 30 s timeout means it; httpx's own timeouts apply to each operation separately.
+        async with asyncio.timeout(policy.timeout):
+            response = await client.post(
+                message.url, content=message.body, headers=headers, timeout=None
+            )
+    except TimeoutError:
+        return None, f"Timeout: no response within {policy.timeout:g} s"
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if not response.is_success:
+        return response.status_code, f"HTTP {response.status_code}"
+    return response.status_code, None

@@ -14,8 +14,9 @@ Syntax: comma-separated items, each `name` or `name=value`; spaces around items 
     generate_429[=N]   the next N generate attempts answer 429 (bare: 1)
     retry_after=SECS   the Retry-After of those 503/429 answers (integer, default 1)
 
-Generate faults set per sandbox count every generate call; set per request they count the
-attempts of that request `id`. The 503 answers come first, then the 429 ones.
+Generate faults are checked after validation (an invalid request still gets its 422). Set per
+sandbox they count every valid generate call; set per request, the attempts of that request
+`id` (or, with no `id`, of that header text). The 503 answers come first, then the 429 ones.
 Example: `X-Sandbox-Faults: duplicate=2, out_of_order, delay=0.5, generate_503=2`.
 """
 

@@ -24,6 +24,7 @@ __all__ = ["ENV_PREFIX", "SandboxConfig", "SandboxConfigError", "load_config"]
 
 ENV_PREFIX = "VLMHOOKS_SANDBOX_"
 DEFAULT_CONCURRENCY = 4
+DEFAULT_DELIVERY_CONCURRENCY = 64
 # Base64 makes images a third bigger; 50 MiB of JSON is a few dozen large photos.
 DEFAULT_MAX_REQUEST_BYTES = 50 * 1024 * 1024
 
@@ -49,6 +50,8 @@ class SandboxConfig(BaseSettings):
     # Seconds a prediction spends `running` before its result is computed.
     processing_delay: float = Field(0.0, ge=0, le=3600)
     concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=256)
+    # Callback POSTs in flight at once, across all predictions.
+    delivery_concurrency: int = Field(DEFAULT_DELIVERY_CONCURRENCY, ge=1, le=1024)
     # Also send a `running` callback, which the real service does not.
     deliver_intermediate: bool = False
     # A fault spec (see sandbox.faults) applied to requests without an X-Sandbox-Faults header.

@@ -81,6 +81,7 @@ class PredictionWorker:
         client: httpx.AsyncClient,
         policy: DeliveryPolicy,
         concurrency: int,
+        delivery_concurrency: int,
         processing_delay: float = 0.0,
         deliver_intermediate: bool = False,
     ) -> None:
@@ -91,6 +92,7 @@ class PredictionWorker:
         self._concurrency = concurrency
         self._processing_delay = processing_delay
         self._deliver_intermediate = deliver_intermediate
+        self._delivery_slots = asyncio.Semaphore(delivery_concurrency)
         self._queue: asyncio.Queue[PredictionRecord] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -191,6 +193,7 @@ class PredictionWorker:
                     message,
                     self._policy,
                     record=self._store.record_attempt,
+                    limiter=self._delivery_slots,
                     copy=copy,
                 )
 

@@ -14,12 +14,21 @@ from tests.sandbox.harness import FAST, CaptureReceiver
 from tests.servers import serve
 
 
-@pytest.fixture
-def capture() -> Iterator[CaptureReceiver]:
+@pytest.fixture(scope="module")
+def _capture_server() -> Iterator[CaptureReceiver]:
+    # One receiver per module: stopping uvicorn costs ~0.2 s, and every sandbox is stopped
+    # (its deliveries cancelled) before the next test, so nothing leaks between tests.
     receiver = CaptureReceiver()
     with serve(receiver.app()) as server:
         receiver.url = server.url
         yield receiver
+
+
+@pytest.fixture
+def capture(_capture_server: CaptureReceiver) -> CaptureReceiver:
+    """A callback receiver on loopback, reset for this test."""
+    _capture_server.reset()
+    return _capture_server
 
 
 SandboxFactory = Callable[..., AbstractContextManager[httpx.Client]]

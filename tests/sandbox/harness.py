@@ -56,8 +56,16 @@ class CaptureReceiver:
     slow_count: int = 0
     image: bytes = field(default_factory=png_bytes)
     calls: list[Captured] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.fail_first, self.slow_first, self.slow_count = 0, 0.0, 0
+            self.calls.clear()
+            self.max_in_flight = 0  # a call from an earlier test may still be in flight
 
     @property
     def callback_url(self) -> str:
@@ -69,8 +77,14 @@ class CaptureReceiver:
             with self._lock:
                 number = len(self.calls) + 1
                 self.calls.append(Captured(body, dict(request.headers), time.monotonic()))
-            if number <= self.slow_count:
-                await anyio.sleep(self.slow_first)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if number <= self.slow_count:
+                    await anyio.sleep(self.slow_first)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
             if number <= self.fail_first:
                 return JSONResponse({"error": "told to fail"}, status_code=500)
             return JSONResponse({"ok": True})

@@ -128,6 +128,17 @@ def test_sync_responses_are_deterministic(sandbox: SandboxFactory) -> None:
     assert isinstance(shaped["response"]["vendor"], str)
 
 
+def test_sync_fail_fault_is_a_failed_prediction(sandbox: SandboxFactory) -> None:
+    with sandbox() as client:
+        response = client.post(
+            "/image/generate", json=_request(), headers={"X-Sandbox-Faults": "fail"}
+        )
+    assert response.status_code == 201
+    assert response.json()["status"] == "failed"
+    assert "made to fail" in response.json()["response"]["error"]
+    assert response.json()["completed_at"] is not None
+
+
 def test_undecodable_image_sync_is_422_naming_the_image(sandbox: SandboxFactory) -> None:
     not_png = base64.b64encode(b"these bytes are no picture").decode()
     with sandbox() as client:

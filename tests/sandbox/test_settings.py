@@ -29,6 +29,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
         "VLMHOOKS_SANDBOX_DELIVERY_TIMEOUT": "7",
         "VLMHOOKS_SANDBOX_PROCESSING_DELAY": "0.25",
         "VLMHOOKS_SANDBOX_CONCURRENCY": "2",
+        "VLMHOOKS_SANDBOX_DELIVERY_CONCURRENCY": "3",
         "VLMHOOKS_SANDBOX_DELIVER_INTERMEDIATE": "true",
         "VLMHOOKS_SANDBOX_FAULTS": "duplicate=2,delay=0.1",
         "VLMHOOKS_SANDBOX_MAX_REQUEST_BYTES": "1000",
@@ -40,7 +41,11 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.vlmrun_webhook_secret is not None
     assert config.vlmrun_webhook_secret.get_secret_value() == "vlm-secret"
     assert (config.max_attempts, config.backoff_base, config.delivery_timeout) == (5, 0.5, 7.0)
-    assert (config.processing_delay, config.concurrency) == (0.25, 2)
+    assert (config.processing_delay, config.concurrency, config.delivery_concurrency) == (
+        0.25,
+        2,
+        3,
+    )
     assert config.deliver_intermediate is True
     assert config.default_faults == FaultPlan(duplicate=2, delay=0.1)
     assert config.max_request_bytes == 1000
