@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -14,8 +15,8 @@ from receiver.db import make_engine
 from receiver.tokens import CallbackTokens
 from schemas.contract import PredictionRequest
 from schemas.tables import Delivery, Prediction, Submission
-from submit.client import VlmRunClient
-from submit.errors import AuthenticationError, BadRequest
+from submit.client import AsyncVlmRunClient, VlmRunClient
+from submit.errors import AuthenticationError, BadRequest, NotFound
 from submit.images import expand_image_inputs
 from submit.reconcile import reconcile_once
 from submit.retry import RetryPolicy
@@ -208,3 +209,25 @@ def test_wrong_key_is_an_authentication_error_and_stops_the_run(
     assert len(transport.requests) == 1, "one 401 is enough to stop sending"
     (submission,) = rows(db, SUBMISSION)
     assert "401" in submission["error"]
+
+
+@pytest.mark.anyio
+async def test_async_client_round_trip(sandbox: SandboxFactory, image_files: list[Path]) -> None:
+    (source,) = expand_image_inputs(image_files[:1])
+    request = PredictionRequest(
+        images=[source.to_request_value()], domain="image.caption", batch=True
+    )
+    with sandbox(processing_delay=0.05) as api_url:
+        async with AsyncVlmRunClient(API_KEY, api_url) as client:
+            assert (await client.health())["status"] == "ok"
+            created = await client.generate(request)
+            assert created.status.value == "enqueued"
+            for _ in range(200):
+                fetched = await client.get_prediction(created.id)
+                if fetched.status.is_terminal:
+                    break
+                await anyio.sleep(0.02)
+            assert fetched.status.value == "completed"
+            assert fetched.response is not None
+            with pytest.raises(NotFound):
+                await client.get_prediction("no-such-prediction")
