@@ -109,7 +109,11 @@ def create_sandbox_app(config: SandboxConfig, *, predictor: Predictor | None = N
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={_ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={
+            _ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
     )
 
 
@@ -325,3 +329,8 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     # Starlette's own 404/405 would be plain text; keep every error JSON.
     assert isinstance(exc, HTTPException)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(_request: Request, _exc: Exception) -> Response:
+    # Never a traceback on the wire; uvicorn's log keeps it.
+    return JSONResponse({"detail": "internal sandbox error; see the server log"}, status_code=500)

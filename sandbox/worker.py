@@ -110,15 +110,25 @@ class PredictionWorker:
         self._queue.put_nowait(record)
 
     async def compute(self, record: PredictionRecord) -> tuple[Status, Any]:
-        """The terminal status and response; `PredictionFailed` for a bad image or config."""
+        """The terminal status and response.
+
+        `PredictionFailed` (a bad image or config: the request's fault) propagates, for the
+        caller to answer 422 or fail the prediction; a crashing predictor fails the prediction.
+        """
         if self._processing_delay:
             await asyncio.sleep(self._processing_delay)
         if record.faults.fail:
             return Status.FAILED, {"error": FAIL_FAULT_MESSAGE}
         images = await resolve_images(record.images, self._client)
-        response = await asyncio.to_thread(
-            self._predictor.predict, images, record.domain.value, record.config
-        )
+        try:
+            response = await asyncio.to_thread(
+                self._predictor.predict, images, record.domain.value, record.config
+            )
+        except PredictionFailed:
+            raise
+        except Exception as exc:
+            logger.exception("prediction %s: the predictor crashed", record.id)
+            return Status.FAILED, {"error": f"sandbox predictor error: {exc!r}"}
         return Status.COMPLETED, response
 
     @staticmethod
@@ -150,9 +160,6 @@ class PredictionWorker:
             status, response = await self.compute(record)
         except PredictionFailed as exc:
             status, response = Status.FAILED, {"error": exc.message}
-        except Exception as exc:
-            logger.exception("prediction %s: the predictor crashed", record.id)
-            status, response = Status.FAILED, {"error": f"sandbox predictor error: {exc!r}"}
         self.finish(record, status, response)
         terminal = self._message(record)
         if terminal is None or running is None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
+from sandbox import SandboxConfig, create_sandbox_app
 from schemas.contract import PredictionResponse
 from tests.sandbox.conftest import SandboxFactory
-from tests.sandbox.harness import CaptureReceiver, png_b64, png_bytes, wait_terminal
+from tests.sandbox.harness import FAST, CaptureReceiver, png_b64, png_bytes, wait_terminal
+from tests.servers import serve
 
 
 def _request(**fields: object) -> dict[str, object]:
@@ -185,6 +189,41 @@ def test_request_id_is_the_idempotency_key(sandbox: SandboxFactory) -> None:
     assert request_id in reused.json()["detail"]
     assert sync_retry.json() == sync_first.json()
     assert sorted(p["id"] for p in listed) == sorted([first.json()["id"], sync_first.json()["id"]])
+
+
+def test_a_crashing_predictor_fails_the_prediction_sync_and_batch(
+    capture: CaptureReceiver,
+) -> None:
+    class Crashing:
+        def predict(self, images: Sequence[bytes], domain: str, config: Any) -> dict[str, Any]:
+            raise RuntimeError("model fell over")
+
+    app = create_sandbox_app(SandboxConfig(**FAST), predictor=Crashing())
+    with serve(app) as server, httpx.Client(base_url=f"{server.url}/v1") as client:
+        sync = client.post("/image/generate", json=_request())
+        batch = client.post(
+            "/image/generate", json=_request(batch=True, callback_url=capture.callback_url)
+        )
+        stored = wait_terminal(client, batch.json()["id"])
+        [call] = capture.wait_for(1)
+    assert sync.status_code == 201
+    assert sync.json()["status"] == "failed"
+    assert "model fell over" in sync.json()["response"]["error"]
+    assert stored["status"] == "failed"
+    assert "model fell over" in stored["response"]["error"]
+    assert call.json() == stored
+
+
+def test_a_sandbox_bug_is_a_json_500() -> None:
+    class Unserializable:
+        def predict(self, images: Sequence[bytes], domain: str, config: Any) -> dict[str, Any]:
+            return {"not json": object()}
+
+    app = create_sandbox_app(SandboxConfig(**FAST), predictor=Unserializable())
+    with serve(app) as server:
+        response = httpx.post(f"{server.url}/v1/image/generate", json=_request(), timeout=10)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal sandbox error; see the server log"}
 
 
 def test_get_unknown_is_404_and_every_error_is_json(sandbox: SandboxFactory) -> None:
