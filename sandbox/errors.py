@@ -1,9 +1,9 @@
 """The sandbox's exception tree; a prediction that cannot be made ends as status ``failed``.
 
-    SandboxError
-    └── PredictionFailed              bad image value, undecodable image, unusable config
-        ├── NoNetwork                 an http(s) image URL the sandbox will not fetch
-        └── LoopbackImageURL          an image URL on this machine; the caller may fetch it
+SandboxError
+└── PredictionFailed              bad image value, undecodable image, unusable config
+    ├── NoNetwork                 an http(s) image URL the sandbox will not fetch
+    └── LoopbackImageURL          an image URL on this machine; the caller may fetch it
 """
 
 from __future__ import annotations
