@@ -19,7 +19,8 @@ from receiver.db import make_engine
 POSTGRES_ADMIN_DSN = os.environ.get(
     "VLMHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-TEMPLATE_DB = "vlmhooks_test_template"
+# Per session, so concurrent pytest runs against one server never drop each other's template.
+TEMPLATE_DB = f"vlmhooks_test_template_{uuid.uuid4().hex[:8]}"
 
 
 def _postgres_reachable() -> bool:
