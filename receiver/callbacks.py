@@ -1,9 +1,193 @@
-"""Routes: being written (scaffold so the app composes; replaced in this change)."""
+"""`POST /v1/callbacks/{token}`: verify in DESIGN's order, store through the group committer,
+and acknowledge only after the commit.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.audit import delivery_record
+from receiver.body import BodyTooLarge, declared_length, read_body
+from receiver.errors import PayloadError, PayloadTooLarge, PredictionConflict, ReceiverError
+from receiver.fetch import fetch_prediction
+from receiver.group_commit import WriterStopped
+from receiver.ingest import decode_json, validate_prediction
+from receiver.problems import receiver_error_response
+from receiver.state import ReceiverState, receiver_state
+from receiver.store import (
+    DeliveryRecord,
+    IngestOutcome,
+    PredictionWrite,
+    apply_prediction_write,
+    log_rejected_delivery,
+)
+from receiver.verify import require_json_content_type, verify_provider_signatures
+
+__all__ = ["CALLBACK_PATH", "callback_routes", "receive_callback"]
+
+CALLBACK_PATH = "/v1/callbacks/{token}"
+SOURCE_CALLBACK = "callback"
+SOURCE_FETCH = "fetch"
+
+log = logging.getLogger("vlmhooks.callbacks")
 
 
 def callback_routes() -> list[BaseRoute]:
-    return []
+    return [Route(CALLBACK_PATH, receive_callback, methods=["POST"], name="callback")]
+
+
+async def receive_callback(request: Request) -> Response:
+    """Token, body cap, signatures, media type, JSON, contract, (fetch-back), conflict; ack."""
+    started = time.perf_counter()
+    state = receiver_state(request)
+    try:
+        submission_id = state.tokens.verify(request.path_params["token"])
+    except ReceiverError as exc:
+        # Not logged: a request without a valid token must not be able to grow the audit log.
+        state.metrics.callbacks.labels("rejected").inc()
+        return _closing(receiver_error_response(exc))
+
+    received_at = datetime.fromtimestamp(state.clock(), UTC)
+    headers = request.headers
+    delivery: DeliveryRecord | None = None
+    claimed_id: str | None = None
+    source = SOURCE_CALLBACK
+    try:
+        body = await _read_capped_body(request, state.settings.max_body_bytes)
+        delivery = delivery_record(body, headers.items(), body_cap=state.settings.delivery_body_cap)
+        # The signature covers the raw bytes, so it is checked before anything reads them.
+        webhook_id = verify_provider_signatures(
+            body, headers, state.signature_policy, now=state.clock()
+        )
+        require_json_content_type(headers.get("content-type"))
+        payload = decode_json(body)
+        claimed_id = _claimed_id(payload)
+        prediction = validate_prediction(payload)
+        if state.settings.fetch_back:
+            source = SOURCE_FETCH
+            prediction = await fetch_prediction(
+                state.http, state.settings.vlmrun_base_url, prediction.id
+            )
+    except ReceiverError as exc:
+        if delivery is None:
+            head = exc.head if isinstance(exc, BodyTooLarge) else b""
+            delivery = delivery_record(
+                head, headers.items(), body_cap=state.settings.delivery_body_cap
+            )
+        await _log_rejection(state, exc, delivery, submission_id, claimed_id, source, received_at)
+        response = receiver_error_response(exc)
+        # The rest of an oversized body is never read: closing tells the sender to stop.
+        return _closing(response) if isinstance(exc, PayloadTooLarge) else response
+
+    write = PredictionWrite(
+        prediction=prediction,
+        submission_id=submission_id,
+        source=source,
+        received_at=received_at,
+        delivery=delivery,
+        webhook_id=webhook_id,
+    )
+    outcome = await state.writer.run(lambda connection: _store_callback(connection, write))
+    if isinstance(outcome, PredictionConflict):
+        state.metrics.callbacks.labels("rejected").inc()
+        return receiver_error_response(outcome)
+    state.metrics.callbacks.labels(outcome.verdict).inc()
+    state.metrics.ingest_latency.observe(time.perf_counter() - started)
+    return _acknowledgement(outcome)
+
+
+async def _read_capped_body(request: Request, limit: int) -> bytes:
+    # Content-Length first, so an announced oversize body is refused without reading a byte.
+    declared_length(request.headers.get("content-length"), limit=limit)
+    try:
+        return await read_body(request.stream(), limit=limit)
+    except ClientDisconnect as exc:
+        raise PayloadError("the client disconnected before the body was complete") from exc
+
+
+def _store_callback(
+    connection: Connection, write: PredictionWrite
+) -> IngestOutcome | PredictionConflict:
+    """The write op: the upsert, or for a conflict the rejected-delivery row, in one batch."""
+    try:
+        return apply_prediction_write(connection, write)
+    except PredictionConflict as conflict:
+        # Returned, not raised: the audit row must commit with the batch, and a raising op
+        # would make the committer roll it back.
+        log_rejected_delivery(
+            connection,
+            prediction_id=write.prediction.id,
+            submission_id=write.submission_id,
+            source=write.source,
+            received_at=write.received_at,
+            delivery=write.delivery,
+            reason=conflict.detail,
+            http_status=conflict.status,
+        )
+        return conflict
+
+
+async def _log_rejection(
+    state: ReceiverState,
+    error: ReceiverError,
+    delivery: DeliveryRecord,
+    submission_id: str,
+    prediction_id: str | None,
+    source: str,
+    received_at: datetime,
+) -> None:
+    state.metrics.callbacks.labels("rejected").inc()
+
+    def op(connection: Connection) -> None:
+        log_rejected_delivery(
+            connection,
+            prediction_id=prediction_id,
+            submission_id=submission_id,
+            source=source,
+            received_at=received_at,
+            delivery=delivery,
+            reason=f"{error.status} {error.title}: {error.detail}",
+            http_status=error.status,
+        )
+
+    try:
+        await state.writer.run(op)
+    except (SQLAlchemyError, WriterStopped):
+        # The refusal stands (the sender's fault) even when its audit row cannot be written.
+        log.warning("could not log a rejected delivery", exc_info=True)
+
+
+def _claimed_id(payload: Any) -> str | None:
+    """The prediction id a payload claims, for the audit row, before it is validated."""
+    if isinstance(payload, dict):
+        claimed = payload.get("id")
+        if isinstance(claimed, str) and 0 < len(claimed) <= 128:
+            return claimed
+    return None
+
+
+def _acknowledgement(outcome: IngestOutcome) -> Response:
+    body = orjson.dumps(
+        {
+            "id": outcome.prediction_id,
+            "status": outcome.status,
+            "duplicate": outcome.verdict == "duplicate",
+            "verdict": outcome.verdict,
+        }
+    )
+    return Response(body, status_code=200, media_type="application/json")
+
+
+def _closing(response: Response) -> Response:
+    response.headers["connection"] = "close"
+    return response

@@ -2,8 +2,8 @@
 
 Each request awaits its own future, resolved only after the batch's COMMIT returns, so a
 2xx still means "durable"; but N concurrent requests share one fsync instead of paying N.
-A write that fails with a database error is isolated by replaying the batch one write
-per transaction, so one bad row never fails its neighbours.
+When any write in a batch fails, the batch is rolled back and replayed one write per
+transaction, so one bad write never fails its neighbours nor leaves half its rows behind.
 """
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.store import begin_write_batch, end_write_batch
+
+__all__ = ["DEFAULT_MAX_BATCH", "GroupCommitter", "WriteOp", "WriterStopped"]
 
 T = TypeVar("T")
 WriteOp = Callable[[Connection], Any]
 
 DEFAULT_MAX_BATCH = 512
+STOP_TIMEOUT_SECONDS = 30.0
 log = logging.getLogger("vlmhooks.group_commit")
 
 
 class WriterStopped(RuntimeError):
-    """The committer is shut down; the write was not applied."""
+    """The committer is not running; the write was not applied."""
 
 
 @dataclass
@@ -61,87 +63,147 @@ class GroupCommitter:
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._stopped = False
+        # Guards the running flag together with enqueueing, so no write can slip in behind
+        # the stop marker and wait forever.
+        self._lock = threading.Lock()
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="vlmhooks-writer", daemon=True)
-        self._thread.start()
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+            self._thread = threading.Thread(target=self._run, name="vlmhooks-writer", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
-        """Finish what is queued, then stop the thread."""
-        if self._thread is None or self._stopped:
-            return
-        self._stopped = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        """Commit what is already queued, then stop; later `run` calls raise `WriterStopped`."""
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        self._release_queued()
 
     async def run(self, op: Callable[[Connection], T]) -> T:
-        """Apply `op` in the next batch and return its result once committed."""
-        if self._stopped:
-            raise WriterStopped("the writer is stopped")
+        """Apply `op` in the next batch and return its result once committed.
+
+        `op` runs on the writer thread inside the batch's transaction; if it raises, its
+        writes are rolled back and the exception is raised here.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Pending(op, future, loop))
+        with self._lock:
+            if not self._running:
+                raise WriterStopped("the writer is not running")
+            self._queue.put(_Pending(op, future, loop))
         return await future
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Pending[Any]] = [first]
-            stop_after = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)
+        try:
+            while self._next_batch():
+                pass
+        except BaseException:
+            log.exception("the writer thread crashed; refusing further writes")
+            with self._lock:
+                self._running = False
+            self._release_queued()
+            raise
+
+    def _next_batch(self) -> bool:
+        """Commit one batch; False once the stop marker is reached."""
+        first = self._queue.get()
+        if first is _STOP:
+            return False
+        batch: list[_Pending[Any]] = [first]
+        keep_going = True
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                keep_going = False
+                break
+            batch.append(item)
+        try:
             self._commit(batch)
-            if stop_after:
-                return
+        except BaseException as exc:
+            # Never resolve a write as committed when the commit did not finish.
+            for pending in batch:
+                pending.error = pending.error or exc
+            _settle_all(batch)
+            raise
+        _settle_all(batch)
+        return keep_going
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
             self._apply_together(batch)
-        except SQLAlchemyError:
-            log.warning("batch of %d failed; retrying each write alone", len(batch), exc_info=True)
+        except Exception:
+            if len(batch) > 1:
+                log.info("a batch of %d failed; replaying each write alone", len(batch))
             for pending in batch:
-                pending.result, pending.error = None, None
+                pending.result = None
                 try:
                     self._apply_together([pending])
-                except SQLAlchemyError as exc:
+                except Exception as exc:
                     pending.error = exc
-        except BaseException as exc:  # every waiter must be released
-            for pending in batch:
-                pending.error = exc
-        if self._on_batch is not None:
-            self._on_batch(len(batch))
-        if self._after_commit is not None:
-            self._after_commit()
-        for pending in batch:
-            pending.loop.call_soon_threadsafe(_settle, pending)
+        self._notify(len(batch))
 
     def _apply_together(self, batch: list[_Pending[Any]]) -> None:
         with self._engine.begin() as connection:
             begin_write_batch(connection)
             for pending in batch:
-                try:
-                    pending.result = pending.op(connection)
-                except SQLAlchemyError:
-                    raise
-                except Exception as exc:  # an application error is per write
-                    pending.error = exc
+                pending.result = pending.op(connection)
             end_write_batch(connection, wrote_events=True)
 
+    def _notify(self, size: int) -> None:
+        # Hooks are observers: their failure must not kill the writer or its waiters.
+        try:
+            if self._on_batch is not None:
+                self._on_batch(size)
+            if self._after_commit is not None:
+                self._after_commit()
+        except Exception:
+            log.exception("a group-commit hook failed")
 
-def _settle(pending: _Pending[Any]) -> None:
-    if pending.future.done():  # the request was cancelled (client went away)
-        return
-    if pending.error is not None:
-        pending.future.set_exception(pending.error)
-    else:
-        pending.future.set_result(pending.result)
+    def _release_queued(self) -> None:
+        stranded: list[_Pending[Any]] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                item.error = WriterStopped("the writer stopped before this write was applied")
+                stranded.append(item)
+        _settle_all(stranded)
+
+
+def _settle_all(batch: list[_Pending[Any]]) -> None:
+    """Resolve the futures: one thread-safe hop per event loop, not one per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending[Any]]] = {}
+    for pending in batch:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_group, group)
+        except RuntimeError:  # that loop is closed; nobody is waiting any more
+            continue
+
+
+def _settle_group(group: list[_Pending[Any]]) -> None:
+    for pending in group:
+        if pending.future.done():  # the request was cancelled (client went away)
+            continue
+        if pending.error is not None:
+            pending.future.set_exception(pending.error)
+        else:
+            pending.future.set_result(pending.result)

@@ -53,13 +53,17 @@ def validate_prediction(payload: Any) -> PredictionResponse:
         raise ContractViolation(f"invalid fields: {fields}", errors=errors) from exc
 
 
-def parse_prediction_body(body: bytes) -> PredictionResponse:
-    """JSON (400 when not) that satisfies the response contract (422 when not)."""
+def decode_json(body: bytes) -> Any:
+    """The one JSON parse of a body; `MalformedJSON` (400) when it is not UTF-8 JSON."""
     try:
-        payload = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON(f"the body is not valid JSON: {exc}") from exc
-    return validate_prediction(payload)
+
+
+def parse_prediction_body(body: bytes) -> PredictionResponse:
+    """JSON (400 when not) that satisfies the response contract (422 when not)."""
+    return validate_prediction(decode_json(body))
 
 
 def ingest_prediction(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -14,6 +15,7 @@ from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
 from receiver.settings import Settings
 from receiver.tokens import CallbackTokens
+from receiver.verify import SignaturePolicy
 
 
 @dataclass
@@ -27,6 +29,11 @@ class ReceiverState:
     http: httpx.AsyncClient  # fetch-back from the API
     api_keys: tuple[str, ...]  # lookup API bearer keys; empty = anonymous reads allowed
     clock: Callable[[], float]
+
+    @cached_property
+    def signature_policy(self) -> SignaturePolicy:
+        """The provider signatures every callback must carry, read once from the settings."""
+        return SignaturePolicy.from_settings(self.settings)
 
 
 def receiver_state(request: Request) -> ReceiverState:

@@ -79,21 +79,94 @@ def content_sha256(wire: dict[str, Any]) -> str:
     return sha256_hex(orjson.dumps(wire, option=orjson.OPT_SORT_KEYS))
 
 
-def _insert(connection: Connection, table: sa.Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+class _Statements:
+    """Every statement of the write path, built once per dialect.
+
+    Building a Core statement (and its cache key) per call cost more than executing it;
+    these are immutable, so the writer threads share them and pass only parameters.
+    """
+
+    def __init__(self, dialect_name: str) -> None:
+        insert: Any = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        self.is_postgresql = dialect_name == "postgresql"
+        self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
+        self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
+        self.submission_context = sa.select(
+            SUBMISSION.c.prediction_id, SUBMISSION.c.domain, SUBMISSION.c.json_schema
+        ).where(SUBMISSION.c.id == sa.bindparam("submission_id"))
+        self.remember_webhook = (
+            insert(WEBHOOK_MESSAGE)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(WEBHOOK_MESSAGE.c.id)
+        )
+        self.current = sa.select(PREDICTION.c.status, PREDICTION.c.body_sha256).where(
+            PREDICTION.c.id == sa.bindparam("prediction_id")
+        )
+        upsert = insert(PREDICTION)
+        excluded = upsert.excluded
+        table = PREDICTION
+        self.upsert_prediction = upsert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                "status": excluded.status,
+                "status_rank": excluded.status_rank,
+                "response": excluded.response,
+                "usage": excluded.usage,
+                "extra": excluded.extra,
+                "completed_at": excluded.completed_at,
+                "updated_at": excluded.updated_at,
+                "delivery_count": table.c.delivery_count + 1,
+                "source": excluded.source,
+                "body_sha256": excluded.body_sha256,
+                "schema_valid": excluded.schema_valid,
+                "schema_errors": excluded.schema_errors,
+                "submission_id": sa.func.coalesce(table.c.submission_id, excluded.submission_id),
+                "domain": sa.func.coalesce(excluded.domain, table.c.domain),
+            },
+            # Forward only: a higher rank wins; within a non-terminal rank (running <-> paused)
+            # new content wins; a terminal row never changes again.
+            where=sa.or_(
+                excluded.status_rank > table.c.status_rank,
+                sa.and_(
+                    excluded.status_rank == table.c.status_rank,
+                    table.c.status_rank < TERMINAL_RANK,
+                    excluded.body_sha256 != table.c.body_sha256,
+                ),
+            ),
+        ).returning(table.c.delivery_count)
+        self.insert_event = insert(EVENT).returning(EVENT.c.seq)
+        self.link_submission = (
+            SUBMISSION.update()
+            .where(SUBMISSION.c.id == sa.bindparam("submission_id"))
+            .values(
+                prediction_id=sa.func.coalesce(
+                    SUBMISSION.c.prediction_id, sa.bindparam("linked_prediction_id")
+                ),
+                status=sa.bindparam("new_status"),
+                updated_at=sa.bindparam("linked_at"),
+            )
+        )
+        self.insert_delivery = DELIVERY.insert()
+
+
+_STATEMENTS = {name: _Statements(name) for name in ("postgresql", "sqlite")}
+
+
+def _statements(connection: Connection) -> _Statements:
+    return _STATEMENTS[connection.dialect.name]
 
 
 def begin_write_batch(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY)))
+    statements = _statements(connection)
+    if statements.is_postgresql:
+        connection.execute(statements.advisory_lock)
 
 
 def end_write_batch(connection: Connection, wrote_events: bool) -> None:
-    if wrote_events and connection.dialect.name == "postgresql":
+    statements = _statements(connection)
+    if wrote_events and statements.is_postgresql:
         # Delivered by PostgreSQL at commit, to every LISTENing receiver process.
-        connection.execute(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, "")))
+        connection.execute(statements.notify)
 
 
 @dataclass(frozen=True)
@@ -105,9 +178,7 @@ class SubmissionContext:
 
 def load_submission_context(connection: Connection, submission_id: str) -> SubmissionContext | None:
     row = connection.execute(
-        sa.select(SUBMISSION.c.prediction_id, SUBMISSION.c.domain, SUBMISSION.c.json_schema).where(
-            SUBMISSION.c.id == submission_id
-        )
+        _statements(connection).submission_context, {"submission_id": submission_id}
     ).first()
     if row is None:
         return None
@@ -128,7 +199,10 @@ def check_response_schema(
     except jsonschema.SchemaError as exc:
         return False, [f"json_schema itself is invalid: {exc.message}"]
     validator = validator_class(json_schema)
-    errors = sorted(validator.iter_errors(response), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(validator.iter_errors(response), key=lambda e: list(e.absolute_path))
+    except Exception as exc:  # e.g. an unresolvable remote $ref: a verdict, never a failure
+        return False, [f"json_schema could not be applied: {type(exc).__name__}: {exc}"[:500]]
     messages = [
         f"{'/'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}"
         for error in errors[:50]
@@ -142,8 +216,8 @@ def apply_prediction_write(connection: Connection, write: PredictionWrite) -> In
     Raises `PredictionConflict` (before writing anything for it) when the submission is
     already bound to another prediction id.
     """
+    statements = _statements(connection)
     prediction = write.prediction
-    wire = prediction.to_wire()
     context = (
         load_submission_context(connection, write.submission_id) if write.submission_id else None
     )
@@ -157,10 +231,12 @@ def apply_prediction_write(connection: Connection, write: PredictionWrite) -> In
 
     if write.webhook_id is not None:
         fresh = connection.execute(
-            _insert(connection, WEBHOOK_MESSAGE)
-            .values(id=write.webhook_id, prediction_id=prediction.id, received_at=write.received_at)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(WEBHOOK_MESSAGE.c.id)
+            statements.remember_webhook,
+            {
+                "id": write.webhook_id,
+                "prediction_id": prediction.id,
+                "received_at": write.received_at,
+            },
         ).first()
         if fresh is None:
             replayed = _current_status(connection, prediction.id) or prediction.status.value
@@ -170,12 +246,59 @@ def apply_prediction_write(connection: Connection, write: PredictionWrite) -> In
     schema_valid, schema_errors = check_response_schema(
         context.json_schema if context else None, prediction.response
     )
+    values = _prediction_values(write, context, schema_valid, schema_errors)
+    applied = connection.execute(statements.upsert_prediction, values).first()
+
+    if applied is None:
+        current = connection.execute(statements.current, {"prediction_id": prediction.id}).one()
+        verdict: Verdict = "duplicate" if current.body_sha256 == values["body_sha256"] else "stale"
+        reason = (
+            "exact duplicate"
+            if verdict == "duplicate"
+            else f"{prediction.status.value} arrived after {current.status}; kept {current.status}"
+        )
+        _log_delivery(connection, write, verdict, reason, 200)
+        return IngestOutcome(prediction.id, current.status, verdict)
+
+    status = prediction.status.value
+    verdict = "stored" if applied.delivery_count == 1 else "updated"
+    event_seq = connection.execute(
+        statements.insert_event,
+        {
+            "prediction_id": prediction.id,
+            "type": f"prediction.{status}",
+            "data": public_prediction({**values, "delivery_count": applied.delivery_count}),
+            "created_at": write.received_at,
+        },
+    ).scalar_one()
+    # Skipped without a row: a callback URL minted by `vlm-receiver callback-url` has none.
+    if context is not None:
+        connection.execute(
+            statements.link_submission,
+            {
+                "submission_id": write.submission_id,
+                "linked_prediction_id": prediction.id,
+                "new_status": status,
+                "linked_at": write.received_at,
+            },
+        )
+    _log_delivery(connection, write, verdict, None, 200)
+    return IngestOutcome(prediction.id, status, verdict, event_seq, schema_valid)
+
+
+def _prediction_values(
+    write: PredictionWrite,
+    context: SubmissionContext | None,
+    schema_valid: bool | None,
+    schema_errors: list[str] | None,
+) -> dict[str, Any]:
+    prediction = write.prediction
     extra = prediction.extra_fields
     domain = extra.get("domain") if isinstance(extra.get("domain"), str) else None
     if domain is None and context is not None:
         domain = context.domain
     status = prediction.status
-    values: dict[str, Any] = {
+    return {
         "id": prediction.id,
         "submission_id": write.submission_id,
         "domain": domain,
@@ -190,80 +313,10 @@ def apply_prediction_write(connection: Connection, write: PredictionWrite) -> In
         "updated_at": write.received_at,
         "delivery_count": 1,
         "source": write.source,
-        "body_sha256": content_sha256(wire),
+        "body_sha256": content_sha256(prediction.to_wire()),
         "schema_valid": schema_valid,
         "schema_errors": schema_errors,
     }
-    statement = _insert(connection, PREDICTION).values(**values)
-    excluded = statement.excluded
-    table = PREDICTION
-    statement = statement.on_conflict_do_update(
-        index_elements=["id"],
-        set_={
-            "status": excluded.status,
-            "status_rank": excluded.status_rank,
-            "response": excluded.response,
-            "usage": excluded.usage,
-            "extra": excluded.extra,
-            "completed_at": excluded.completed_at,
-            "updated_at": excluded.updated_at,
-            "delivery_count": table.c.delivery_count + 1,
-            "source": excluded.source,
-            "body_sha256": excluded.body_sha256,
-            "schema_valid": excluded.schema_valid,
-            "schema_errors": excluded.schema_errors,
-            "submission_id": sa.func.coalesce(table.c.submission_id, excluded.submission_id),
-            "domain": sa.func.coalesce(excluded.domain, table.c.domain),
-        },
-        # Forward only: a higher rank wins; within a non-terminal rank (running <-> paused)
-        # new content wins; a terminal row never changes again.
-        where=sa.or_(
-            excluded.status_rank > table.c.status_rank,
-            sa.and_(
-                excluded.status_rank == table.c.status_rank,
-                table.c.status_rank < TERMINAL_RANK,
-                excluded.body_sha256 != table.c.body_sha256,
-            ),
-        ),
-    ).returning(table.c.delivery_count)
-    applied = connection.execute(statement).first()
-
-    if applied is None:
-        current = connection.execute(
-            sa.select(table.c.status, table.c.body_sha256).where(table.c.id == prediction.id)
-        ).one()
-        verdict: Verdict = "duplicate" if current.body_sha256 == values["body_sha256"] else "stale"
-        reason = (
-            "exact duplicate"
-            if verdict == "duplicate"
-            else f"{status.value} arrived after {current.status}; kept {current.status}"
-        )
-        _log_delivery(connection, write, verdict, reason, 200)
-        return IngestOutcome(prediction.id, current.status, verdict)
-
-    verdict = "stored" if applied.delivery_count == 1 else "updated"
-    event_seq = connection.execute(
-        _insert(connection, EVENT)
-        .values(
-            prediction_id=prediction.id,
-            type=f"prediction.{status.value}",
-            data=public_prediction({**values, "delivery_count": applied.delivery_count}),
-            created_at=write.received_at,
-        )
-        .returning(EVENT.c.seq)
-    ).scalar_one()
-    if write.submission_id is not None:
-        connection.execute(
-            SUBMISSION.update()
-            .where(SUBMISSION.c.id == write.submission_id)
-            .values(
-                prediction_id=sa.func.coalesce(SUBMISSION.c.prediction_id, prediction.id),
-                status=status.value,
-                updated_at=write.received_at,
-            )
-        )
-    _log_delivery(connection, write, verdict, None, 200)
-    return IngestOutcome(prediction.id, status.value, verdict, event_seq, schema_valid)
 
 
 def log_rejected_delivery(
@@ -278,20 +331,16 @@ def log_rejected_delivery(
     http_status: int,
 ) -> None:
     """Audit a delivery that passed the token check but was refused."""
-    connection.execute(
-        DELIVERY.insert().values(
-            prediction_id=prediction_id,
-            submission_id=submission_id,
-            received_at=received_at,
-            verdict="rejected",
-            reason=reason[:2000],
-            http_status=http_status,
-            source=source,
-            body_sha256=delivery.body_sha256,
-            headers=delivery.headers or None,
-            body=delivery.body,
-            body_truncated=delivery.body_truncated,
-        )
+    _insert_delivery(
+        connection,
+        prediction_id=prediction_id,
+        submission_id=submission_id,
+        received_at=received_at,
+        verdict="rejected",
+        reason=reason[:2000],
+        http_status=http_status,
+        source=source,
+        record=delivery,
     )
 
 
@@ -302,29 +351,54 @@ def _log_delivery(
     reason: str | None,
     http_status: int,
 ) -> None:
-    record = write.delivery
+    _insert_delivery(
+        connection,
+        prediction_id=write.prediction.id,
+        submission_id=write.submission_id,
+        received_at=write.received_at,
+        verdict=verdict,
+        reason=reason,
+        http_status=http_status,
+        source=write.source,
+        record=write.delivery,
+    )
+
+
+def _insert_delivery(
+    connection: Connection,
+    *,
+    prediction_id: str | None,
+    submission_id: str | None,
+    received_at: datetime,
+    verdict: DeliveryVerdict,
+    reason: str | None,
+    http_status: int,
+    source: str,
+    record: DeliveryRecord,
+) -> None:
     connection.execute(
-        DELIVERY.insert().values(
-            prediction_id=write.prediction.id,
-            submission_id=write.submission_id,
-            received_at=write.received_at,
-            verdict=verdict,
-            reason=reason,
-            http_status=http_status,
-            source=write.source,
-            body_sha256=record.body_sha256,
-            headers=record.headers or None,
-            body=record.body,
-            body_truncated=record.body_truncated,
-        )
+        _statements(connection).insert_delivery,
+        {
+            "prediction_id": prediction_id,
+            "submission_id": submission_id,
+            "received_at": received_at,
+            "verdict": verdict,
+            "reason": reason,
+            "http_status": http_status,
+            "source": source,
+            "body_sha256": record.body_sha256,
+            "headers": record.headers or None,
+            "body": record.body,
+            "body_truncated": record.body_truncated,
+        },
     )
 
 
 def _current_status(connection: Connection, prediction_id: str) -> str | None:
-    status: str | None = connection.execute(
-        sa.select(PREDICTION.c.status).where(PREDICTION.c.id == prediction_id)
-    ).scalar()
-    return status
+    row = connection.execute(
+        _statements(connection).current, {"prediction_id": prediction_id}
+    ).first()
+    return None if row is None else str(row.status)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,0 +1,92 @@
+"""The provider-signature and media-type checks of a callback: bytes and headers in, a verdict
+or one of our exceptions out. No framework imports; time is a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from receiver.errors import SignatureInvalid, UnsupportedMediaType
+from receiver.settings import Settings
+from receiver.signatures import (
+    VLMRUN_SIGNATURE_HEADER,
+    verify_standard_webhook,
+    verify_vlmrun_signature,
+)
+
+__all__ = ["SignaturePolicy", "require_json_content_type", "verify_provider_signatures"]
+
+_VLMRUN_HEADER = VLMRUN_SIGNATURE_HEADER.lower()
+
+
+@dataclass(frozen=True)
+class SignaturePolicy:
+    """Which provider signatures a callback must carry; an empty tuple turns a scheme off."""
+
+    vlmrun_secrets: tuple[str, ...] = field(default=(), repr=False)
+    standard_secrets: tuple[str, ...] = field(default=(), repr=False)
+    tolerance_seconds: int = 300
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SignaturePolicy:
+        return cls(
+            vlmrun_secrets=tuple(s.get_secret_value() for s in settings.vlmrun_webhook_secrets),
+            standard_secrets=tuple(s.get_secret_value() for s in settings.standard_webhook_secrets),
+            tolerance_seconds=settings.signature_tolerance,
+        )
+
+
+def verify_provider_signatures(
+    body: bytes, headers: Mapping[str, str], policy: SignaturePolicy, *, now: float
+) -> str | None:
+    """Check every configured scheme over the raw `body`; all must pass.
+
+    Returns the Standard Webhooks `webhook-id` (the replay key) when that scheme is on.
+    `headers` names must be lower-case; repeated headers may appear in `items()`.
+    """
+    if policy.vlmrun_secrets:
+        verify_vlmrun_signature(
+            body, _single_header(headers, _VLMRUN_HEADER), policy.vlmrun_secrets
+        )
+    if not policy.standard_secrets:
+        return None
+    verdict = verify_standard_webhook(
+        body,
+        headers,
+        policy.standard_secrets,
+        now=now,
+        tolerance_seconds=policy.tolerance_seconds,
+    )
+    return verdict.msg_id
+
+
+def require_json_content_type(content_type: str | None) -> None:
+    """Accept `application/json` and `application/*+json`, in UTF-8; else 415."""
+    if content_type is None:
+        raise UnsupportedMediaType("Content-Type is missing; send application/json")
+    media_type, _, parameters = content_type.partition(";")
+    media_type = media_type.strip().lower()
+    kind, slash, subtype = media_type.partition("/")
+    if not (kind == "application" and slash and (subtype == "json" or subtype.endswith("+json"))):
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type or '(empty)'!r} is not JSON; send application/json"
+        )
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        # JSON on the wire is UTF-8 (RFC 8259 section 8.1); another declared charset means
+        # the bytes we would parse are not what the sender meant.
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise UnsupportedMediaType(f"charset {value.strip()!r} is not supported; use utf-8")
+
+
+def _single_header(headers: Mapping[str, str], name: str) -> str | None:
+    # A repeated signature header is ambiguous (which one was meant?): refuse it, as
+    # verify_standard_webhook does for its own headers.
+    values = {value for key, value in headers.items() if key == name}
+    if len(values) > 1:
+        raise SignatureInvalid(f"conflicting {name} headers")
+    return values.pop() if values else None

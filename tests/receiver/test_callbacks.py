@@ -1,0 +1,310 @@
+"""`POST /v1/callbacks/{token}` over real HTTP, on a SQLite file and on PostgreSQL: tokens,
+payload checks, storage verdicts, the delivery log and the acknowledgement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from receiver.state import ReceiverState
+from tests.receiver.callback_harness import (
+    FROZEN_NOW,
+    NEW_KEY,
+    OLD_KEY,
+    Receiver,
+    assert_ack,
+    assert_problem,
+    encode,
+    mint,
+    prediction_body,
+    receiver_settings,
+    running_receiver,
+    tampered,
+)
+
+INVOICE_SCHEMA = {
+    "type": "object",
+    "required": ["total", "currency", "vendor"],
+    "properties": {"total": {"type": "number"}, "currency": {"type": "string"}},
+}
+
+
+@pytest.fixture
+def receiver(database_url: str) -> Iterator[Receiver]:
+    with running_receiver(receiver_settings(database_url)) as running:
+        yield running
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def test_valid_token_stores_and_links_a_submission_with_no_row(receiver: Receiver) -> None:
+    response = receiver.post_json(prediction_body("completed"), token=mint("sub_any_client"))
+    assert_ack(response, verdict="stored", status="completed")
+    assert response.json()["id"] == "pred_1"
+    (row,) = receiver.predictions()
+    assert row["submission_id"] == "sub_any_client"
+    assert row["response"] == {"total": 42.5, "currency": "EUR"}
+    assert row["source"] == "callback"
+
+
+def test_bad_tokens_are_401_and_not_logged(receiver: Receiver) -> None:
+    bad_tokens = {
+        "tampered": tampered(mint()),
+        "unknown key": mint(keys=("a-key-we-never-had",)),
+        "garbage": "not-a-token",
+        "non-ascii": "%C3%A9t%C3%A9",
+    }
+    for case, token in bad_tokens.items():
+        response = receiver.post(token, encode(prediction_body()))
+        problem = assert_problem(response, 401)
+        assert problem["type"].endswith("/invalid-token"), case
+        assert "expired" not in problem["detail"], case
+        assert response.headers["connection"] == "close", case
+    assert receiver.predictions() == [] and receiver.deliveries() == []
+
+
+def test_expired_token_is_401_saying_expired(database_url: str) -> None:
+    max_age = 3600
+    settings = receiver_settings(database_url, token_max_age=max_age)
+    token = mint(at=FROZEN_NOW - max_age - 1)
+    fresh = mint("sub_2", at=FROZEN_NOW - max_age + 1)
+    with running_receiver(settings, clock=lambda: FROZEN_NOW) as receiver:
+        problem = assert_problem(receiver.post(token, encode(prediction_body())), 401)
+        assert "expired" in problem["detail"] and problem["title"] == "Expired callback token"
+        assert_ack(
+            receiver.post(fresh, encode(prediction_body())), verdict="stored", status="completed"
+        )
+
+
+def test_key_rotation_accepts_old_and_new_keys(database_url: str) -> None:
+    settings = receiver_settings(database_url, secret_keys=(OLD_KEY, NEW_KEY))
+    with running_receiver(settings) as receiver:
+        by_old = mint("sub_old", keys=(OLD_KEY,))
+        by_new = mint("sub_new", keys=(NEW_KEY,))
+        assert_ack(
+            receiver.post_json(prediction_body(prediction_id="p_old"), token=by_old),
+            verdict="stored",
+            status="completed",
+        )
+        assert_ack(
+            receiver.post_json(prediction_body(prediction_id="p_new"), token=by_new),
+            verdict="stored",
+            status="completed",
+        )
+    retired = receiver_settings(database_url, secret_keys=(NEW_KEY,))
+    with running_receiver(retired) as receiver:
+        assert_problem(receiver.post_json(prediction_body(), token=by_old), 401)
+        assert_ack(
+            receiver.post_json(prediction_body(prediction_id="p_new"), token=by_new),
+            verdict="duplicate",
+            status="completed",
+            duplicate=True,
+        )
+
+
+# --- payload checks -------------------------------------------------------------------------
+
+
+JSON_MEDIA_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    'application/json;charset="UTF-8"',
+    "application/vnd.vlmrun.prediction+json",
+    "APPLICATION/JSON",
+]
+OTHER_MEDIA_TYPES = [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/jsonx",
+    "application/json; charset=latin-1",
+    "",
+    "json",
+]
+INVALID_JSON = [b"", b"{", b"{'id': 1}", b"\xff\xfe{}", b"[1, 2,]", b"NaN"]
+
+
+def test_json_media_types_are_accepted(receiver: Receiver) -> None:
+    for content_type in JSON_MEDIA_TYPES:
+        response = receiver.post(mint(), encode(prediction_body()), {"content-type": content_type})
+        assert response.status_code == 200, (content_type, response.text)
+
+
+def test_other_media_types_are_415_and_logged(receiver: Receiver) -> None:
+    for content_type in OTHER_MEDIA_TYPES:
+        response = receiver.post(mint(), encode(prediction_body()), {"content-type": content_type})
+        assert_problem(response, 415)
+    no_type = receiver.client.post(f"/v1/callbacks/{mint()}", content=encode(prediction_body()))
+    assert "content-type" not in no_type.request.headers
+    assert_problem(no_type, 415, detail_contains="missing")
+    deliveries = receiver.deliveries()
+    assert [(d["verdict"], d["http_status"]) for d in deliveries] == [("rejected", 415)] * 7
+    assert receiver.predictions() == []
+
+
+def test_invalid_json_is_400_and_logged(receiver: Receiver) -> None:
+    for body in INVALID_JSON:
+        assert_problem(receiver.post(mint(), body), 400, detail_contains="JSON")
+    deliveries = receiver.deliveries()
+    assert [d["body"] for d in deliveries] == INVALID_JSON
+    assert {(d["verdict"], d["http_status"]) for d in deliveries} == {("rejected", 400)}
+
+
+def test_contract_violation_is_422_listing_field_paths(receiver: Receiver) -> None:
+    body = prediction_body(status="done", usage={"credits_used": "lots"}, created_at="yesterday")
+    problem = assert_problem(receiver.post(mint(), encode(body)), 422)
+    fields = {error["field"] for error in problem["errors"]}
+    assert fields == {"status", "usage.credits_used", "created_at"}
+    for field in fields:
+        assert field in problem["detail"]
+    (delivery,) = receiver.deliveries()
+    assert delivery["prediction_id"] == "pred_1"  # claimed id kept for the audit
+    assert (delivery["verdict"], delivery["http_status"]) == ("rejected", 422)
+    assert receiver.predictions() == []
+
+
+def test_non_object_json_is_422(receiver: Receiver) -> None:
+    for body in [b"[]", b"42", b'"pred_1"', b"null"]:
+        problem = assert_problem(receiver.post(mint(), body), 422)
+        assert problem["errors"][0]["field"] == "<root>"
+
+
+def test_prediction_id_contradicting_the_submission_is_409(receiver: Receiver) -> None:
+    receiver.add_submission("sub_1", prediction_id="pred_recorded")
+    response = receiver.post_json(prediction_body(prediction_id="pred_other"), token=mint("sub_1"))
+    problem = assert_problem(response, 409, detail_contains="pred_recorded")
+    assert problem["recorded_prediction_id"] == "pred_recorded"
+    assert receiver.predictions() == []
+    (delivery,) = receiver.deliveries()
+    assert (delivery["verdict"], delivery["http_status"]) == ("rejected", 409)
+    assert delivery["prediction_id"] == "pred_other"
+
+
+# --- storage verdicts -----------------------------------------------------------------------
+
+
+def test_submission_row_is_linked_and_schema_verdict_stored(receiver: Receiver) -> None:
+    receiver.add_submission("sub_1", json_schema=INVOICE_SCHEMA)
+    assert_ack(
+        receiver.post_json(prediction_body("running"), token=mint("sub_1")),
+        verdict="stored",
+        status="running",
+    )
+    assert_ack(
+        receiver.post_json(prediction_body("completed"), token=mint("sub_1")),
+        verdict="updated",
+        status="completed",
+    )
+    (row,) = receiver.predictions()
+    assert row["schema_valid"] is False
+    assert any("vendor" in message for message in row["schema_errors"])
+    assert row["response"] == {"total": 42.5, "currency": "EUR"}  # kept although invalid
+    assert row["domain"] == "document.invoice"
+    submission = receiver.submission("sub_1")
+    assert (submission["prediction_id"], submission["status"]) == ("pred_1", "completed")
+
+
+def test_schema_valid_response_is_marked_valid(receiver: Receiver) -> None:
+    schema = {"type": "object", "required": ["total"]}
+    receiver.add_submission("sub_1", json_schema=schema)
+    receiver.post_json(prediction_body("completed"), token=mint("sub_1"))
+    assert receiver.predictions()[0]["schema_valid"] is True
+
+
+def test_exact_duplicate_is_200_duplicate_and_changes_nothing(receiver: Receiver) -> None:
+    body = prediction_body("completed")
+    assert_ack(receiver.post_json(body), verdict="stored", status="completed")
+    before = receiver.predictions()
+    assert_ack(receiver.post_json(body), verdict="duplicate", status="completed", duplicate=True)
+    assert receiver.predictions() == before
+    assert [d["verdict"] for d in receiver.deliveries()] == ["stored", "duplicate"]
+
+
+def test_late_older_status_is_200_stale_and_logged(receiver: Receiver) -> None:
+    assert_ack(
+        receiver.post_json(prediction_body("completed")), verdict="stored", status="completed"
+    )
+    assert_ack(receiver.post_json(prediction_body("running")), verdict="stale", status="completed")
+    assert_ack(receiver.post_json(prediction_body("failed")), verdict="stale", status="completed")
+    (row,) = receiver.predictions()
+    assert row["status"] == "completed" and row["response"] == {"total": 42.5, "currency": "EUR"}
+    stale = receiver.deliveries()[1]
+    assert (stale["verdict"], stale["http_status"]) == ("stale", 200)
+    assert "running arrived after completed" in stale["reason"]
+
+
+def test_status_moves_forward(receiver: Receiver) -> None:
+    for status, verdict in [
+        ("enqueued", "stored"),
+        ("pending", "updated"),
+        ("running", "updated"),
+        ("paused", "updated"),
+        ("completed", "updated"),
+    ]:
+        assert_ack(receiver.post_json(prediction_body(status)), verdict=verdict, status=status)
+    assert receiver.predictions()[0]["delivery_count"] == 5
+
+
+# --- delivery log ---------------------------------------------------------------------------
+
+
+def test_delivery_log_keeps_selected_headers_and_the_raw_body(receiver: Receiver) -> None:
+    raw = encode(prediction_body()) + b"\n"
+    headers = {
+        "user-agent": "vlmrun/1.0",
+        "authorization": "Bearer do-not-keep",
+        "x-vlmrun-signature": "sha256=" + "0" * 64,
+        "cookie": "a=b",
+    }
+    assert receiver.post(mint(), raw, headers).status_code == 200
+    (delivery,) = receiver.deliveries()
+    assert delivery["body"] == raw and delivery["body_truncated"] is False
+    kept = delivery["headers"]
+    assert kept["user-agent"] == "vlmrun/1.0"
+    assert kept["content-type"] == "application/json"
+    assert kept["content-length"] == str(len(raw))
+    assert kept["x-vlmrun-signature"] == "sha256=" + "0" * 64
+    assert "authorization" not in kept and "cookie" not in kept
+    assert delivery["submission_id"] == "sub_1" and delivery["prediction_id"] == "pred_1"
+    import hashlib
+
+    assert delivery["body_sha256"] == hashlib.sha256(raw).hexdigest()
+
+
+def test_delivery_body_is_capped(database_url: str) -> None:
+    settings = receiver_settings(database_url, delivery_body_cap=64)
+    with running_receiver(settings) as receiver:
+        raw = encode(prediction_body(notes="n" * 500))
+        assert receiver.post(mint(), raw).status_code == 200
+        (delivery,) = receiver.deliveries()
+        assert delivery["body"] == raw[:64] and delivery["body_truncated"] is True
+
+
+def test_metrics_count_verdicts(database_url: str) -> None:
+    captured: dict[str, Any] = {}
+
+    def capture_state(app: Any) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                captured["state"] = scope["state"]["receiver"]
+            await app(scope, receive, send)
+
+        return wrapped
+
+    with running_receiver(receiver_settings(database_url), wrap=capture_state) as receiver:
+        receiver.post_json(prediction_body("running"))
+        receiver.post_json(prediction_body("running"))
+        receiver.post(mint(), b"{")
+        receiver.post("bad-token", b"{}")
+        state = captured["state"]
+        assert isinstance(state, ReceiverState)
+        registry: CollectorRegistry = state.metrics.registry
+
+        def count(verdict: str) -> float | None:
+            return registry.get_sample_value("vlmhooks_callbacks_total", {"verdict": verdict})
+
+        assert (count("stored"), count("duplicate"), count("rejected")) == (1.0, 1.0, 2.0)
+        assert registry.get_sample_value("vlmhooks_ingest_latency_seconds_count") == 2.0
