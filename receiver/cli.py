@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from receiver.errors import ReceiverError
+from receiver.errors import ConfigError, ReceiverError
 from receiver.settings import Settings, load_settings
 
 
@@ -15,7 +15,7 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from receiver import migrate
     from receiver.db import make_engine
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=1)
     try:
         if args.db_command == "upgrade":
             migrate.upgrade(engine, args.revision)
@@ -27,12 +27,34 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _require_schema(settings: Settings) -> None:
+    """Refuse to serve a database with no schema: every callback would fail with a 500."""
+    from receiver import migrate
+    from receiver.db import make_engine
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        current = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    if current is None:
+        raise ConfigError("the database has no schema yet: run `vlm-receiver db upgrade` first")
+    head = migrate.head_revision()
+    if current != head:
+        # Not fatal: during a rolling deploy the release phase may be ahead of this code.
+        print(
+            f"vlm-receiver: warning: database at revision {current}, this code expects {head}",
+            file=sys.stderr,
+        )
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    # Fail here, with one line, rather than inside a worker's lifespan.
+    # Fail here, with one line, rather than inside each worker's lifespan.
     settings.require_secret_keys()
     settings.require_lookup_auth()
+    _require_schema(settings)
     workers = args.workers or settings.web_concurrency
     port = args.port if args.port is not None else settings.port
     uvicorn.run(
@@ -92,14 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def database_error_line(database_url: str, exc: BaseException) -> str:
+    """One line naming the database (password hidden) and the driver's first message line."""
+    from sqlalchemy.engine import make_url
+
+    from receiver.db import normalize_database_url
+
+    try:
+        shown = make_url(normalize_database_url(database_url)).render_as_string(hide_password=True)
+    except (ReceiverError, ValueError):
+        shown = "DATABASE_URL"
+    cause = getattr(exc, "orig", None) or exc
+    first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return f"cannot use the database at {shown}: {first_line}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = load_settings()
         code: int = args.handler(args, settings)
         return code
     except ReceiverError as exc:
         print(f"vlm-receiver: error: {exc.detail}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        # Unreachable server, wrong password, unwritable SQLite path: one line, no traceback.
+        url = settings.database_url if settings is not None else ""
+        print(f"vlm-receiver: error: {database_error_line(url, exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

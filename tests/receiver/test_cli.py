@@ -1,0 +1,167 @@
+"""`vlm-receiver`: serve defaults, callback URLs, one-line database errors, and the Procfile
+(checked and started with honcho)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from receiver import cli
+from receiver.tokens import CallbackTokens
+from tests.servers import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KEYS = "old-key,new-key"
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith("VLMHOOKS_") or name in ("PORT", "WEB_CONCURRENCY", "DATABASE_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("VLMHOOKS_SECRET_KEYS", KEYS)
+    monkeypatch.setenv("VLMHOOKS_API_KEYS", "lookup-key")
+    return monkeypatch
+
+
+def test_callback_url_is_signed_for_the_submission(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("VLMHOOKS_PUBLIC_URL", "https://hooks.example.com/")
+    assert cli.main(["callback-url", "--submission-id", "sub_cli"]) == 0
+    url = capsys.readouterr().out.strip()
+    prefix = "https://hooks.example.com/v1/callbacks/"
+    assert url.startswith(prefix)
+    assert CallbackTokens(KEYS.split(",")).verify(url.removeprefix(prefix)) == "sub_cli"
+
+    assert cli.main(["callback-url", "--public-url", "http://127.0.0.1:9"]) == 0
+    fresh = capsys.readouterr().out.strip()
+    token = fresh.removeprefix("http://127.0.0.1:9/v1/callbacks/")
+    assert CallbackTokens(KEYS.split(",")).verify(token).startswith("sub_")
+
+
+def test_missing_keys_is_one_clear_line(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.delenv("VLMHOOKS_SECRET_KEYS")
+    assert cli.main(["callback-url"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "VLMHOOKS_SECRET_KEYS" in err
+
+
+def test_serve_defaults_come_from_the_environment(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[dict[str, Any]] = []
+    environment.setattr("uvicorn.run", lambda app, **kwargs: calls.append(kwargs))
+    assert cli.main(["serve"]) == 0
+    environment.setenv("PORT", "5123")
+    environment.setenv("WEB_CONCURRENCY", "3")
+    assert cli.main(["serve"]) == 0
+    assert cli.main(["serve", "--host", "127.0.0.1", "--port", "7000", "--workers", "2"]) == 0
+    chosen = [(c["host"], c["port"], c["workers"]) for c in calls]
+    assert chosen == [("0.0.0.0", 8000, 1), ("0.0.0.0", 5123, 3), ("127.0.0.1", 7000, 2)]
+    assert all(c["factory"] for c in calls)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "expected"),
+    [
+        ("postgresql://vlm:hunter2@127.0.0.1:{port}/nowhere", "127.0.0.1"),
+        ("sqlite:////nonexistent-dir/vlmhooks.db", "unable to open database file"),
+    ],
+)
+def test_database_errors_are_one_line(
+    environment: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    database_url: str,
+    expected: str,
+) -> None:
+    environment.setenv("DATABASE_URL", database_url.format(port=free_port()))
+    for command in (["db", "upgrade"], ["serve"]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("vlm-receiver: error: cannot use the database at ")
+        assert err.count("\n") == 1 and expected in err
+        assert "hunter2" not in err and "Traceback" not in err
+
+
+def test_serve_refuses_a_database_without_schema(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    environment.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert cli.main(["serve"]) == 2
+    assert "vlm-receiver db upgrade" in capsys.readouterr().err
+
+
+def test_procfile_declares_release_web_and_worker() -> None:
+    lines = (REPO_ROOT / "Procfile").read_text().splitlines()
+    assert "release: vlm-receiver db upgrade" in lines
+    assert "web: vlm-receiver serve" in lines
+    assert any(line.startswith("worker: ") for line in lines)
+    check = subprocess.run(
+        ["honcho", "check"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stderr
+    assert "Valid procfile detected (release, web, worker)" in check.stderr + check.stdout
+
+
+def test_honcho_runs_release_then_web(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("VLMHOOKS_") and key not in ("PORT", "WEB_CONCURRENCY")
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'honcho.db'}",
+        VLMHOOKS_SECRET_KEYS=KEYS,
+        VLMHOOKS_API_KEYS="lookup-key",
+        VLMHOOKS_LOG_LEVEL="warning",
+    )
+    release = subprocess.run(
+        ["honcho", "run", "vlm-receiver", "db", "upgrade"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert release.returncode == 0, release.stderr
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start", "--no-colour", "-p", str(port), "web"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        response = _wait_for_receiver(f"http://127.0.0.1:{port}", web)
+        assert response.status_code == 401  # a real receiver refusing a bad token
+        assert response.headers["content-type"] == "application/problem+json"
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        output = web.communicate(timeout=20)[0].decode()
+    assert "web.1 stopped" in output, output
+
+
+def _wait_for_receiver(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited early: {process.communicate()[0].decode()}")
+        try:
+            return httpx.post(f"{url}/v1/callbacks/not-a-token", content=b"{}", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the receiver did not come up")

@@ -1,0 +1,188 @@
+"""GroupCommitter: batches form under concurrency, one failing write never fails (or leaks
+into) its neighbours, and no waiter is left hanging when the writer stops."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from receiver import group_commit
+from receiver.group_commit import GroupCommitter, WriterStopped
+
+PROBE = sa.Table("gc_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+
+
+@pytest.fixture
+def probe(engine: Engine) -> Iterator[Engine]:
+    PROBE.create(engine)
+    yield engine
+
+
+def _insert(row_id: int) -> Callable[[Connection], int]:
+    def op(connection: Connection) -> int:
+        connection.execute(PROBE.insert().values(id=row_id))
+        return row_id
+
+    return op
+
+
+def _ids(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return [row_id for (row_id,) in connection.execute(sa.select(PROBE.c.id).order_by("id"))]
+
+
+def _blocking(gate: threading.Event, entered: threading.Event) -> Callable[[Connection], str]:
+    def op(_connection: Connection) -> str:
+        entered.set()
+        assert gate.wait(10)
+        return "unblocked"
+
+    return op
+
+
+async def _wait_for(event: threading.Event) -> None:
+    for _ in range(500):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer never reached the blocking op")
+
+
+def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
+    sizes: list[int] = []
+    commits: list[int] = []
+    writer = GroupCommitter(probe, on_batch=sizes.append, after_commit=lambda: commits.append(1))
+    gate, entered = threading.Event(), threading.Event()
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
+        await _wait_for(entered)
+        # These queue up while the writer is busy, so they must form a single batch.
+        rest = [asyncio.ensure_future(writer.run(_insert(i))) for i in range(1, 51)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *rest)
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results == ["unblocked", *range(1, 51)]
+    assert sizes == [1, 50] and len(commits) == 2
+    assert _ids(probe) == list(range(1, 51))
+
+
+def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine) -> None:
+    with probe.begin() as connection:
+        connection.execute(PROBE.insert().values(id=5))
+    writer = GroupCommitter(probe)
+    gate, entered = threading.Event(), threading.Event()
+
+    def writes_then_raises(connection: Connection) -> None:
+        connection.execute(PROBE.insert().values(id=100))
+        raise ValueError("application error after writing")
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
+        await _wait_for(entered)
+        ops = [_insert(i) for i in range(1, 5)] + [_insert(5), writes_then_raises, _insert(6)]
+        batch = [asyncio.ensure_future(writer.run(op)) for op in ops]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *batch, return_exceptions=True)
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results[:5] == ["unblocked", 1, 2, 3, 4]
+    assert isinstance(results[5], IntegrityError)  # id 5 exists: a database error
+    assert isinstance(results[6], ValueError)
+    assert results[7] == 6
+    assert _ids(probe) == [1, 2, 3, 4, 5, 6]  # nothing of the raising op, 100, was kept
+
+
+def test_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
+    writer = GroupCommitter(probe)
+    gate, entered = threading.Event(), threading.Event()
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
+        await _wait_for(entered)
+        queued = [asyncio.ensure_future(writer.run(_insert(i))) for i in (1, 2, 3)]
+        await asyncio.sleep(0.01)
+        stopper = threading.Thread(target=writer.stop)
+        stopper.start()
+        await asyncio.sleep(0.05)
+        with pytest.raises(WriterStopped):
+            await writer.run(_insert(4))
+        gate.set()
+        results = await asyncio.gather(first, *queued)
+        await asyncio.to_thread(stopper.join, 10)
+        return results
+
+    assert asyncio.run(scenario()) == ["unblocked", 1, 2, 3]
+    assert _ids(probe) == [1, 2, 3]
+    assert not writer.running
+
+
+def test_waiters_are_released_when_the_writer_is_stuck_at_stop(
+    probe: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "STOP_TIMEOUT_SECONDS", 0.1)
+    writer = GroupCommitter(probe)
+    gate, entered = threading.Event(), threading.Event()
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
+        await _wait_for(entered)
+        queued = [asyncio.ensure_future(writer.run(_insert(i))) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(writer.stop)  # gives up waiting after 0.1 s
+        stranded = await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), 5)
+        gate.set()
+        return [await first, *stranded]
+
+    results = asyncio.run(scenario())
+    assert results[0] == "unblocked"
+    assert all(isinstance(result, WriterStopped) for result in results[1:])
+
+
+def test_run_before_start_is_refused(probe: Engine) -> None:
+    writer = GroupCommitter(probe)
+
+    async def scenario() -> None:
+        with pytest.raises(WriterStopped):
+            await writer.run(_insert(1))
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_hook_does_not_kill_the_writer(
+    probe: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_hook(_size: int) -> None:
+        raise RuntimeError("metrics backend down")
+
+    writer = GroupCommitter(probe, on_batch=broken_hook)
+
+    async def scenario() -> list[int]:
+        writer.start()
+        return [await writer.run(_insert(1)), await writer.run(_insert(2))]
+
+    try:
+        assert asyncio.run(scenario()) == [1, 2]
+    finally:
+        writer.stop()
+    assert "hook failed" in caplog.text
