@@ -1,0 +1,133 @@
+"""/openapi.json: a valid OpenAPI 3.1 document, in sync with the routes, and honest about
+security and response shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from sqlalchemy.engine import Engine
+from starlette.routing import Route
+
+from receiver.app import create_app
+from receiver.ingest import ingest_prediction
+from receiver.openapi import openapi_document
+from tests.receiver.lookup_support import AUTH, prediction, receiver_settings
+from tests.servers import serve
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+
+
+@pytest.mark.parametrize("auth_required", [True, False])
+def test_document_is_valid_openapi_31(auth_required: bool) -> None:
+    document = openapi_document(auth_required=auth_required)
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method.upper())
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def test_every_route_is_documented_and_vice_versa(database_url: str) -> None:
+    app = create_app(receiver_settings(database_url))
+    routes: set[tuple[str, str]] = set()
+    for route in app.routes:
+        assert isinstance(route, Route), f"{route!r} is not a plain route: document it"
+        # Starlette adds HEAD to every GET route; it is not a separate operation.
+        routes |= {(route.path, method) for method in route.methods or () if method != "HEAD"}
+    with serve(app) as server, httpx.Client(base_url=server.url) as http:
+        response = http.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert _documented(document) == routes
+    assert ("/v1/callbacks/{token}", "POST") in routes
+
+
+def _concrete(path: str) -> str:
+    return (
+        path.replace("{prediction_id}", "p").replace("{submission_id}", "s").replace("{token}", "t")
+    )
+
+
+def test_declared_security_is_enforced(database_url: str) -> None:
+    app = create_app(receiver_settings(database_url))
+    with serve(app) as server, httpx.Client(base_url=server.url) as http:
+        document = http.get("/openapi.json").json()
+        for path, item in document["paths"].items():
+            for method, operation in item.items():
+                if method != "get":
+                    continue
+                url = _concrete(path)
+                if operation["security"]:
+                    assert "401" in operation["responses"], path
+                    assert http.get(url).status_code == 401, path
+                else:
+                    assert http.get(url).status_code != 401, path
+
+
+def test_anonymous_deployment_documents_no_security(database_url: str) -> None:
+    app = create_app(receiver_settings(database_url, api_keys=(), allow_anonymous_reads=True))
+    with serve(app) as server, httpx.Client(base_url=server.url) as http:
+        document = http.get("/openapi.json").json()
+    assert "anonymously" in document["info"]["description"]
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert operation["security"] == []
+            if operation["operationId"] != "receiveCallback":  # its 401 is the token's
+                assert "401" not in operation["responses"]
+
+
+def _validator(document: dict[str, Any], schema_name: str) -> Draft202012Validator:
+    root = {"components": document["components"], "$ref": f"#/components/schemas/{schema_name}"}
+    return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_responses_match_their_documented_schemas(database_url: str, engine: Engine) -> None:
+    ingest_prediction(
+        engine,
+        prediction("doc-1", domain="document.ocr", extra_api_field=[1]),
+        submission_id="sub-x",
+        source="callback",
+    )
+    ingest_prediction(engine, prediction("doc-2", "running"), submission_id=None, source="callback")
+    app = create_app(receiver_settings(database_url))
+    with serve(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as http:
+        document = http.get("/openapi.json").json()
+        checks = [
+            ("/v1/predictions/doc-1", "Prediction"),
+            ("/v1/predictions/doc-2", "Prediction"),
+            ("/v1/predictions?limit=1", "PredictionPage"),
+            ("/v1/deliveries?include_body=true", "DeliveryPage"),
+            ("/v1/predictions/missing", "Problem"),
+            ("/v1/predictions?limit=0", "Problem"),
+            ("/healthz", "Health"),
+            ("/readyz", "Ready"),
+        ]
+        for url, schema_name in checks:
+            response = http.get(url)
+            operation = _operation_for(document, url)
+            assert str(response.status_code) in operation["responses"], url
+            errors = list(_validator(document, schema_name).iter_errors(response.json()))
+            assert errors == [], (url, [error.message for error in errors])
+    # The validator itself can fail: a wrong shape is reported.
+    assert list(_validator(document, "Prediction").iter_errors({"id": 3}))
+
+
+def _operation_for(document: dict[str, Any], url: str) -> dict[str, Any]:
+    path = url.split("?")[0]
+    for template, item in document["paths"].items():
+        prefix = template.split("{")[0]
+        if template == path or (
+            "{" in template and path.startswith(prefix) and "/" not in path[len(prefix) :]
+        ):
+            return dict(item["get"])
+    raise AssertionError(f"{url} is not documented")
