@@ -92,7 +92,7 @@ async def list_predictions_endpoint(request: Request) -> Response:
     )
     limit = _limit(request)
     cursor = query.get(CURSOR_PARAM)
-    after = decode_prediction_cursor(cursor) if cursor else None
+    after = decode_prediction_cursor(cursor) if cursor is not None else None
     page, next_key = await run_in_threadpool(list_predictions, state.engine, filters, after, limit)
     next_cursor = None if next_key is None else encode_prediction_cursor(next_key)
     return json_response({"data": page, "next_cursor": next_cursor})
@@ -117,7 +117,7 @@ async def list_deliveries_endpoint(request: Request) -> Response:
     include_body = bool_param(query, "include_body")
     limit = _limit(request)
     cursor = query.get(CURSOR_PARAM)
-    after = decode_delivery_cursor(cursor) if cursor else None
+    after = decode_delivery_cursor(cursor) if cursor is not None else None
     page, next_key = await run_in_threadpool(
         lambda: list_deliveries(
             state.engine,

@@ -1,4 +1,7 @@
-"""Query-parameter parsing for the lookup API: every bad value is a 400 naming the parameter."""
+"""Query-parameter parsing for the lookup API: every bad value is a 400 naming the parameter.
+
+An empty value is a bad value, not an absent one: `?created_after=` is a mistake to report.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def text_param(query: QueryParams, name: str) -> str | None:
 def wait_param(query: QueryParams, name: str, cap: float) -> float:
     """Seconds to long-poll: a finite number >= 0, silently capped at `cap`."""
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return 0.0
     try:
         seconds = float(raw)
@@ -44,7 +47,7 @@ def int_param(
     query: QueryParams, name: str, *, default: int, minimum: int, maximum: int | None = None
 ) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     return parse_int(name, raw, minimum=minimum, maximum=maximum)
 
@@ -62,7 +65,7 @@ def parse_int(name: str, raw: str, *, minimum: int, maximum: int | None = None) 
 
 def bool_param(query: QueryParams, name: str) -> bool:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return False
     lowered = raw.lower()
     if lowered in ("true", "1"):
@@ -75,7 +78,7 @@ def bool_param(query: QueryParams, name: str) -> bool:
 def timestamp_param(query: QueryParams, name: str) -> datetime | None:
     """ISO 8601; a timestamp without an offset is UTC, like every time we store."""
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         return as_utc(datetime.fromisoformat(raw))
@@ -85,7 +88,7 @@ def timestamp_param(query: QueryParams, name: str) -> datetime | None:
 
 def status_param(query: QueryParams, name: str) -> Status | None:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         return Status(raw)

@@ -56,7 +56,7 @@ def resume_position(request: Request) -> int | None:
         return parse_int("Last-Event-ID", header.strip(), minimum=0, maximum=MAX_ROW_ID)
     for name in RESUME_QUERY_PARAMS:
         raw = request.query_params.get(name)
-        if raw is not None and raw != "":
+        if raw is not None:
             return parse_int(name, raw, minimum=0, maximum=MAX_ROW_ID)
     return None
 

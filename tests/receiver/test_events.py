@@ -101,6 +101,7 @@ def test_invalid_resume_positions_are_400(database_url: str) -> None:
             ({"Last-Event-ID": "-1"}, {}),
             ({}, {"after": "1.5"}),
             ({}, {"last_event_id": "x"}),
+            ({}, {"after": ""}),
         ):
             response = http.get("/v1/events", headers=headers, params=params)
             assert response.status_code == 400, (headers, params)

@@ -108,7 +108,7 @@ def test_without_wait_answers_at_once(database_url: str, engine: Engine) -> None
 
 def test_invalid_wait_is_a_400(database_url: str) -> None:
     with running_receiver(database_url) as server, client(server) as http:
-        for wait in ("-1", "soon", "nan", "inf", "1e999", "-0.5"):
+        for wait in ("-1", "soon", "nan", "inf", "1e999", "-0.5", ""):
             response = http.get("/v1/predictions/x", params={"wait": wait})
             assert response.status_code == 400, wait
             assert response.headers["content-type"] == "application/problem+json"
