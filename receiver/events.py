@@ -33,12 +33,13 @@ class EventHub:
         self,
         engine: Engine,
         *,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = None,
         keepalive_interval: float | None = None,
     ) -> None:
         self._engine = engine
-        self.poll_interval = poll_interval
-        # Read at construction (not as a default argument) so tests can shorten it.
+        # Defaults are read at construction, not bound as default arguments, so a test can
+        # shorten them for the hub the app's lifespan builds.
+        self.poll_interval = DEFAULT_POLL_INTERVAL if poll_interval is None else poll_interval
         self.keepalive_interval = (
             DEFAULT_KEEPALIVE_INTERVAL if keepalive_interval is None else keepalive_interval
         )

@@ -9,9 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import httpx
 
+from receiver import events
 from receiver.app import create_app
 from receiver.settings import Settings
 from tests.servers import UvicornThread, serve
@@ -20,6 +22,8 @@ API_KEY = "lookup-key-current"
 OLD_API_KEY = "lookup-key-previous"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+TEST_POLL_INTERVAL = 0.1
+GRACEFUL_SHUTDOWN = 0.3
 
 
 def receiver_settings(database_url: str, **overrides: Any) -> Settings:
@@ -34,10 +38,17 @@ def receiver_settings(database_url: str, **overrides: Any) -> Settings:
 
 @contextmanager
 def running_receiver(database_url: str, **overrides: Any) -> Iterator[UvicornThread]:
-    """A receiver on loopback; `log_config=None` routes uvicorn's logs to pytest's caplog,
-    and a short graceful-shutdown timeout lets it stop while SSE streams are open."""
+    """A receiver on loopback.
+
+    `log_config=None` routes uvicorn's logs to pytest's caplog; a short graceful-shutdown
+    timeout lets it stop while SSE streams are open; and a short SQLite poll keeps tests
+    that write behind the receiver's back (no local wake-up) fast.
+    """
     app = create_app(receiver_settings(database_url, **overrides))
-    with serve(app, log_config=None, timeout_graceful_shutdown=1) as server:
+    with (
+        mock.patch.object(events, "DEFAULT_POLL_INTERVAL", TEST_POLL_INTERVAL),
+        serve(app, log_config=None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN) as server,
+    ):
         yield server
 
 

@@ -40,7 +40,8 @@ def _assert_401(response: httpx.Response, detail: str) -> None:
     assert detail in problem["detail"]
 
 
-def test_every_auth_failure_is_a_401_problem(database_url: str) -> None:
+def test_every_auth_failure_is_a_401_problem(sqlite_url: str) -> None:
+    # Auth runs before any database access, so one backend is enough.
     failures = [
         ({}, "missing Authorization header"),
         ({"Authorization": f"Basic {API_KEY}"}, "scheme must be Bearer"),
@@ -51,7 +52,7 @@ def test_every_auth_failure_is_a_401_problem(database_url: str) -> None:
         ({"Authorization": f"Bearer {API_KEY[:-1]}"}, "not valid"),
         ({"Authorization": "Bearer café".encode()}, "not valid"),
     ]
-    with running_receiver(database_url) as server, httpx.Client(base_url=server.url) as http:
+    with running_receiver(sqlite_url) as server, httpx.Client(base_url=server.url) as http:
         for path in PROTECTED:
             for headers, detail in failures:
                 _assert_401(http.get(path, headers=headers), detail)
@@ -86,9 +87,9 @@ def test_rotated_keys_and_query_token_are_accepted(database_url: str) -> None:
         assert "Unauthorized" not in callback.json()["title"]  # the token check, not ours
 
 
-def test_anonymous_reads_when_explicitly_allowed(database_url: str) -> None:
+def test_anonymous_reads_when_explicitly_allowed(sqlite_url: str) -> None:
     with (
-        running_receiver(database_url, api_keys=(), allow_anonymous_reads=True) as server,
+        running_receiver(sqlite_url, api_keys=(), allow_anonymous_reads=True) as server,
         httpx.Client(base_url=server.url) as http,
     ):
         for path in ("/v1/predictions", "/v1/deliveries", "/metrics", "/dashboard"):

@@ -37,8 +37,8 @@ def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-def test_every_route_is_documented_and_vice_versa(database_url: str) -> None:
-    app = create_app(receiver_settings(database_url))
+def test_every_route_is_documented_and_vice_versa(sqlite_url: str) -> None:
+    app = create_app(receiver_settings(sqlite_url))
     routes: set[tuple[str, str]] = set()
     for route in app.routes:
         assert isinstance(route, Route), f"{route!r} is not a plain route: document it"
@@ -58,8 +58,8 @@ def _concrete(path: str) -> str:
     )
 
 
-def test_declared_security_is_enforced(database_url: str) -> None:
-    app = create_app(receiver_settings(database_url))
+def test_declared_security_is_enforced(sqlite_url: str) -> None:
+    app = create_app(receiver_settings(sqlite_url))
     with serve(app) as server, httpx.Client(base_url=server.url) as http:
         document = http.get("/openapi.json").json()
         for path, item in document["paths"].items():
@@ -74,8 +74,8 @@ def test_declared_security_is_enforced(database_url: str) -> None:
                     assert http.get(url).status_code != 401, path
 
 
-def test_anonymous_deployment_documents_no_security(database_url: str) -> None:
-    app = create_app(receiver_settings(database_url, api_keys=(), allow_anonymous_reads=True))
+def test_anonymous_deployment_documents_no_security(sqlite_url: str) -> None:
+    app = create_app(receiver_settings(sqlite_url, api_keys=(), allow_anonymous_reads=True))
     with serve(app) as server, httpx.Client(base_url=server.url) as http:
         document = http.get("/openapi.json").json()
     assert "anonymously" in document["info"]["description"]
