@@ -448,7 +448,7 @@ def _public_paths() -> dict[str, Any]:
                     "422": _problem(
                         "The body breaks the PredictionResponse contract; `errors` lists fields."
                     ),
-                    "503": _problem("The receiver is shutting down; retry."),
+                    "502": _problem("Fetch-back is on and the API could not be read back."),
                 },
             }
         },
