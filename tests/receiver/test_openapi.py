@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from sqlalchemy.engine import Engine
@@ -26,6 +27,10 @@ def test_document_is_valid_openapi_31(auth_required: bool) -> None:
     document = openapi_document(auth_required=auth_required)
     assert document["openapi"].startswith("3.1")
     validate(document)
+    # schemathesis (issue 7) must be able to build every operation, $refs resolved.
+    loaded = list(schemathesis.openapi.from_dict(document).get_all_operations())
+    assert len(loaded) == len(_documented(document))
+    assert all(result.ok() for result in loaded)
 
 
 def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
