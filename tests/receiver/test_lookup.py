@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -51,59 +51,59 @@ def test_unknown_prediction_is_a_404_problem(database_url: str) -> None:
     assert nul.status_code == 404
 
 
-@pytest.mark.parametrize("final", ["completed", "failed"])
-def test_wait_wakes_on_terminal_status(database_url: str, engine: Engine, final: str) -> None:
-    store(engine, prediction("pred-w", "running"))
-    with running_receiver(database_url) as server, client(server) as http:
+def test_long_polls(database_url: str, engine: Engine) -> None:
+    """Several waiters at once on one receiver, each woken (or not) by its own write."""
+    store(engine, prediction("to-complete", "running"))
+    store(engine, prediction("to-fail", "running"))
+    store(engine, prediction("stays-running", "pending"))
+    store(engine, prediction("already", "pending"))
+    waits: dict[str, float | str] = {
+        "to-complete": 20,  # capped at max_wait=2 below; woken long before that
+        "to-fail": 20,
+        "not-yet-received": "20",
+        "stays-running": 0.8,  # a non-terminal update must not end the wait
+        "never": 3600,  # held for max_wait, then 404
+        "already": 0,  # no wait: answered at once
+    }
+    writes = [
+        prediction("to-complete", "completed"),
+        prediction("to-fail", "failed"),
+        prediction("not-yet-received", "failed"),
+        prediction("stays-running", "running"),
+    ]
+
+    def write_all() -> None:
+        for body in writes:
+            store(engine, body)
+
+    def long_poll(prediction_id: str) -> tuple[int, object, float]:
         started = time.monotonic()
-        with after(0.3, lambda: store(engine, prediction("pred-w", final))):
-            response = http.get("/v1/predictions/pred-w", params={"wait": 20})
-        elapsed = time.monotonic() - started
-    assert response.status_code == 200
-    assert response.json()["status"] == final
-    assert 0.25 < elapsed < 3, elapsed
+        with client(server) as http:
+            response = http.get(
+                f"/v1/predictions/{prediction_id}", params={"wait": waits[prediction_id]}
+            )
+        # `status` is the prediction's, or the problem's HTTP status on a 404.
+        return response.status_code, response.json()["status"], time.monotonic() - started
 
+    with running_receiver(database_url, max_wait=2) as server:
+        with ThreadPoolExecutor(len(waits)) as pool, after(0.3, write_all):
+            futures = {name: pool.submit(long_poll, name) for name in waits}
+        results = {name: future.result() for name, future in futures.items()}
 
-def test_wait_for_a_prediction_not_received_yet(database_url: str, engine: Engine) -> None:
-    with running_receiver(database_url) as server, client(server) as http:
-        started = time.monotonic()
-        with after(0.3, lambda: store(engine, prediction("pred-late", "failed"))):
-            response = http.get("/v1/predictions/pred-late", params={"wait": "20"})
-        elapsed = time.monotonic() - started
-    assert response.status_code == 200 and response.json()["status"] == "failed"
-    assert elapsed < 3, elapsed
+    def check(name: str, code: int, status: object, low: float, high: float) -> None:
+        got_code, got_status, elapsed = results[name]
+        assert (got_code, got_status) == (code, status), name
+        assert low < elapsed < high, (name, elapsed)
 
-
-def test_wait_ignores_non_terminal_updates(database_url: str, engine: Engine) -> None:
-    store(engine, prediction("pred-p", "pending"))
-    with running_receiver(database_url) as server, client(server) as http:
-        started = time.monotonic()
-        with after(0.2, lambda: store(engine, prediction("pred-p", "running"))):
-            response = http.get("/v1/predictions/pred-p", params={"wait": 0.8})
-        elapsed = time.monotonic() - started
-    # Still not terminal when the wait ran out: the stored state, not a 404.
-    assert response.status_code == 200 and response.json()["status"] == "running"
-    assert 0.75 < elapsed < 4, elapsed
-
-
-def test_404_only_after_the_capped_wait(database_url: str) -> None:
-    with running_receiver(database_url, max_wait=1) as server, client(server) as http:
-        started = time.monotonic()
-        response = http.get("/v1/predictions/never", params={"wait": 3600})
-        elapsed = time.monotonic() - started
+    # Terminal is completed *or* failed; woken by the write (~0.3 s), not the 2 s cap.
+    check("to-complete", 200, "completed", 0.25, 1.5)
+    check("to-fail", 200, "failed", 0.25, 1.5)
+    check("not-yet-received", 200, "failed", 0.25, 1.5)
+    # Still not terminal when its wait ran out: the stored state, not a 404.
+    check("stays-running", 200, "running", 0.75, 1.9)
     # Held for max_wait (not 3600 s), and only then a 404.
-    assert response.status_code == 404
-    assert 0.95 < elapsed < 4, elapsed
-
-
-def test_without_wait_answers_at_once(database_url: str, engine: Engine) -> None:
-    store(engine, prediction("pred-now", "pending"))
-    with running_receiver(database_url) as server, client(server) as http:
-        started = time.monotonic()
-        response = http.get("/v1/predictions/pred-now", params={"wait": 0})
-        assert time.monotonic() - started < 1
-    assert response.json()["status"] == "pending"
-    assert response.json()["vlmhooks"]["terminal"] is False
+    check("never", 404, 404, 1.95, 4)
+    check("already", 200, "pending", 0, 1)
 
 
 def test_invalid_wait_is_a_400(sqlite_url: str) -> None:
