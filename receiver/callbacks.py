@@ -28,7 +28,7 @@ from receiver.store import (
     DeliveryRecord,
     IngestOutcome,
     PredictionWrite,
-    apply_prediction_write,
+    apply_prediction_writes,
     log_rejected_delivery,
 )
 from receiver.verify import require_json_content_type, verify_provider_signatures
@@ -97,7 +97,9 @@ async def receive_callback(request: Request) -> Response:
         delivery=delivery,
         webhook_id=webhook_id,
     )
-    outcome = await state.writer.run(lambda connection: _store_callback(connection, write))
+    # Batched with every other callback queued meanwhile; a conflict comes back as a value
+    # (its rejected-delivery row already written in the same commit).
+    outcome = await state.writer.run_batched(apply_prediction_writes, write)
     if isinstance(outcome, PredictionConflict):
         state.metrics.callbacks.labels("rejected").inc()
         return receiver_error_response(outcome)
@@ -113,28 +115,6 @@ async def _read_capped_body(request: Request, limit: int) -> bytes:
         return await read_body(request.stream(), limit=limit)
     except ClientDisconnect as exc:
         raise PayloadError("the client disconnected before the body was complete") from exc
-
-
-def _store_callback(
-    connection: Connection, write: PredictionWrite
-) -> IngestOutcome | PredictionConflict:
-    """The write op: the upsert, or for a conflict the rejected-delivery row, in one batch."""
-    try:
-        return apply_prediction_write(connection, write)
-    except PredictionConflict as conflict:
-        # Returned, not raised: the audit row must commit with the batch, and a raising op
-        # would make the committer roll it back.
-        log_rejected_delivery(
-            connection,
-            prediction_id=write.prediction.id,
-            submission_id=write.submission_id,
-            source=write.source,
-            received_at=write.received_at,
-            delivery=write.delivery,
-            reason=conflict.detail,
-            http_status=conflict.status,
-        )
-        return conflict
 
 
 async def _log_rejection(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -20,10 +20,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from receiver.store import begin_write_batch, end_write_batch
 
-__all__ = ["DEFAULT_MAX_BATCH", "GroupCommitter", "WriteOp", "WriterStopped"]
+__all__ = ["DEFAULT_MAX_BATCH", "BatchApply", "GroupCommitter", "WriteOp", "WriterStopped"]
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 WriteOp = Callable[[Connection], Any]
+# Applies many queued items in one call: one statement per step for the whole batch.
+BatchApply = Callable[[Connection, list[Any]], Sequence[Any]]
 
 DEFAULT_MAX_BATCH = 512
 STOP_TIMEOUT_SECONDS = 30.0
@@ -36,9 +39,11 @@ class WriterStopped(RuntimeError):
 
 @dataclass
 class _Pending(Generic[T]):
-    op: Callable[[Connection], T]
+    op: Callable[[Connection], T] | None
     future: asyncio.Future[T]
     loop: asyncio.AbstractEventLoop
+    item: Any = None
+    apply_many: BatchApply | None = None
     result: Any = None
     error: BaseException | None = None
 
@@ -98,12 +103,26 @@ class GroupCommitter:
         writes are rolled back and the exception is raised here.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        return await self._enqueue(_Pending(op, loop.create_future(), loop))
+
+    async def run_batched(
+        self, apply_many: Callable[[Connection, list[ItemT]], Sequence[T]], item: ItemT
+    ) -> T:
+        """Apply `item` in the next batch, together with every queued item of `apply_many`.
+
+        `apply_many(connection, items)` returns one result per item, in order; if it raises,
+        the batch is rolled back and each item is retried alone.
+        """
+        loop = asyncio.get_running_loop()
+        pending: _Pending[T] = _Pending(None, loop.create_future(), loop, item, apply_many)
+        return await self._enqueue(pending)
+
+    async def _enqueue(self, pending: _Pending[T]) -> T:
         with self._lock:
             if not self._running:
                 raise WriterStopped("the writer is not running")
-            self._queue.put(_Pending(op, future, loop))
-        return await future
+            self._queue.put(pending)
+        return await pending.future
 
     def _run(self) -> None:
         try:
@@ -160,8 +179,18 @@ class GroupCommitter:
     def _apply_together(self, batch: list[_Pending[Any]]) -> None:
         with self._engine.begin() as connection:
             begin_write_batch(connection)
+            groups: dict[BatchApply, list[_Pending[Any]]] = {}
             for pending in batch:
-                pending.result = pending.op(connection)
+                if pending.apply_many is not None:
+                    groups.setdefault(pending.apply_many, []).append(pending)
+                elif pending.op is not None:
+                    pending.result = pending.op(connection)
+            for apply_many, members in groups.items():
+                results = apply_many(connection, [member.item for member in members])
+                if len(results) != len(members):
+                    raise RuntimeError(f"{apply_many!r} returned {len(results)} results")
+                for member, result in zip(members, results, strict=True):
+                    member.result = result
             end_write_batch(connection, wrote_events=True)
 
     def _notify(self, size: int) -> None:

@@ -9,7 +9,8 @@ processes cannot regress a status: the database, not the process, decides.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -91,17 +92,29 @@ class _Statements:
         self.is_postgresql = dialect_name == "postgresql"
         self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
         self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
-        self.submission_context = sa.select(
-            SUBMISSION.c.prediction_id, SUBMISSION.c.domain, SUBMISSION.c.json_schema
-        ).where(SUBMISSION.c.id == sa.bindparam("submission_id"))
+        context_columns = (
+            SUBMISSION.c.id,
+            SUBMISSION.c.prediction_id,
+            SUBMISSION.c.domain,
+            SUBMISSION.c.json_schema,
+        )
+        self.submission_context = sa.select(*context_columns).where(
+            SUBMISSION.c.id == sa.bindparam("submission_id")
+        )
+        self.submission_contexts = sa.select(*context_columns).where(
+            SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True))
+        )
+        self.known_webhooks = sa.select(WEBHOOK_MESSAGE.c.id).where(
+            WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True))
+        )
         self.remember_webhook = (
             insert(WEBHOOK_MESSAGE)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(WEBHOOK_MESSAGE.c.id)
         )
-        self.current = sa.select(PREDICTION.c.status, PREDICTION.c.body_sha256).where(
-            PREDICTION.c.id == sa.bindparam("prediction_id")
-        )
+        self.currents = sa.select(
+            PREDICTION.c.id, PREDICTION.c.status, PREDICTION.c.body_sha256
+        ).where(PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)))
         upsert = insert(PREDICTION)
         excluded = upsert.excluded
         table = PREDICTION
@@ -133,8 +146,8 @@ class _Statements:
                     excluded.body_sha256 != table.c.body_sha256,
                 ),
             ),
-        ).returning(table.c.delivery_count)
-        self.insert_event = insert(EVENT).returning(EVENT.c.seq)
+        ).returning(table.c.id, table.c.delivery_count)
+        self.insert_event = insert(EVENT).returning(EVENT.c.prediction_id, EVENT.c.seq)
         self.link_submission = (
             SUBMISSION.update()
             .where(SUBMISSION.c.id == sa.bindparam("submission_id"))
@@ -146,7 +159,9 @@ class _Statements:
                 updated_at=sa.bindparam("linked_at"),
             )
         )
-        self.insert_delivery = DELIVERY.insert()
+        # RETURNING makes SQLAlchemy send many rows as one multi-VALUES statement
+        # ("insertmanyvalues") instead of one DBAPI step per row.
+        self.insert_delivery = DELIVERY.insert().returning(DELIVERY.c.id)
 
 
 _STATEMENTS = {name: _Statements(name) for name in ("postgresql", "sqlite")}
@@ -216,74 +231,244 @@ def apply_prediction_write(connection: Connection, write: PredictionWrite) -> In
     Raises `PredictionConflict` (before writing anything for it) when the submission is
     already bound to another prediction id.
     """
-    statements = _statements(connection)
-    prediction = write.prediction
-    context = (
-        load_submission_context(connection, write.submission_id) if write.submission_id else None
-    )
-    if context is not None and context.prediction_id and context.prediction_id != prediction.id:
-        raise PredictionConflict(
-            f"submission {write.submission_id} is bound to prediction {context.prediction_id}, "
-            f"not {prediction.id}",
-            submission_id=write.submission_id,
-            recorded_prediction_id=context.prediction_id,
-        )
+    (result,) = apply_prediction_writes(connection, [write], log_conflicts=False)
+    if isinstance(result, PredictionConflict):
+        raise result
+    return result
 
-    if write.webhook_id is not None:
-        fresh = connection.execute(
-            statements.remember_webhook,
-            {
-                "id": write.webhook_id,
-                "prediction_id": prediction.id,
-                "received_at": write.received_at,
-            },
-        ).first()
-        if fresh is None:
-            replayed = _current_status(connection, prediction.id) or prediction.status.value
-            _log_delivery(connection, write, "replay", "webhook-id already accepted", 200)
-            return IngestOutcome(prediction.id, replayed, "duplicate")
 
-    schema_valid, schema_errors = check_response_schema(
-        context.json_schema if context else None, prediction.response
-    )
-    values = _prediction_values(write, context, schema_valid, schema_errors)
-    applied = connection.execute(statements.upsert_prediction, values).first()
+def apply_prediction_writes(
+    connection: Connection, writes: Sequence[PredictionWrite], *, log_conflicts: bool = True
+) -> list[IngestOutcome | PredictionConflict]:
+    """Apply deliveries in arrival order, as if one by one, with a handful of statements.
 
-    if applied is None:
-        current = connection.execute(statements.current, {"prediction_id": prediction.id}).one()
-        verdict: Verdict = "duplicate" if current.body_sha256 == values["body_sha256"] else "stale"
-        reason = (
-            "exact duplicate"
-            if verdict == "duplicate"
-            else f"{prediction.status.value} arrived after {current.status}; kept {current.status}"
-        )
-        _log_delivery(connection, write, verdict, reason, 200)
-        return IngestOutcome(prediction.id, current.status, verdict)
+    One statement per step for the whole batch (not per write) is what makes group commit
+    pay: the upsert, the events and the delivery log each go out as one multi-row statement.
+    A conflict comes back as a value (and, with `log_conflicts`, as a rejected delivery row).
+    """
+    batch = _Batch(connection, writes)
+    batch.classify(log_conflicts)
+    batch.upsert()
+    batch.finish()
+    return batch.results()
 
-    status = prediction.status.value
-    verdict = "stored" if applied.delivery_count == 1 else "updated"
-    event_seq = connection.execute(
-        statements.insert_event,
-        {
-            "prediction_id": prediction.id,
-            "type": f"prediction.{status}",
-            "data": public_prediction({**values, "delivery_count": applied.delivery_count}),
-            "created_at": write.received_at,
-        },
-    ).scalar_one()
-    # Skipped without a row: a callback URL minted by `vlm-receiver callback-url` has none.
-    if context is not None:
-        connection.execute(
-            statements.link_submission,
-            {
-                "submission_id": write.submission_id,
-                "linked_prediction_id": prediction.id,
+
+class _Batch:
+    """The working state of `apply_prediction_writes`; each step is one or two statements."""
+
+    def __init__(self, connection: Connection, writes: Sequence[PredictionWrite]) -> None:
+        self.connection = connection
+        self.statements = _statements(connection)
+        self.writes = writes
+        self.outcomes: list[IngestOutcome | PredictionConflict | None] = [None] * len(writes)
+        self.pending: list[int] = []  # indexes still to upsert, in arrival order
+        self.replays: list[int] = []
+        self.deliveries: list[tuple[int, dict[str, Any]]] = []
+        self.links: dict[str, dict[str, Any]] = {}
+        self.values: dict[int, dict[str, Any]] = {}
+        submission_ids = sorted({w.submission_id for w in writes if w.submission_id})
+        self.contexts: dict[str, SubmissionContext] = {}
+        if submission_ids:
+            rows = connection.execute(
+                self.statements.submission_contexts, {"submission_ids": submission_ids}
+            )
+            for row in rows:
+                self.contexts[row.id] = SubmissionContext(
+                    row.prediction_id, row.domain, row.json_schema
+                )
+        # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
+        self.linked = {sid for sid, ctx in self.contexts.items() if ctx.prediction_id is not None}
+
+    def classify(self, log_conflicts: bool) -> None:
+        """One pass in arrival order: conflict, replay, or to upsert (binding its submission).
+
+        Writers are serialized (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so
+        the webhook ids read here cannot be taken by another process before we insert ours.
+        """
+        known = self._known_webhook_ids()
+        fresh: list[dict[str, Any]] = []
+        for index, write in enumerate(self.writes):
+            context = self.contexts.get(write.submission_id) if write.submission_id else None
+            prediction_id = write.prediction.id
+            if context is not None and context.prediction_id not in (None, prediction_id):
+                conflict = PredictionConflict(
+                    f"submission {write.submission_id} is bound to prediction "
+                    f"{context.prediction_id}, not {prediction_id}",
+                    submission_id=write.submission_id,
+                    recorded_prediction_id=context.prediction_id,
+                )
+                self.outcomes[index] = conflict
+                if log_conflicts:
+                    row = _delivery_row(write, "rejected", conflict.detail, conflict.status)
+                    self.deliveries.append((index, row))
+                continue
+            webhook_id = write.webhook_id
+            if webhook_id is not None:
+                if webhook_id in known:
+                    self.replays.append(index)
+                    continue
+                known.add(webhook_id)
+                fresh.append(
+                    {
+                        "id": webhook_id,
+                        "prediction_id": prediction_id,
+                        "received_at": write.received_at,
+                    }
+                )
+            if context is not None and context.prediction_id is None:
+                # What linking this write will do; later writes in the batch must see it.
+                self.contexts[write.submission_id or ""] = SubmissionContext(
+                    prediction_id, context.domain, context.json_schema
+                )
+            self.pending.append(index)
+        if fresh:
+            self.connection.execute(self.statements.remember_webhook, fresh)
+
+    def _known_webhook_ids(self) -> set[str]:
+        """Standard Webhooks ids among this batch's that an earlier batch already accepted."""
+        ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
+        if not ids:
+            return set()
+        rows = self.connection.execute(self.statements.known_webhooks, {"ids": ids})
+        return {row.id for row in rows}
+
+    def upsert(self) -> None:
+        # A multi-row upsert may touch each id once (PostgreSQL refuses more), so repeated
+        # ids go to later rounds, which keeps their arrival order.
+        rounds: list[list[int]] = []
+        occurrences: dict[str, int] = {}
+        for index in self.pending:
+            prediction_id = self.writes[index].prediction.id
+            n = occurrences.get(prediction_id, 0)
+            occurrences[prediction_id] = n + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(index)
+        for members in rounds:
+            self._upsert_round(members)
+
+    def _upsert_round(self, members: list[int]) -> None:
+        rows = []
+        for index in members:
+            write = self.writes[index]
+            context = self.contexts.get(write.submission_id) if write.submission_id else None
+            schema_valid, schema_errors = check_response_schema(
+                context.json_schema if context else None, write.prediction.response
+            )
+            self.values[index] = _prediction_values(write, context, schema_valid, schema_errors)
+            rows.append(self.values[index])
+        applied = {
+            row.id: row.delivery_count
+            for row in self.connection.execute(self.statements.upsert_prediction, rows)
+        }
+        unapplied = [i for i in members if self.writes[i].prediction.id not in applied]
+        current = self._current([self.writes[i].prediction.id for i in unapplied])
+        event_rows: list[dict[str, Any]] = []
+        for index in members:
+            write, values = self.writes[index], self.values[index]
+            prediction_id = write.prediction.id
+            if prediction_id in applied:
+                count = applied[prediction_id]
+                status = values["status"]
+                verdict: Verdict = "stored" if count == 1 else "updated"
+                reason = None
+                event_rows.append(
+                    {
+                        "prediction_id": prediction_id,
+                        "type": f"prediction.{status}",
+                        "data": public_prediction({**values, "delivery_count": count}),
+                        "created_at": write.received_at,
+                    }
+                )
+                self.outcomes[index] = IngestOutcome(
+                    prediction_id, status, verdict, None, values["schema_valid"]
+                )
+            else:
+                status, body_sha256 = current[prediction_id]
+                verdict = "duplicate" if body_sha256 == values["body_sha256"] else "stale"
+                reason = (
+                    "exact duplicate"
+                    if verdict == "duplicate"
+                    else f"{write.prediction.status.value} arrived after {status}; kept {status}"
+                )
+                self.outcomes[index] = IngestOutcome(prediction_id, status, verdict)
+            self.deliveries.append((index, _delivery_row(write, verdict, reason, 200)))
+            self._link(write, status, changed=prediction_id in applied)
+        if event_rows:
+            seqs = {
+                row.prediction_id: row.seq
+                for row in self.connection.execute(self.statements.insert_event, event_rows)
+            }
+            for index in members:
+                outcome = self.outcomes[index]
+                if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
+                    self.outcomes[index] = replace(outcome, event_seq=seqs[outcome.prediction_id])
+
+    def _link(self, write: PredictionWrite, status: str, *, changed: bool) -> None:
+        """Record the submission's prediction id and status (only when it has a row)."""
+        submission_id = write.submission_id
+        if submission_id is None or submission_id not in self.contexts:
+            return  # `vlm-receiver callback-url` URLs have no row to link
+        # A write that changed nothing still binds a submission not yet linked, so a later
+        # delivery with another id conflicts. Every write through one submission carries the
+        # same prediction id (others conflict), so rounds keep their order here.
+        if changed or submission_id not in self.linked:
+            self.linked.add(submission_id)
+            self.links[submission_id] = {
+                "submission_id": submission_id,
+                "linked_prediction_id": write.prediction.id,
                 "new_status": status,
                 "linked_at": write.received_at,
-            },
+            }
+
+    def _current(self, prediction_ids: list[str]) -> dict[str, tuple[str, str]]:
+        if not prediction_ids:
+            return {}
+        rows = self.connection.execute(
+            self.statements.currents, {"prediction_ids": sorted(set(prediction_ids))}
         )
-    _log_delivery(connection, write, verdict, None, 200)
-    return IngestOutcome(prediction.id, status, verdict, event_seq, schema_valid)
+        return {row.id: (row.status, row.body_sha256) for row in rows}
+
+    def finish(self) -> None:
+        if self.replays:
+            current = self._current([self.writes[i].prediction.id for i in self.replays])
+            for index in self.replays:
+                write = self.writes[index]
+                known = current.get(write.prediction.id)
+                status = known[0] if known else write.prediction.status.value
+                self.outcomes[index] = IngestOutcome(write.prediction.id, status, "duplicate")
+                row = _delivery_row(write, "replay", "webhook-id already accepted", 200)
+                self.deliveries.append((index, row))
+        if self.links:
+            self.connection.execute(self.statements.link_submission, list(self.links.values()))
+        if self.deliveries:
+            # In arrival order, so the audit log reads as the requests came in.
+            rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
+            self.connection.execute(self.statements.insert_delivery, rows)
+
+    def results(self) -> list[IngestOutcome | PredictionConflict]:
+        done = [outcome for outcome in self.outcomes if outcome is not None]
+        assert len(done) == len(self.writes), "every write gets an outcome"
+        return done
+
+
+def _delivery_row(
+    write: PredictionWrite, verdict: DeliveryVerdict, reason: str | None, http_status: int
+) -> dict[str, Any]:
+    record = write.delivery
+    return {
+        "prediction_id": write.prediction.id,
+        "submission_id": write.submission_id,
+        "received_at": write.received_at,
+        "verdict": verdict,
+        "reason": reason,
+        "http_status": http_status,
+        "source": write.source,
+        "body_sha256": record.body_sha256,
+        "headers": record.headers or None,
+        "body": record.body,
+        "body_truncated": record.body_truncated,
+    }
 
 
 def _prediction_values(
@@ -331,74 +516,22 @@ def log_rejected_delivery(
     http_status: int,
 ) -> None:
     """Audit a delivery that passed the token check but was refused."""
-    _insert_delivery(
-        connection,
-        prediction_id=prediction_id,
-        submission_id=submission_id,
-        received_at=received_at,
-        verdict="rejected",
-        reason=reason[:2000],
-        http_status=http_status,
-        source=source,
-        record=delivery,
-    )
-
-
-def _log_delivery(
-    connection: Connection,
-    write: PredictionWrite,
-    verdict: DeliveryVerdict,
-    reason: str | None,
-    http_status: int,
-) -> None:
-    _insert_delivery(
-        connection,
-        prediction_id=write.prediction.id,
-        submission_id=write.submission_id,
-        received_at=write.received_at,
-        verdict=verdict,
-        reason=reason,
-        http_status=http_status,
-        source=write.source,
-        record=write.delivery,
-    )
-
-
-def _insert_delivery(
-    connection: Connection,
-    *,
-    prediction_id: str | None,
-    submission_id: str | None,
-    received_at: datetime,
-    verdict: DeliveryVerdict,
-    reason: str | None,
-    http_status: int,
-    source: str,
-    record: DeliveryRecord,
-) -> None:
     connection.execute(
         _statements(connection).insert_delivery,
         {
             "prediction_id": prediction_id,
             "submission_id": submission_id,
             "received_at": received_at,
-            "verdict": verdict,
-            "reason": reason,
+            "verdict": "rejected",
+            "reason": reason[:2000],
             "http_status": http_status,
             "source": source,
-            "body_sha256": record.body_sha256,
-            "headers": record.headers or None,
-            "body": record.body,
-            "body_truncated": record.body_truncated,
+            "body_sha256": delivery.body_sha256,
+            "headers": delivery.headers or None,
+            "body": delivery.body,
+            "body_truncated": delivery.body_truncated,
         },
     )
-
-
-def _current_status(connection: Connection, prediction_id: str) -> str | None:
-    row = connection.execute(
-        _statements(connection).current, {"prediction_id": prediction_id}
-    ).first()
-    return None if row is None else str(row.status)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -186,3 +186,65 @@ def test_a_failing_hook_does_not_kill_the_writer(
     finally:
         writer.stop()
     assert "hook failed" in caplog.text
+
+
+def _insert_many(calls: list[list[int]]) -> Callable[[Connection, list[int]], list[int]]:
+    def apply_many(connection: Connection, ids: list[int]) -> list[int]:
+        calls.append(list(ids))
+        connection.execute(PROBE.insert(), [{"id": row_id} for row_id in ids])
+        if 13 in ids:
+            raise ValueError("13 is refused, after writing")
+        return [row_id * 10 for row_id in ids]
+
+    return apply_many
+
+
+def test_batched_items_are_applied_in_one_call(probe: Engine) -> None:
+    calls: list[list[int]] = []
+    apply_many = _insert_many(calls)
+    writer = GroupCommitter(probe)
+    gate, entered = threading.Event(), threading.Event()
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
+        await _wait_for(entered)
+        batched = [asyncio.ensure_future(writer.run_batched(apply_many, i)) for i in range(1, 6)]
+        plain = asyncio.ensure_future(writer.run(_insert(100)))
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *batched, plain)
+
+    try:
+        assert asyncio.run(scenario()) == ["unblocked", 10, 20, 30, 40, 50, 100]
+    finally:
+        writer.stop()
+    assert calls == [[1, 2, 3, 4, 5]]
+    assert _ids(probe) == [1, 2, 3, 4, 5, 100]
+
+
+def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
+    calls: list[list[int]] = []
+    apply_many = _insert_many(calls)
+    writer = GroupCommitter(probe)
+    gate, entered = threading.Event(), threading.Event()
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
+        await _wait_for(entered)
+        batched = [
+            asyncio.ensure_future(writer.run_batched(apply_many, i)) for i in (11, 12, 13, 14)
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *batched, return_exceptions=True)
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results[:3] == ["unblocked", 110, 120] and results[4] == 140
+    assert isinstance(results[3], ValueError)
+    assert calls == [[11, 12, 13, 14], [11], [12], [13], [14]]
+    assert _ids(probe) == [11, 12, 14]  # 13's rows were rolled back with its transaction

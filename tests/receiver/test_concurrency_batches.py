@@ -1,0 +1,157 @@
+"""A batch applied by `apply_prediction_writes` ends exactly as the same writes applied one by
+one: same verdicts, rows, links and audit log, including repeated ids, conflicts and replays
+inside one batch."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from receiver import migrate
+from receiver.db import make_engine
+from receiver.errors import PredictionConflict
+from receiver.ingest import validate_prediction
+from receiver.store import (
+    DELIVERY,
+    EVENT,
+    PREDICTION,
+    SUBMISSION,
+    DeliveryRecord,
+    IngestOutcome,
+    PredictionWrite,
+    apply_prediction_writes,
+    begin_write_batch,
+)
+from tests.receiver.callback_harness import prediction_body
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+STATUSES = ["enqueued", "pending", "running", "paused", "completed", "failed"]
+SCHEMA = {"type": "object", "required": ["total", "vendor"]}
+
+
+@pytest.fixture
+def twin_engines(database_url: str, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """The parametrized database for the batch, and a SQLite file for the reference run."""
+    reference_url = f"sqlite:///{tmp_path / 'reference.db'}"
+    engines = (make_engine(database_url), make_engine(reference_url))
+    migrate.upgrade(engines[1])
+    for engine in engines:
+        with engine.begin() as connection:
+            for sid, bound, schema in [
+                ("s1", None, SCHEMA),
+                ("s2", "p2", None),
+                ("s3", None, None),
+            ]:
+                connection.execute(
+                    SUBMISSION.insert().values(
+                        id=sid,
+                        request_id=f"r_{sid}",
+                        domain="document.invoice",
+                        json_schema=schema,
+                        prediction_id=bound,
+                        created_at=NOW,
+                        updated_at=NOW,
+                    )
+                )
+    yield engines
+    for engine in engines:
+        engine.dispose()
+
+
+def _random_writes(rng: random.Random, count: int) -> list[PredictionWrite]:
+    writes = []
+    for n in range(count):
+        status = rng.choice(STATUSES)
+        body = prediction_body(status, prediction_id=rng.choice(["p1", "p2", "p3"]))
+        if rng.random() < 0.3:
+            body["response"] = {"total": rng.choice([1, 2])}  # same status, new content
+        webhook_id = rng.choice([None, None, "m1", "m2", "m3"])
+        writes.append(
+            PredictionWrite(
+                prediction=validate_prediction(body),
+                submission_id=rng.choice([None, "s1", "s2", "s3", "s_without_row"]),
+                source="callback",
+                received_at=NOW,
+                delivery=DeliveryRecord(body_sha256=f"{n:064d}", body=str(n).encode()),
+                webhook_id=webhook_id,
+            )
+        )
+    return writes
+
+
+def _summary(outcome: IngestOutcome | PredictionConflict, replay: bool) -> tuple[Any, ...]:
+    if isinstance(outcome, PredictionConflict):
+        return ("conflict", outcome.extra["recorded_prediction_id"])
+    # A replay reports the status at the end of its batch; only its verdict must agree.
+    return (outcome.verdict,) if replay else (outcome.verdict, outcome.status, outcome.schema_valid)
+
+
+def _state(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as connection:
+        predictions = connection.execute(
+            sa.select(
+                PREDICTION.c.id,
+                PREDICTION.c.status,
+                PREDICTION.c.response,
+                PREDICTION.c.delivery_count,
+                PREDICTION.c.submission_id,
+                PREDICTION.c.schema_valid,
+            ).order_by(PREDICTION.c.id)
+        ).all()
+        submissions = connection.execute(
+            sa.select(SUBMISSION.c.id, SUBMISSION.c.prediction_id, SUBMISSION.c.status).order_by(
+                SUBMISSION.c.id
+            )
+        ).all()
+        deliveries = connection.execute(
+            sa.select(
+                DELIVERY.c.verdict,
+                DELIVERY.c.prediction_id,
+                DELIVERY.c.submission_id,
+                DELIVERY.c.http_status,
+                DELIVERY.c.reason,
+                DELIVERY.c.body,
+            ).order_by(DELIVERY.c.id)
+        ).all()
+        events = connection.execute(
+            sa.select(EVENT.c.prediction_id, EVENT.c.type).order_by(EVENT.c.seq)
+        ).all()
+    return {
+        "predictions": [tuple(row) for row in predictions],
+        "submissions": [tuple(row) for row in submissions],
+        "deliveries": [tuple(row) for row in deliveries],
+        "events": sorted(tuple(row) for row in events),
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_ends_as_the_same_writes_one_by_one(
+    twin_engines: tuple[Engine, Engine], seed: int
+) -> None:
+    batched_engine, reference_engine = twin_engines
+    writes = _random_writes(random.Random(seed), 40)
+
+    with batched_engine.begin() as connection:
+        begin_write_batch(connection)
+        batched = apply_prediction_writes(connection, writes)
+    one_by_one = []
+    for write in writes:
+        with reference_engine.begin() as connection:
+            one_by_one.extend(apply_prediction_writes(connection, [write]))
+
+    seen: set[str] = set()
+    for write, batch_outcome, reference_outcome in zip(writes, batched, one_by_one, strict=True):
+        replay = write.webhook_id in seen and not isinstance(reference_outcome, PredictionConflict)
+        assert _summary(batch_outcome, replay) == _summary(reference_outcome, replay), write
+        if write.webhook_id and not isinstance(reference_outcome, PredictionConflict):
+            seen.add(write.webhook_id)
+    assert _state(batched_engine) == _state(reference_engine)
+    verdicts = {o.verdict for o in batched if isinstance(o, IngestOutcome)}
+    assert "stored" in verdicts  # the scenario exercised real writes
