@@ -33,13 +33,22 @@ from receiver.store import (
 )
 from receiver.verify import require_json_content_type, verify_provider_signatures
 
-__all__ = ["CALLBACK_PATH", "callback_routes", "receive_callback"]
+__all__ = ["CALLBACK_PATH", "StorageUnavailable", "callback_routes", "receive_callback"]
 
 CALLBACK_PATH = "/v1/callbacks/{token}"
 SOURCE_CALLBACK = "callback"
 SOURCE_FETCH = "fetch"
+STORAGE_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger("vlmhooks.callbacks")
+
+
+class StorageUnavailable(ReceiverError):
+    """503: the database refused the write; nothing was acknowledged, the sender retries."""
+
+    status = 503
+    title = "Storage unavailable"
+    type_slug = "storage-unavailable"
 
 
 def callback_routes() -> list[BaseRoute]:
@@ -99,7 +108,16 @@ async def receive_callback(request: Request) -> Response:
     )
     # Batched with every other callback queued meanwhile; a conflict comes back as a value
     # (its rejected-delivery row already written in the same commit).
-    outcome = await state.writer.run_batched(apply_prediction_writes, write)
+    try:
+        outcome = await state.writer.run_batched(apply_prediction_writes, write)
+    except (SQLAlchemyError, WriterStopped) as exc:
+        log.error("could not store a callback: %s", exc)
+        state.metrics.callbacks.labels("error").inc()
+        response = receiver_error_response(
+            StorageUnavailable("the callback could not be stored; retry later")
+        )
+        response.headers["retry-after"] = str(STORAGE_RETRY_AFTER_SECONDS)
+        return response
     if isinstance(outcome, PredictionConflict):
         state.metrics.callbacks.labels("rejected").inc()
         return receiver_error_response(outcome)

@@ -72,6 +72,7 @@ class GroupCommitter:
         # the stop marker and wait forever.
         self._lock = threading.Lock()
         self._running = False
+        self._connection: Connection | None = None
 
     @property
     def running(self) -> bool:
@@ -128,6 +129,7 @@ class GroupCommitter:
         try:
             while self._next_batch():
                 pass
+            self._drop_connection()
         except BaseException:
             log.exception("the writer thread crashed; refusing further writes")
             with self._lock:
@@ -177,21 +179,46 @@ class GroupCommitter:
         self._notify(len(batch))
 
     def _apply_together(self, batch: list[_Pending[Any]]) -> None:
-        with self._engine.begin() as connection:
-            begin_write_batch(connection)
-            groups: dict[BatchApply, list[_Pending[Any]]] = {}
-            for pending in batch:
-                if pending.apply_many is not None:
-                    groups.setdefault(pending.apply_many, []).append(pending)
-                elif pending.op is not None:
-                    pending.result = pending.op(connection)
-            for apply_many, members in groups.items():
-                results = apply_many(connection, [member.item for member in members])
-                if len(results) != len(members):
-                    raise RuntimeError(f"{apply_many!r} returned {len(results)} results")
-                for member, result in zip(members, results, strict=True):
-                    member.result = result
-            end_write_batch(connection, wrote_events=True)
+        connection = self._held_connection()
+        try:
+            with connection.begin():
+                self._apply_in(connection, batch)
+        except BaseException:
+            # The connection may be broken (server restart, I/O error): the next batch,
+            # including the one-by-one replay, starts on a fresh one.
+            self._drop_connection()
+            raise
+
+    def _held_connection(self) -> Connection:
+        # Held for the writer's lifetime: a pool checkout per batch cost a reset-on-return
+        # rollback and, on PostgreSQL, a pre-ping round trip.
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                log.warning("closing a failed writer connection failed", exc_info=True)
+            self._connection = None
+
+    def _apply_in(self, connection: Connection, batch: list[_Pending[Any]]) -> None:
+        begin_write_batch(connection)
+        groups: dict[BatchApply, list[_Pending[Any]]] = {}
+        for pending in batch:
+            if pending.apply_many is not None:
+                groups.setdefault(pending.apply_many, []).append(pending)
+            elif pending.op is not None:
+                pending.result = pending.op(connection)
+        for apply_many, members in groups.items():
+            results = apply_many(connection, [member.item for member in members])
+            if len(results) != len(members):
+                raise RuntimeError(f"{apply_many!r} returned {len(results)} results")
+            for member, result in zip(members, results, strict=True):
+                member.result = result
+        end_write_batch(connection, wrote_events=True)
 
     def _notify(self, size: int) -> None:
         # Hooks are observers: their failure must not kill the writer or its waiters.

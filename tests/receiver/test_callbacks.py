@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from receiver.state import ReceiverState
@@ -246,6 +247,21 @@ def test_status_moves_forward(receiver: Receiver) -> None:
     ]:
         assert_ack(receiver.post_json(prediction_body(status)), verdict=verdict, status=status)
     assert receiver.predictions()[0]["delivery_count"] == 5
+
+
+def test_a_storage_failure_is_503_and_never_acknowledged(receiver: Receiver) -> None:
+    with receiver.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE prediction RENAME TO prediction_away"))
+    try:
+        response = receiver.post_json(prediction_body())
+        problem = assert_problem(response, 503, detail_contains="retry")
+        assert problem["type"].endswith("/storage-unavailable")
+        assert response.headers["retry-after"] == "5"
+    finally:
+        with receiver.engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE prediction_away RENAME TO prediction"))
+    assert receiver.deliveries() == []  # the failed batch left nothing behind
+    assert_ack(receiver.post_json(prediction_body()), verdict="stored", status="completed")
 
 
 # --- delivery log ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver import group_commit
+from receiver.db import make_engine
 from receiver.group_commit import GroupCommitter, WriterStopped
 
 PROBE = sa.Table("gc_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
@@ -248,3 +249,32 @@ def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
     assert isinstance(results[3], ValueError)
     assert calls == [[11, 12, 13, 14], [11], [12], [13], [14]]
     assert _ids(probe) == [11, 12, 14]  # 13's rows were rolled back with its transaction
+
+
+@pytest.mark.postgres
+def test_the_writer_reconnects_after_its_connection_is_killed(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    PROBE.create(engine)
+    writer = GroupCommitter(engine)
+
+    def kill_other_sessions() -> None:
+        with engine.connect() as connection:
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+
+    async def scenario() -> list[int]:
+        writer.start()
+        first = await writer.run(_insert(1))
+        await asyncio.to_thread(kill_other_sessions)  # the writer's held connection dies
+        return [first, await writer.run(_insert(2)), await writer.run(_insert(3))]
+
+    try:
+        assert asyncio.run(scenario()) == [1, 2, 3]
+        assert _ids(engine) == [1, 2, 3]
+    finally:
+        writer.stop()
+        engine.dispose()
