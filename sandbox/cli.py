@@ -1,17 +1,20 @@
-"""`vlm-sandbox`: run the local VLM Run API (`serve`)."""
+"""`vlm-sandbox`: run the local VLM Run API (`serve`), or the whole loop on loopback (`demo`)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sandbox.errors import SandboxError
 from sandbox.settings import SandboxConfig, load_config
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8100
+DEFAULT_DEMO_TIMEOUT_SECONDS = 60.0
 
 
 def _cmd_serve(args: argparse.Namespace, config: SandboxConfig) -> int:
@@ -32,6 +35,20 @@ def _cmd_serve(args: argparse.Namespace, config: SandboxConfig) -> int:
     print(f"vlm-sandbox: API at http://{_url_host(args.host)}:{args.port}/v1", file=sys.stderr)
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _cmd_demo(args: argparse.Namespace, config: SandboxConfig) -> int:
+    # Imported here: `serve` needs neither the receiver nor the submitter.
+    from sandbox.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        database=args.database,
+        faults=args.faults,
+        count=args.count,
+        timeout=args.timeout,
+        keep_running=args.keep_running,
+    )
+    return run_demo(options, config)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -61,6 +78,22 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _positive_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlm-sandbox",
@@ -85,8 +118,46 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_cmd_serve)
 
-    # The `demo` subcommand (sandbox + receiver + submitter end to end) is registered here
-    # once submit/ exists; it needs the submitter to send the sample images.
+    demo = commands.add_parser(
+        "demo",
+        help="run a sandbox and a receiver, submit the sample images, show what was stored",
+        description="Start a sandbox API and a receiver on free loopback ports (SQLite), "
+        "submit the shipped sample images with signed callback URLs, wait for the callbacks "
+        "and print the stored predictions. Exits 0 when every one is stored completed.",
+    )
+    demo.add_argument(
+        "--database",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file to store into and keep (default: a temporary one, removed on exit)",
+    )
+    demo.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="sandbox faults, e.g. duplicate=3,out_of_order (see sandbox/faults.py; "
+        "default: VLMHOOKS_SANDBOX_FAULTS, else none)",
+    )
+    demo.add_argument(
+        "--count",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="submit the samples N times (default 1)",
+    )
+    demo.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_DEMO_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="give up waiting for the callbacks after this long "
+        f"(default {DEFAULT_DEMO_TIMEOUT_SECONDS:g})",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep both servers up after the table, until Ctrl-C",
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
