@@ -22,12 +22,19 @@ class UvicornThread:
     """Starts `app` on 127.0.0.1:<port>; `stop()` runs the lifespan shutdown."""
 
     def __init__(self, app: Any, port: int | None = None, **config: Any) -> None:
-        self.port = port or free_port()
+        # Bind here and hand uvicorn the socket: picking a "free" port and binding it later
+        # races with other processes on the machine.
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port or 0))
+        self.port = int(self.socket.getsockname()[1])
         self.config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **config
         )
         self.server = uvicorn.Server(self.config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -45,6 +52,7 @@ class UvicornThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+        self.socket.close()
 
 
 @contextmanager
