@@ -90,9 +90,17 @@ def _our_schemas() -> dict[str, Schema]:
         ],
         "properties": {
             "submission_id": _NULLABLE_TEXT,
-            "received_at": _TIME,
-            "updated_at": _TIME,
-            "delivery_count": {"type": "integer", "minimum": 1},
+            "received_at": {**_TIME, "description": "when the first delivery was stored"},
+            "updated_at": {**_TIME, "description": "when the last change was stored"},
+            "delivery_count": {
+                "type": "integer",
+                "minimum": 1,
+                "description": (
+                    "Deliveries that changed this prediction (the first one and each forward "
+                    "move). Exact duplicates and stale deliveries change nothing, so they are "
+                    "not counted here; every delivery is in GET /v1/deliveries."
+                ),
+            },
             "source": {"type": "string", "description": "callback, fetch, poll, ..."},
             "schema_valid": _nullable({"type": "boolean"}),
             "schema_errors": _nullable({"type": "array", "items": {"type": "string"}}),
