@@ -18,12 +18,23 @@ from starlette.routing import BaseRoute, Route
 
 from receiver.audit import delivery_record
 from receiver.body import BodyTooLarge, declared_length, read_body
-from receiver.errors import PayloadError, PayloadTooLarge, PredictionConflict, ReceiverError
+from receiver.errors import (
+    PayloadError,
+    PayloadTooLarge,
+    PredictionConflict,
+    ReceiverError,
+    TokenInvalid,
+)
 from receiver.fetch import fetch_prediction
 from receiver.group_commit import WriterStopped
 from receiver.ingest import decode_json, validate_prediction
 from receiver.problems import receiver_error_response
 from receiver.state import ReceiverState, receiver_state
+from receiver.storable import (
+    MAX_PREDICTION_ID_CHARS,
+    MAX_SUBMISSION_ID_CHARS,
+    storable_content_hash,
+)
 from receiver.store import (
     DeliveryRecord,
     IngestOutcome,
@@ -61,6 +72,11 @@ async def receive_callback(request: Request) -> Response:
     state = receiver_state(request)
     try:
         submission_id = state.tokens.verify(request.path_params["token"])
+        if len(submission_id) > MAX_SUBMISSION_ID_CHARS:
+            # Authentic but unusable: no row could record it (see `vlm-receiver callback-url`).
+            raise TokenInvalid(
+                f"callback token names a submission id over {MAX_SUBMISSION_ID_CHARS} characters"
+            )
     except ReceiverError as exc:
         # Not logged: a request without a valid token must not be able to grow the audit log.
         state.metrics.callbacks.labels("rejected").inc()
@@ -81,12 +97,15 @@ async def receive_callback(request: Request) -> Response:
         require_json_content_type(headers.get("content-type"))
         payload = decode_json(body)
         claimed_id = _claimed_id(payload)
-        prediction = validate_prediction(payload)
+        prediction = validate_prediction(payload, raw=body)
         if state.settings.fetch_back:
             source = SOURCE_FETCH
             prediction = await fetch_prediction(
                 state.http, state.settings.vlmrun_base_url, prediction.id
             )
+        # Here, not in the writer: a value too deep to encode is this request's 422, not a
+        # failed batch.
+        content_hash = storable_content_hash(prediction)
     except ReceiverError as exc:
         if delivery is None:
             head = exc.head if isinstance(exc, BodyTooLarge) else b""
@@ -105,6 +124,7 @@ async def receive_callback(request: Request) -> Response:
         received_at=received_at,
         delivery=delivery,
         webhook_id=webhook_id,
+        content_sha256=content_hash,
     )
     # Batched with every other callback queued meanwhile; a conflict comes back as a value
     # (its rejected-delivery row already written in the same commit).
@@ -169,7 +189,11 @@ def _claimed_id(payload: Any) -> str | None:
     """The prediction id a payload claims, for the audit row, before it is validated."""
     if isinstance(payload, dict):
         claimed = payload.get("id")
-        if isinstance(claimed, str) and 0 < len(claimed) <= 128:
+        if (
+            isinstance(claimed, str)
+            and 0 < len(claimed) <= MAX_PREDICTION_ID_CHARS
+            and "\x00" not in claimed
+        ):
             return claimed
     return None
 

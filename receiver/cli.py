@@ -72,10 +72,15 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_callback_url(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.storable import MAX_SUBMISSION_ID_CHARS
     from receiver.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
     tokens = CallbackTokens(settings.require_secret_keys(), max_age_seconds=settings.token_max_age)
     submission_id = args.submission_id or new_submission_id()
+    if len(submission_id) > MAX_SUBMISSION_ID_CHARS or not submission_id.isprintable():
+        raise ConfigError(
+            f"--submission-id must be 1-{MAX_SUBMISSION_ID_CHARS} printable characters"
+        )
     print(mint_callback_url(args.public_url or settings.public_url, tokens, submission_id))
     return 0
 

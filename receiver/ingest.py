@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from receiver.errors import ContractViolation, MalformedJSON
+from receiver.storable import check_storable, storable_content_hash
 from receiver.store import (
     DeliveryRecord,
     IngestOutcome,
@@ -39,18 +40,44 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def validate_prediction(payload: Any) -> PredictionResponse:
+def validate_prediction(payload: Any, *, raw: bytes | None = None) -> PredictionResponse:
+    """A `PredictionResponse` that the contract accepts and the database can hold (else 422).
+
+    `raw`, the body `payload` was parsed from, lets the storability scan skip most work.
+    """
     if not isinstance(payload, Mapping):
         raise ContractViolation(
             "the body must be a JSON object (a PredictionResponse)",
             errors=[{"field": "<root>", "message": "expected a JSON object"}],
         )
     try:
-        return PredictionResponse.model_validate(payload)
+        prediction = PredictionResponse.model_validate(payload)
     except ValidationError as exc:
         errors = field_errors(exc)
         fields = ", ".join(sorted({error["field"] for error in errors}))
         raise ContractViolation(f"invalid fields: {fields}", errors=errors) from exc
+    except OverflowError as exc:
+        # Normalizing a year-1 or year-9999 time with an offset to UTC leaves datetime's
+        # range; pydantic passes OverflowError through instead of reporting the field.
+        field = _overflowing_field(payload)
+        message = "out of the representable range once converted to UTC"
+        raise ContractViolation(
+            f"invalid fields: {field} ({message})",
+            errors=[{"field": field, "message": message}],
+        ) from exc
+    check_storable(payload, prediction, raw=raw)
+    return prediction
+
+
+def _overflowing_field(payload: Mapping[str, Any]) -> str:
+    for field in ("created_at", "completed_at"):
+        try:
+            PredictionResponse.model_validate({"id": "probe", field: payload.get(field)})
+        except OverflowError:
+            return field
+        except ValidationError:
+            continue
+    return "<root>"
 
 
 def decode_json(body: bytes) -> Any:
@@ -78,6 +105,7 @@ def ingest_prediction(
     prediction = (
         payload if isinstance(payload, PredictionResponse) else validate_prediction(payload)
     )
+    content_hash = storable_content_hash(prediction)
     body = orjson.dumps(prediction.to_wire())
     write = PredictionWrite(
         prediction=prediction,
@@ -85,6 +113,7 @@ def ingest_prediction(
         source=source,
         received_at=now or utc_now(),
         delivery=DeliveryRecord(body_sha256=sha256_hex(body), body=body),
+        content_sha256=content_hash,
     )
     with engine.begin() as connection:
         begin_write_batch(connection)

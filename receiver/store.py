@@ -38,6 +38,7 @@ EVENTS_CHANNEL = "vlmhooks_events"
 # order across processes, so an SSE reader resuming "after seq N" never misses a row.
 EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
 TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
+DOMAIN_WIDTH: int = PREDICTION.c.domain.type.length
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class PredictionWrite:
     received_at: datetime
     delivery: DeliveryRecord
     webhook_id: str | None = None
+    # The dedup hash of `prediction`, when the caller already computed it (see storable).
+    content_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -461,7 +464,7 @@ def _delivery_row(
         "submission_id": write.submission_id,
         "received_at": write.received_at,
         "verdict": verdict,
-        "reason": reason,
+        "reason": None if reason is None else _printable(reason),
         "http_status": http_status,
         "source": write.source,
         "body_sha256": record.body_sha256,
@@ -479,7 +482,9 @@ def _prediction_values(
 ) -> dict[str, Any]:
     prediction = write.prediction
     extra = prediction.extra_fields
-    domain = extra.get("domain") if isinstance(extra.get("domain"), str) else None
+    domain = extra.get("domain")
+    if not isinstance(domain, str) or len(domain) > DOMAIN_WIDTH:
+        domain = None  # still kept verbatim among the unknown fields (`extra`)
     if domain is None and context is not None:
         domain = context.domain
     status = prediction.status
@@ -498,7 +503,7 @@ def _prediction_values(
         "updated_at": write.received_at,
         "delivery_count": 1,
         "source": write.source,
-        "body_sha256": content_sha256(prediction.to_wire()),
+        "body_sha256": write.content_sha256 or content_sha256(prediction.to_wire()),
         "schema_valid": schema_valid,
         "schema_errors": schema_errors,
     }
@@ -523,7 +528,7 @@ def log_rejected_delivery(
             "submission_id": submission_id,
             "received_at": received_at,
             "verdict": "rejected",
-            "reason": reason[:2000],
+            "reason": _printable(reason)[:2000],
             "http_status": http_status,
             "source": source,
             "body_sha256": delivery.body_sha256,
@@ -532,6 +537,11 @@ def log_rejected_delivery(
             "body_truncated": delivery.body_truncated,
         },
     )
+
+
+def _printable(text: str) -> str:
+    # A reason may quote sender input; PostgreSQL text cannot hold U+0000.
+    return text.replace("\x00", "\\u0000")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -58,6 +58,7 @@ def test_bad_tokens_are_401_and_not_logged(receiver: Receiver) -> None:
         "unknown key": mint(keys=("a-key-we-never-had",)),
         "garbage": "not-a-token",
         "non-ascii": "%C3%A9t%C3%A9",
+        "authentic, but no row could hold its submission id": mint("s" * 65),
     }
     for case, token in bad_tokens.items():
         response = receiver.post(token, encode(prediction_body()))
@@ -171,6 +172,49 @@ def test_non_object_json_is_422(receiver: Receiver) -> None:
     for body in [b"[]", b"42", b'"pred_1"', b"null"]:
         problem = assert_problem(receiver.post(mint(), body), 422)
         assert problem["errors"][0]["field"] == "<root>"
+
+
+def test_values_the_database_cannot_hold_are_422_naming_the_field(receiver: Receiver) -> None:
+    cases = [
+        (prediction_body(prediction_id="p" * 129), "id"),
+        (prediction_body(response={"a": ["ok", "b\x00c"]}), "response.a[1]"),
+        (prediction_body(response={"a\x00": 1}), "response.a\\u0000"),
+        (prediction_body(usage={"element_type": "\x00"}), "usage.element_type"),
+        (prediction_body(created_at="0001-01-01T00:30:00+01:00"), "created_at"),
+        (prediction_body(completed_at="9999-12-31T23:59:59-14:00"), "completed_at"),
+        (prediction_body(prediction_id="pred\x00nul", status="bogus"), "status"),
+    ]
+    for body, field in cases:
+        problem = assert_problem(receiver.post_json(body), 422)
+        assert field in {error["field"] for error in problem["errors"]}, (field, problem)
+    # Parsed fine (the parser allows 1,024 levels) but too deep for the JSON columns.
+    too_deep = (
+        encode(prediction_body(response=None))[:-1] + b', "n": ' + b"[" * 300 + b"]" * 300 + b"}"
+    )
+    problem = assert_problem(receiver.post(receiver.token(), too_deep), 422, detail_contains="deep")
+    assert receiver.predictions() == []
+    deliveries = receiver.deliveries()
+    assert [(d["verdict"], d["http_status"]) for d in deliveries] == [("rejected", 422)] * 8
+    assert deliveries[0]["prediction_id"] is None  # a claimed id over 128 characters...
+    assert deliveries[6]["prediction_id"] is None  # ...or with U+0000 is not kept
+
+
+def test_edge_values_the_database_can_hold_are_stored(receiver: Receiver) -> None:
+    deep: list[object] = []
+    for _ in range(200):
+        deep = [deep]
+    bodies = [
+        prediction_body(prediction_id="p" * 128),
+        prediction_body(prediction_id="p_domain", domain="d" * 65),
+        prediction_body(prediction_id="p_deep", response=deep),
+        prediction_body(prediction_id="p_year_1", created_at="0001-01-01T00:00:00Z"),
+    ]
+    for body in bodies:
+        assert receiver.post_json(body).status_code == 200, body["id"]
+    rows = {row["id"]: row for row in receiver.predictions()}
+    assert len(rows) == 4
+    assert rows["p_domain"]["domain"] is None  # too wide for the column...
+    assert rows["p_domain"]["extra"]["domain"] == "d" * 65  # ...but kept verbatim
 
 
 def test_prediction_id_contradicting_the_submission_is_409(receiver: Receiver) -> None:

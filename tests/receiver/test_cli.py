@@ -49,6 +49,14 @@ def test_callback_url_is_signed_for_the_submission(
     assert CallbackTokens(KEYS.split(",")).verify(token).startswith("sub_")
 
 
+def test_callback_url_refuses_a_submission_id_no_row_could_hold(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["callback-url", "--submission-id", "s" * 65]) == 2
+    assert "1-64 printable characters" in capsys.readouterr().err
+    assert cli.main(["callback-url", "--submission-id", "s" * 64]) == 0
+
+
 def test_missing_keys_is_one_clear_line(
     environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

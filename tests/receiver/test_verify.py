@@ -12,6 +12,7 @@ from receiver.audit import MAX_HEADER_VALUE_CHARS, delivery_record
 from receiver.body import BodyTooLarge, declared_length, read_body
 from receiver.errors import PayloadError, SignatureInvalid, UnsupportedMediaType
 from receiver.signatures import sign_vlmrun, standard_webhook_headers
+from receiver.storable import find_nul
 from receiver.store import sha256_hex
 from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
 
@@ -142,3 +143,14 @@ def test_delivery_record_keeps_selected_headers_and_caps_the_body() -> None:
     assert (record.body, record.body_truncated) == (b"0123", True)
     assert record.body_sha256 == sha256_hex(b"0123456789")
     assert delivery_record(b"01", [], body_cap=4).body_truncated is False
+
+
+def test_find_nul_reports_the_path_without_recursing() -> None:
+    assert find_nul({"a": [1, "x", {"b": "ok"}]}) is None
+    assert find_nul({"a": [1, "x", {"b": "o\x00k"}]}) == "a[2].b"
+    assert find_nul({"k\x00": 1}) == "k\\u0000"
+    assert find_nul("\x00") == "<root>"
+    deep: object = "\x00"
+    for _ in range(5000):  # far past Python's recursion limit
+        deep = [deep]
+    assert find_nul({"r": deep}) == "r" + "[0]" * 5000

@@ -1,0 +1,82 @@
+"""What the database can hold: limits a contract-valid prediction must also meet to be stored.
+
+The contract bounds none of these, but the tables do (column widths, PostgreSQL's refusal of
+U+0000, the JSON encoder's nesting limit); checking them up front makes each a 422 naming
+the field instead of a failed INSERT and a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from receiver.errors import ContractViolation
+from receiver.store import PREDICTION, SUBMISSION, content_sha256
+from schemas.contract import PredictionResponse
+
+__all__ = [
+    "MAX_DOMAIN_CHARS",
+    "MAX_PREDICTION_ID_CHARS",
+    "MAX_SUBMISSION_ID_CHARS",
+    "check_storable",
+    "find_nul",
+    "storable_content_hash",
+]
+
+# Read from the tables, so a migration that widens a column widens the check with it.
+MAX_PREDICTION_ID_CHARS: int = PREDICTION.c.id.type.length
+MAX_SUBMISSION_ID_CHARS: int = SUBMISSION.c.id.type.length
+MAX_DOMAIN_CHARS: int = PREDICTION.c.domain.type.length
+# JSON can only carry U+0000 escaped, so a body without this sequence holds none.
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _unstorable(field: str, message: str) -> ContractViolation:
+    return ContractViolation(
+        f"invalid fields: {field} ({message})", errors=[{"field": field, "message": message}]
+    )
+
+
+def check_storable(
+    payload: Mapping[str, Any], prediction: PredictionResponse, *, raw: bytes | None = None
+) -> None:
+    """`ContractViolation` unless every value fits its column; `raw` (the body) speeds it up."""
+    if len(prediction.id) > MAX_PREDICTION_ID_CHARS:
+        raise _unstorable("id", f"at most {MAX_PREDICTION_ID_CHARS} characters")
+    if raw is not None and _NUL_ESCAPE not in raw:
+        return
+    path = find_nul(payload)
+    if path is not None:
+        raise _unstorable(path, "U+0000 cannot be stored")
+
+
+def find_nul(value: Any) -> str | None:
+    """The path of the first key or string holding U+0000, else None.
+
+    Iterative, because the parser accepts nesting deeper than Python's recursion limit.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return path or "<root>"
+        elif isinstance(node, Mapping):
+            for key, child in node.items():
+                name = str(key).replace("\x00", "\\u0000")
+                child_path = f"{path}.{name}" if path else name
+                if "\x00" in str(key):
+                    return child_path
+                stack.append((child_path, child))
+        elif isinstance(node, list | tuple):
+            stack.extend((f"{path}[{index}]", child) for index, child in enumerate(node))
+    return None
+
+
+def storable_content_hash(prediction: PredictionResponse) -> str:
+    """The content hash the store dedups on; 422 when the value is nested too deep to encode."""
+    try:
+        return content_sha256(prediction.to_wire())
+    except (TypeError, ValueError, RecursionError) as exc:
+        # pydantic and orjson both stop near 255 levels, well below the parser's 1,024.
+        raise _unstorable("<root>", f"nested too deeply to store ({exc})") from exc
