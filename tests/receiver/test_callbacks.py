@@ -129,30 +129,32 @@ OTHER_MEDIA_TYPES = [
 INVALID_JSON = [b"", b"{", b"{'id': 1}", b"\xff\xfe{}", b"[1, 2,]", b"NaN"]
 
 
-def test_json_media_types_are_accepted(receiver: Receiver) -> None:
+def test_json_media_types_are_accepted_and_others_are_415(receiver: Receiver) -> None:
     for content_type in JSON_MEDIA_TYPES:
         response = receiver.post(mint(), encode(prediction_body()), {"content-type": content_type})
         assert response.status_code == 200, (content_type, response.text)
-
-
-def test_other_media_types_are_415_and_logged(receiver: Receiver) -> None:
     for content_type in OTHER_MEDIA_TYPES:
         response = receiver.post(mint(), encode(prediction_body()), {"content-type": content_type})
         assert_problem(response, 415)
     no_type = receiver.client.post(f"/v1/callbacks/{mint()}", content=encode(prediction_body()))
     assert "content-type" not in no_type.request.headers
     assert_problem(no_type, 415, detail_contains="missing")
-    deliveries = receiver.deliveries()
-    assert [(d["verdict"], d["http_status"]) for d in deliveries] == [("rejected", 415)] * 7
-    assert receiver.predictions() == []
+    refused = [d for d in receiver.deliveries() if d["verdict"] == "rejected"]
+    assert [d["http_status"] for d in refused] == [415] * 7
+    assert len(receiver.deliveries()) == len(JSON_MEDIA_TYPES) + 7
+    (row,) = receiver.predictions()
+    assert row["delivery_count"] == 1  # only the accepted ones reached the store
 
 
-def test_invalid_json_is_400_and_logged(receiver: Receiver) -> None:
+def test_invalid_json_is_400_and_non_object_json_422(receiver: Receiver) -> None:
     for body in INVALID_JSON:
         assert_problem(receiver.post(mint(), body), 400, detail_contains="JSON")
     deliveries = receiver.deliveries()
     assert [d["body"] for d in deliveries] == INVALID_JSON
     assert {(d["verdict"], d["http_status"]) for d in deliveries} == {("rejected", 400)}
+    for body in [b"[]", b"42", b'"pred_1"', b"null"]:
+        problem = assert_problem(receiver.post(mint(), body), 422)
+        assert problem["errors"][0]["field"] == "<root>"
 
 
 def test_contract_violation_is_422_listing_field_paths(receiver: Receiver) -> None:
@@ -166,12 +168,6 @@ def test_contract_violation_is_422_listing_field_paths(receiver: Receiver) -> No
     assert delivery["prediction_id"] == "pred_1"  # claimed id kept for the audit
     assert (delivery["verdict"], delivery["http_status"]) == ("rejected", 422)
     assert receiver.predictions() == []
-
-
-def test_non_object_json_is_422(receiver: Receiver) -> None:
-    for body in [b"[]", b"42", b'"pred_1"', b"null"]:
-        problem = assert_problem(receiver.post(mint(), body), 422)
-        assert problem["errors"][0]["field"] == "<root>"
 
 
 def test_values_the_database_cannot_hold_are_422_naming_the_field(receiver: Receiver) -> None:
@@ -251,12 +247,9 @@ def test_submission_row_is_linked_and_schema_verdict_stored(receiver: Receiver) 
     submission = receiver.submission("sub_1")
     assert (submission["prediction_id"], submission["status"]) == ("pred_1", "completed")
 
-
-def test_schema_valid_response_is_marked_valid(receiver: Receiver) -> None:
-    schema = {"type": "object", "required": ["total"]}
-    receiver.add_submission("sub_1", json_schema=schema)
-    receiver.post_json(prediction_body("completed"), token=mint("sub_1"))
-    assert receiver.predictions()[0]["schema_valid"] is True
+    receiver.add_submission("sub_2", json_schema={"type": "object", "required": ["total"]})
+    receiver.post_json(prediction_body(prediction_id="pred_2"), token=mint("sub_2"))
+    assert receiver.predictions()[1]["schema_valid"] is True
 
 
 def test_exact_duplicate_is_200_duplicate_and_changes_nothing(receiver: Receiver) -> None:
@@ -268,7 +261,7 @@ def test_exact_duplicate_is_200_duplicate_and_changes_nothing(receiver: Receiver
     assert [d["verdict"] for d in receiver.deliveries()] == ["stored", "duplicate"]
 
 
-def test_late_older_status_is_200_stale_and_logged(receiver: Receiver) -> None:
+def test_status_moves_forward_and_a_late_older_one_is_200_stale(receiver: Receiver) -> None:
     assert_ack(
         receiver.post_json(prediction_body("completed")), verdict="stored", status="completed"
     )
@@ -280,8 +273,6 @@ def test_late_older_status_is_200_stale_and_logged(receiver: Receiver) -> None:
     assert (stale["verdict"], stale["http_status"]) == ("stale", 200)
     assert "running arrived after completed" in stale["reason"]
 
-
-def test_status_moves_forward(receiver: Receiver) -> None:
     for status, verdict in [
         ("enqueued", "stored"),
         ("pending", "updated"),
@@ -289,8 +280,9 @@ def test_status_moves_forward(receiver: Receiver) -> None:
         ("paused", "updated"),
         ("completed", "updated"),
     ]:
-        assert_ack(receiver.post_json(prediction_body(status)), verdict=verdict, status=status)
-    assert receiver.predictions()[0]["delivery_count"] == 5
+        response = receiver.post_json(prediction_body(status, prediction_id="pred_forward"))
+        assert_ack(response, verdict=verdict, status=status)
+    assert receiver.predictions()[1]["delivery_count"] == 5
 
 
 def test_a_storage_failure_is_503_and_never_acknowledged(receiver: Receiver) -> None:
