@@ -48,6 +48,9 @@ def _require_schema(settings: Settings) -> None:
         )
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -67,6 +70,9 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=True,
         forwarded_allow_ips="*",
         access_log=args.access_log,
+        # SSE streams never end on their own; without a bound, SIGTERM waits on them forever.
+        # Their clients reconnect with Last-Event-ID and lose nothing.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 
