@@ -51,7 +51,9 @@ def test_status_moves_forward_and_terminal_never_regresses(engine: Engine) -> No
     ingest = ingest_prediction
     assert ingest(engine, _payload("enqueued"), submission_id=None, source="c").verdict == "stored"
     assert ingest(engine, _payload("running"), submission_id=None, source="c").verdict == "updated"
-    assert ingest(engine, _payload("completed"), submission_id=None, source="c").verdict == "updated"
+    assert (
+        ingest(engine, _payload("completed"), submission_id=None, source="c").verdict == "updated"
+    )
     stale = ingest(engine, _payload("running"), submission_id=None, source="c")
     assert (stale.verdict, stale.status) == ("stale", "completed")
     other_terminal = ingest(engine, _payload("failed"), submission_id=None, source="c")
@@ -76,12 +78,12 @@ def test_exact_duplicate_changes_nothing(engine: Engine) -> None:
 
 def test_running_and_paused_may_alternate(engine: Engine) -> None:
     ingest_prediction(engine, _payload("running"), submission_id=None, source="c")
-    assert ingest_prediction(engine, _payload("paused"), submission_id=None, source="c").verdict == (
-        "updated"
-    )
-    assert ingest_prediction(engine, _payload("pending"), submission_id=None, source="c").verdict == (
-        "stale"
-    )
+    assert ingest_prediction(
+        engine, _payload("paused"), submission_id=None, source="c"
+    ).verdict == ("updated")
+    assert ingest_prediction(
+        engine, _payload("pending"), submission_id=None, source="c"
+    ).verdict == ("stale")
 
 
 def test_unknown_fields_round_trip(engine: Engine) -> None:
@@ -139,7 +141,10 @@ def test_submission_is_linked_and_schema_checked(engine: Engine) -> None:
 def test_contract_violation_lists_fields(engine: Engine) -> None:
     with pytest.raises(ContractViolation) as exc:
         ingest_prediction(
-            engine, {"status": "done", "usage": {"credits_used": "x"}}, submission_id=None, source="c"
+            engine,
+            {"status": "done", "usage": {"credits_used": "x"}},
+            submission_id=None,
+            source="c",
         )
     fields = {error["field"] for error in exc.value.extra["errors"]}
     assert fields == {"id", "status", "usage.credits_used"}
