@@ -1,20 +1,20 @@
 """The receiver's exception tree; every failure a caller can cause maps to one HTTP problem.
 
-    ReceiverError
-    ├── ConfigError                    start-up refused (never reaches HTTP)
-    ├── VerificationError       401
-    │   ├── TokenInvalid               tampered, unknown key, malformed
-    │   │   └── TokenExpired           older than the max age; final
-    │   └── SignatureInvalid           missing, wrong or malformed provider signature
-    │       └── TimestampOutOfTolerance
-    ├── AuthError               401    lookup API bearer key
-    └── PayloadError
-        ├── PayloadTooLarge     413
-        ├── UnsupportedMediaType 415
-        ├── MalformedJSON       400
-        ├── ContractViolation   422    carries field errors
-        ├── PredictionConflict  409
-        └── NotFound            404
+ReceiverError
+├── ConfigError                    start-up refused (never reaches HTTP)
+├── VerificationError       401
+│   ├── TokenInvalid               tampered, unknown key, malformed
+│   │   └── TokenExpired           older than the max age; final
+│   └── SignatureInvalid           missing, wrong or malformed provider signature
+│       └── TimestampOutOfTolerance
+├── AuthError               401    lookup API bearer key
+└── PayloadError
+    ├── PayloadTooLarge     413
+    ├── UnsupportedMediaType 415
+    ├── MalformedJSON       400
+    ├── ContractViolation   422    carries field errors
+    ├── PredictionConflict  409
+    └── NotFound            404
 """
 
 from __future__ import annotations

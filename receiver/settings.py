@@ -62,9 +62,7 @@ class Settings(BaseSettings):
     allow_anonymous_reads: bool = Field(
         False, validation_alias=_env("VLMHOOKS_ALLOW_ANONYMOUS_READS")
     )
-    public_url: str = Field(
-        "http://127.0.0.1:8000", validation_alias=_env("VLMHOOKS_PUBLIC_URL")
-    )
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VLMHOOKS_PUBLIC_URL"))
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES, gt=0, validation_alias=_env("VLMHOOKS_MAX_BODY_BYTES")
     )
