@@ -1,0 +1,40 @@
+"""How big each reliability test runs: `VLMHOOKS_RELIABILITY_SCALE` (`ci`, the default, or
+`full`), with any one count overridden by `VLMHOOKS_RELIABILITY_<NAME>`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+SCALE_ENV = "VLMHOOKS_RELIABILITY_SCALE"
+COUNT_ENV_PREFIX = "VLMHOOKS_RELIABILITY_"
+Scale = Literal["ci", "full"]
+
+# name: (CI size, full size). The full sizes are the issue's; CI keeps the directory ~90 s.
+SIZES: dict[str, tuple[int, int]] = {
+    "CRASH_PREDICTIONS": (160, 3000),
+    "CRASH_KILLS": (2, 5),
+    "STORM_PREDICTIONS": (200, 1000),
+    "STORM_CONNECTIONS": (32, 32),
+    "FUZZ_EXAMPLES": (360, 6000),
+    "SCHEMATHESIS_EXAMPLES": (15, 150),
+}
+
+
+def scale() -> Scale:
+    value = os.environ.get(SCALE_ENV, "ci").strip().lower() or "ci"
+    if value not in ("ci", "full"):
+        raise ValueError(f"{SCALE_ENV} must be 'ci' or 'full', not {value!r}")
+    return "full" if value == "full" else "ci"
+
+
+def size(name: str) -> int:
+    """The count `name` runs with: its override, else its size at the current scale."""
+    ci, full = SIZES[name]
+    override = os.environ.get(COUNT_ENV_PREFIX + name)
+    if override is not None:
+        if not (override.isascii() and override.isdigit()) or int(override) < 1:
+            raise ValueError(f"{COUNT_ENV_PREFIX}{name} must be a positive integer")
+        return int(override)
+    return full if scale() == "full" else ci

@@ -1,0 +1,181 @@
+"""schemathesis against the receiver's own `/openapi.json`: every GET route of the lookup API.
+
+The receiver runs in a uvicorn thread on a SQLite file holding a few stored predictions and
+their deliveries. For each GET operation the document describes, schemathesis generates
+requests that fit the schema (checked: no 5xx, a documented status and content type, a body
+that matches the documented schema) and requests that do not (checked: no 5xx, and every
+error is an `application/problem+json` problem).
+
+Examples per operation and mode: `SCHEMATHESIS_EXAMPLES` (see `tests/reliability/sizing.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from receiver import migrate
+from receiver.app import create_app
+from receiver.db import make_engine
+from receiver.settings import Settings
+from receiver.tokens import CallbackTokens
+from schemas.enums import Status
+from tests.reliability.callbacks import (
+    LOOKUP_KEY,
+    SECRET_KEY,
+    WEBHOOK_SECRET,
+    add_submissions,
+    encode,
+    prediction_body,
+    vlmrun_headers,
+)
+from tests.reliability.sizing import size
+from tests.servers import serve
+
+# An SSE stream never ends on its own, so a generated request to it would never return.
+STREAMING_PATHS = {"/v1/events"}
+# A generated `?wait=` is honoured up to the server's cap; a test waiting seconds per example
+# learns nothing more than one waiting 50 ms.
+MAX_TEST_WAIT_SECONDS = 0.05
+POSITIVE_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class LookupServer:
+    url: str
+    prediction_ids: list[str]
+    submission_ids: list[str]
+
+
+@pytest.fixture(scope="module")
+def lookup_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LookupServer]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('schemathesis') / 'vlmhooks.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    submission_ids = [f"sub_st_{n}" for n in range(3)]
+    add_submissions(engine, submission_ids)
+    engine.dispose()
+    settings_ = Settings(
+        database_url=url,
+        secret_keys=(SECRET_KEY,),
+        vlmrun_webhook_secrets=(WEBHOOK_SECRET,),
+        api_keys=(LOOKUP_KEY,),
+        max_wait=1,
+    )
+    tokens = CallbackTokens([SECRET_KEY])
+    prediction_ids = []
+    with serve(create_app(settings_)) as server, httpx.Client(base_url=server.url) as client:
+        for index, status in enumerate([Status.COMPLETED, Status.RUNNING, Status.FAILED]):
+            prediction_id = f"pred_st_{index}_{uuid.uuid4().hex[:8]}"
+            body = encode(prediction_body(prediction_id, status))
+            token = tokens.mint(submission_ids[index])
+            answer = client.post(
+                f"/v1/callbacks/{token}", content=body, headers=vlmrun_headers(body)
+            )
+            assert answer.status_code == 200, answer.text
+            prediction_ids.append(prediction_id)
+        yield LookupServer(server.url, prediction_ids, submission_ids)
+
+
+def lookup_operations(url: str) -> list[Any]:
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", timeout=10)
+    operations = []
+    for result in schema.include(method="GET").get_all_operations():
+        assert isinstance(result, Ok), f"the document has an invalid operation: {result}"
+        operation = result.ok()
+        if operation.path not in STREAMING_PATHS:
+            operations.append(operation)
+    return operations
+
+
+def has_parameters(operation: Any) -> bool:
+    parameter_sets = (operation.path_parameters, operation.query, operation.headers)
+    return any(len(list(parameters)) for parameters in parameter_sets)
+
+
+def with_short_wait(case: Any) -> None:
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0:
+        case.query["wait"] = min(wait, MAX_TEST_WAIT_SECONDS)
+
+
+def exercise(
+    operation: Any,
+    mode: GenerationMode,
+    server: LookupServer,
+    statuses: Counter[str],
+) -> None:
+    """Run `SCHEMATHESIS_EXAMPLES` generated requests of one operation in one mode."""
+    auth = {"Authorization": f"Bearer {LOOKUP_KEY}"}
+    known_ids = st.sampled_from(server.prediction_ids + server.submission_ids)
+
+    @settings(
+        max_examples=size("SCHEMATHESIS_EXAMPLES"),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode), known=known_ids, use=st.booleans())
+    def run(case: Any, known: str, use: bool) -> None:
+        # Half the positive lookups name a stored row, so 200 bodies get checked too.
+        if use and case.path_parameters and mode is GenerationMode.POSITIVE:
+            for name in case.path_parameters:
+                case.path_parameters[name] = known
+        with_short_wait(case)
+        response = case.call(base_url=server.url, headers=auth, timeout=15)
+        statuses[f"{operation.path} {mode.value} {response.status_code}"] += 1
+        if mode is GenerationMode.POSITIVE:
+            case.validate_response(response, checks=POSITIVE_CHECKS, headers=auth)
+            if response.status_code == 400:
+                # A request the document allows may be refused only for an opaque cursor
+                # this server never issued; anything else means the document is too loose.
+                assert json.loads(response.content).get("parameter") == "cursor", response.text
+            return
+        assert response.status_code < 500, response.text
+        if response.status_code >= 400:
+            content_type = ",".join(response.headers.get("content-type", []))
+            assert content_type.startswith(PROBLEM), (response.status_code, content_type)
+            assert json.loads(response.content)["status"] == response.status_code
+
+    run()
+
+
+def test_lookup_api_conforms_to_its_openapi_document(lookup_server: LookupServer) -> None:
+    operations = lookup_operations(lookup_server.url)
+    paths = {operation.path for operation in operations}
+    assert {"/v1/predictions", "/v1/predictions/{prediction_id}", "/v1/deliveries"} <= paths
+    statuses: Counter[str] = Counter()
+    for operation in operations:
+        exercise(operation, GenerationMode.POSITIVE, lookup_server, statuses)
+        if has_parameters(operation):  # without any, there is nothing to get wrong
+            exercise(operation, GenerationMode.NEGATIVE, lookup_server, statuses)
+    print("\nschemathesis:", dict(sorted(statuses.items())))
+    found = [key for key in statuses if key.startswith("/v1/predictions/{prediction_id} positive")]
+    assert any(key.endswith(" 200") for key in found), statuses
+    assert any(key.endswith(" 404") for key in found), statuses
