@@ -18,7 +18,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "STORM_PREDICTIONS": (200, 1000),
     "STORM_CONNECTIONS": (32, 32),
     "FUZZ_EXAMPLES": (360, 6000),
-    "SCHEMATHESIS_EXAMPLES": (15, 150),
+    "SCHEMATHESIS_EXAMPLES": (12, 150),
 }
 
 
