@@ -184,6 +184,11 @@ async def _post_once(
         return None, f"Timeout: no response within {policy.timeout:g} s"
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except Exception as exc:
+        # The HTTP stack can leak other errors when the peer dies mid-connect (e.g. an
+        # AttributeError from getpeername on a closed socket); that is still a failed
+        # attempt to retry, never a lost callback.
+        return None, f"{type(exc).__name__}: {exc}"
     if not response.is_success:
         return response.status_code, f"HTTP {response.status_code}"
     return response.status_code, None

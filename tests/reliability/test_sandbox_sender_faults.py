@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 BROKEN_SOCKET = AttributeError("'NoneType' object has no attribute 'getpeername'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox/delivery.py _post_once catches only TimeoutError and httpx errors: any "
-    "other exception from the transport escapes deliver() and the callback is lost",
-)
 async def test_an_unexpected_transport_error_is_a_failed_attempt_then_retried() -> None:
     calls = 0
 
