@@ -74,11 +74,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             write_engine.dispose()
             engine.dispose()
 
-    return Starlette(
+    app = Starlette(
         routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # A webhook sender does not follow redirects: `/v1/callbacks/<token>/` must get a
+    # problem+json 404, not a 307 to a URL it will never retry.
+    app.router.redirect_slashes = False
+    return app
 
 
 def create_app_from_environment() -> Starlette:

@@ -360,3 +360,17 @@ def test_metrics_count_verdicts(database_url: str) -> None:
 
         assert (count("stored"), count("duplicate"), count("rejected")) == (1.0, 1.0, 2.0)
         assert registry.get_sample_value("vlmhooks_ingest_latency_seconds_count") == 2.0
+
+
+def test_trailing_slash_is_a_problem_not_a_redirect(sqlite_url: str) -> None:
+    import httpx
+
+    from receiver.app import create_app
+    from receiver.settings import Settings
+    from tests.servers import serve
+
+    settings = Settings(database_url=sqlite_url, secret_keys=("k",), allow_anonymous_reads=True)
+    with serve(create_app(settings)) as server:
+        response = httpx.post(f"{server.url}/v1/callbacks/abc/", content=b"{}", timeout=10)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
