@@ -83,3 +83,21 @@ def uvicorn_argv(factory: str) -> list[str]:
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
         "--port", "{port}", "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
+
+
+def receiver_env(database_url: str) -> dict[str, str]:
+    """The receiver's environment for the benches: bench keys, anonymous reads, quiet logs."""
+    from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET
+
+    return {
+        "DATABASE_URL": database_url,
+        "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
+        "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
+        "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
+        "VLMHOOKS_LOG_LEVEL": "warning",
+    }
+
+
+def receiver_argv(workers: int = 1) -> list[str]:
+    return ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
+            "--workers", str(workers)]  # fmt: skip

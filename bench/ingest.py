@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from bench.harness import RESULTS, run_server, uvicorn_argv
-from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET, signed_callbacks
+from bench.harness import RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
+from bench.payloads import signed_callbacks
 from receiver import migrate
 from receiver.db import make_engine
 
@@ -116,16 +116,9 @@ def bench_target(
     target: str, args: argparse.Namespace, requests_file: Path, workdir: Path
 ) -> Result:
     url = fresh_database(args.database, workdir)
-    env = {
-        "DATABASE_URL": url,
-        "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
-        "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
-        "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
-        "VLMHOOKS_LOG_LEVEL": "warning",
-    }
+    env = receiver_env(url)
     if target == "receiver":
-        argv = ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
-                "--workers", str(args.workers)]  # fmt: skip
+        argv = receiver_argv(args.workers)
     else:
         argv = uvicorn_argv(f"bench.apps:{target}_app")
     with run_server(argv, env) as server:

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.harness import run_server
+from bench.harness import receiver_argv, receiver_env, run_server
 from bench.ingest import count_predictions, fresh_database
 from bench.openloop import encode_request, read_response
-from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET, signed_callbacks
+from bench.payloads import BENCH_WEBHOOK_SECRET, signed_callbacks
 from receiver.signatures import sign_vlmrun
 
 
@@ -69,15 +69,8 @@ def main() -> None:
     samples: list[tuple[int, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = fresh_database(args.database, Path(tmp))
-        env = {
-            "DATABASE_URL": url,
-            "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
-            "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
-            "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
-            "VLMHOOKS_LOG_LEVEL": "warning",
-        }
-        argv = ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
-                "--workers", "1"]  # fmt: skip
+        env = receiver_env(url)
+        argv = receiver_argv()
         with run_server(argv, env) as server:
             started = time.perf_counter()
             pending = list(checkpoints)

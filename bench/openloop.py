@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import run_server
+from bench.harness import receiver_argv, receiver_env, run_server
 from bench.ingest import fresh_database
-from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET, signed_callbacks
+from bench.payloads import signed_callbacks
 
 
 def encode_request(path: str, signature: str, body: bytes) -> bytes:
@@ -90,15 +90,8 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         url = fresh_database(args.database, Path(tmp))
-        env = {
-            "DATABASE_URL": url,
-            "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
-            "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
-            "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
-            "VLMHOOKS_LOG_LEVEL": "warning",
-        }
-        argv = ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
-                "--workers", str(args.workers)]  # fmt: skip
+        env = receiver_env(url)
+        argv = receiver_argv(args.workers)
         with run_server(argv, env) as server:
             started = time.perf_counter()
             latencies, failures = asyncio.run(
