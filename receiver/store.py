@@ -149,7 +149,7 @@ class _Statements:
                     excluded.body_sha256 != table.c.body_sha256,
                 ),
             ),
-        ).returning(table.c.id, table.c.delivery_count)
+        ).returning(table.c.id, table.c.delivery_count, table.c.received_at)
         self.insert_event = insert(EVENT).returning(EVENT.c.prediction_id, EVENT.c.seq)
         self.link_submission = (
             SUBMISSION.update()
@@ -361,7 +361,7 @@ class _Batch:
             self.values[index] = _prediction_values(write, context, schema_valid, schema_errors)
             rows.append(self.values[index])
         applied = {
-            row.id: row.delivery_count
+            row.id: (row.delivery_count, row.received_at)
             for row in self.connection.execute(self.statements.upsert_prediction, rows)
         }
         unapplied = [i for i in members if self.writes[i].prediction.id not in applied]
@@ -371,7 +371,8 @@ class _Batch:
             write, values = self.writes[index], self.values[index]
             prediction_id = write.prediction.id
             if prediction_id in applied:
-                count = applied[prediction_id]
+                # The row keeps its first received_at; the event must say what GET says.
+                count, first_received_at = applied[prediction_id]
                 status = values["status"]
                 verdict: Verdict = "stored" if count == 1 else "updated"
                 reason = None
@@ -379,7 +380,9 @@ class _Batch:
                     {
                         "prediction_id": prediction_id,
                         "type": f"prediction.{status}",
-                        "data": public_prediction({**values, "delivery_count": count}),
+                        "data": public_prediction(
+                            {**values, "delivery_count": count, "received_at": first_received_at}
+                        ),
                         "created_at": write.received_at,
                     }
                 )
