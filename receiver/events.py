@@ -93,11 +93,6 @@ class EventHub:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ticket.wait(), timeout=delay)
 
-    # Not a cancellation timeout: returning early is the contract, callers then re-check.
-    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return after a change, or after `min(timeout, recheck_interval)` so callers re-check."""
-        await self.wait(self.ticket(), timeout)
-
     async def _listen_forever(self) -> None:
         delay = LISTEN_RETRY_INITIAL
         conninfo = self._engine.url.set(drivername="postgresql").render_as_string(

@@ -55,7 +55,7 @@ async def test_sqlite_waiters_recheck_at_the_poll_interval(sqlite_url: str) -> N
     await hub.start()
     try:
         started = time.monotonic()
-        await hub.wait_for_change(20)
+        await hub.wait(hub.ticket(), 20)
         assert 0.15 < time.monotonic() - started < 2
         assert not hub.listening
     finally:
