@@ -19,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET
-from receiver.db import make_engine
-from receiver.errors import ReceiverError
-from receiver.signatures import verify_vlmrun_signature
-from receiver.tokens import CallbackTokens
 from schemas.contract import PredictionResponse
 from schemas.enums import STATUS_RANK
 from schemas.tables import Prediction
+from vlmhooks.db import make_engine
+from vlmhooks.errors import VlmhooksError
+from vlmhooks.signatures import verify_vlmrun_signature
+from vlmhooks.tokens import CallbackTokens
 
 
 def bare_app() -> Starlette:
@@ -70,7 +70,7 @@ def textbook_app() -> Starlette:
                 body, request.headers.get("x-vlmrun-signature"), [BENCH_WEBHOOK_SECRET]
             )
             prediction = PredictionResponse.model_validate(orjson.loads(body))
-        except ReceiverError as exc:
+        except VlmhooksError as exc:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status)
         await run_in_threadpool(store, prediction, submission_id)
         return JSONResponse({"id": prediction.id, "status": prediction.status.value})

@@ -24,8 +24,8 @@ import httpx
 
 from bench.harness import run_server
 from bench.ingest import fresh_database
-from receiver.tokens import CallbackTokens, mint_callback_url
 from sandbox.samples import sample_paths
+from vlmhooks.tokens import CallbackTokens, mint_callback_url
 
 SECRET_KEY = "e2e-secret-key"
 WEBHOOK_SECRET = "e2e-webhook-secret"

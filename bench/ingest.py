@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from bench.harness import RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
 from bench.payloads import signed_callbacks
-from receiver import migrate
-from receiver.db import make_engine
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
 
 LUA = Path(__file__).with_name("post_callbacks.lua")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -19,7 +19,7 @@ from bench.harness import receiver_argv, receiver_env, run_server
 from bench.ingest import count_predictions, fresh_database
 from bench.openloop import encode_request, read_response
 from bench.payloads import BENCH_WEBHOOK_SECRET, signed_callbacks
-from receiver.signatures import sign_vlmrun
+from vlmhooks.signatures import sign_vlmrun
 
 
 def rss_kib(pid: int) -> int:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from receiver.signatures import sign_vlmrun
-from receiver.tokens import CallbackTokens
+from vlmhooks.signatures import sign_vlmrun
+from vlmhooks.tokens import CallbackTokens
 
 BENCH_SECRET_KEY = "bench-secret-key"
 BENCH_WEBHOOK_SECRET = "bench-webhook-secret"

@@ -11,17 +11,17 @@ import httpx
 from starlette.applications import Starlette
 
 from receiver.callbacks import callback_routes
-from receiver.db import make_engine
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
-from receiver.settings import Settings, load_settings
-from receiver.signatures import parse_standard_webhook_secret
 from receiver.state import ReceiverState
-from receiver.tokens import CallbackTokens
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings, load_settings
+from vlmhooks.signatures import parse_standard_webhook_secret
+from vlmhooks.tokens import CallbackTokens
 
 FETCH_BACK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 
-from receiver.errors import PayloadError, PayloadTooLarge
-
-
-class BodyTooLarge(PayloadTooLarge):
-    """413; `head` keeps the bytes read before stopping (at most the cap) for the audit log."""
-
-    def __init__(self, detail: str, *, head: bytes, limit: int) -> None:
-        super().__init__(detail, limit=limit)
-        self.head = head
+from receiver.errors import BodyTooLarge
+from vlmhooks.errors import PayloadError
 
 
 def declared_length(content_length: str | None, *, limit: int) -> int | None:

@@ -16,35 +16,37 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from receiver.audit import delivery_record
-from receiver.body import BodyTooLarge, declared_length, read_body
-from receiver.errors import (
+from receiver.body import declared_length, read_body
+from receiver.errors import BodyTooLarge
+from receiver.fetch import fetch_prediction
+from receiver.group_commit import WriterStopped
+from receiver.problems import receiver_error_response
+from receiver.state import ReceiverState, receiver_state
+from receiver.verify import require_json_content_type, verify_provider_signatures
+from vlmhooks.audit import delivery_record
+from vlmhooks.errors import (
     PayloadError,
     PayloadTooLarge,
     PredictionConflict,
-    ReceiverError,
+    ProblemError,
+    StorageUnavailable,
     TokenInvalid,
 )
-from receiver.fetch import fetch_prediction
-from receiver.group_commit import WriterStopped
-from receiver.ingest import decode_json, validate_prediction
-from receiver.problems import receiver_error_response
-from receiver.state import ReceiverState, receiver_state
-from receiver.storable import (
+from vlmhooks.ingest import decode_json, validate_prediction
+from vlmhooks.storable import (
     MAX_PREDICTION_ID_CHARS,
     MAX_SUBMISSION_ID_CHARS,
     storable_content_hash,
 )
-from receiver.store import (
+from vlmhooks.store import (
     DeliveryRecord,
     IngestOutcome,
     PredictionWrite,
     apply_prediction_writes,
     log_rejected_delivery,
 )
-from receiver.verify import require_json_content_type, verify_provider_signatures
 
-__all__ = ["CALLBACK_PATH", "StorageUnavailable", "callback_routes", "receive_callback"]
+__all__ = ["CALLBACK_PATH", "callback_routes", "receive_callback"]
 
 CALLBACK_PATH = "/v1/callbacks/{token}"
 SOURCE_CALLBACK = "callback"
@@ -52,14 +54,6 @@ SOURCE_FETCH = "fetch"
 STORAGE_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger("vlmhooks.callbacks")
-
-
-class StorageUnavailable(ReceiverError):
-    """503: the database refused the write; nothing was acknowledged, the sender retries."""
-
-    status = 503
-    title = "Storage unavailable"
-    type_slug = "storage-unavailable"
 
 
 def callback_routes() -> list[BaseRoute]:
@@ -77,7 +71,7 @@ async def receive_callback(request: Request) -> Response:
             raise TokenInvalid(
                 f"callback token names a submission id over {MAX_SUBMISSION_ID_CHARS} characters"
             )
-    except ReceiverError as exc:
+    except ProblemError as exc:
         # Not logged: a request without a valid token must not be able to grow the audit log.
         state.metrics.callbacks.labels("rejected").inc()
         return _closing(receiver_error_response(exc))
@@ -106,7 +100,7 @@ async def receive_callback(request: Request) -> Response:
         # Here, not in the writer: a value too deep to encode is this request's 422, not a
         # failed batch.
         content_hash = storable_content_hash(prediction)
-    except ReceiverError as exc:
+    except ProblemError as exc:
         if delivery is None:
             head = exc.head if isinstance(exc, BodyTooLarge) else b""
             delivery = delivery_record(
@@ -157,7 +151,7 @@ async def _read_capped_body(request: Request, limit: int) -> bytes:
 
 async def _log_rejection(
     state: ReceiverState,
-    error: ReceiverError,
+    error: ProblemError,
     delivery: DeliveryRecord,
     submission_id: str,
     prediction_id: str | None,

@@ -7,13 +7,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from receiver.errors import ConfigError, ReceiverError
-from receiver.settings import Settings, load_settings
+from vlmhooks.errors import ConfigError, VlmhooksError
+from vlmhooks.settings import Settings, load_settings
 
 
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver import migrate
-    from receiver.db import make_engine
+    from vlmhooks import migrate
+    from vlmhooks.db import make_engine
 
     engine = make_engine(settings.database_url, pool_size=1)
     try:
@@ -29,8 +29,8 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def _require_schema(settings: Settings) -> None:
     """Refuse to serve a database with no schema: every callback would fail with a 500."""
-    from receiver import migrate
-    from receiver.db import make_engine
+    from vlmhooks import migrate
+    from vlmhooks.db import make_engine
 
     engine = make_engine(settings.database_url, pool_size=1)
     try:
@@ -78,8 +78,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_callback_url(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.storable import MAX_SUBMISSION_ID_CHARS
-    from receiver.tokens import CallbackTokens, mint_callback_url, new_submission_id
+    from vlmhooks.storable import MAX_SUBMISSION_ID_CHARS
+    from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
     tokens = CallbackTokens(settings.require_secret_keys(), max_age_seconds=settings.token_max_age)
     submission_id = args.submission_id or new_submission_id()
@@ -129,11 +129,11 @@ def database_error_line(database_url: str, exc: BaseException) -> str:
     """One line naming the database (password hidden) and the driver's first message line."""
     from sqlalchemy.engine import make_url
 
-    from receiver.db import normalize_database_url
+    from vlmhooks.db import normalize_database_url
 
     try:
         shown = make_url(normalize_database_url(database_url)).render_as_string(hide_password=True)
-    except (ReceiverError, ValueError):
+    except (VlmhooksError, ValueError):
         shown = "DATABASE_URL"
     cause = getattr(exc, "orig", None) or exc
     first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         code: int = args.handler(args, settings)
         return code
-    except ReceiverError as exc:
+    except VlmhooksError as exc:
         print(f"vlm-receiver: error: {exc.detail}", file=sys.stderr)
         return 2
     except DBAPIError as exc:

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from receiver.reads import PredictionFilters, list_predictions
 from receiver.state import receiver_state
+from vlmhooks.reads import PredictionFilters, list_predictions
 
 DASHBOARD_ROWS = 50
 

@@ -6,19 +6,12 @@ from urllib.parse import quote
 
 import httpx
 
-from receiver.errors import ContractViolation, MalformedJSON, ReceiverError
-from receiver.ingest import parse_prediction_body
+from receiver.errors import FetchBackFailed
 from schemas.contract import PredictionResponse
+from vlmhooks.errors import ContractViolation, MalformedJSON
+from vlmhooks.ingest import parse_prediction_body
 
-__all__ = ["FetchBackFailed", "fetch_prediction", "prediction_url"]
-
-
-class FetchBackFailed(ReceiverError):
-    """502: the API could not confirm the prediction; the sender is told to retry."""
-
-    status = 502
-    title = "Fetch-back failed"
-    type_slug = "fetch-back-failed"
+__all__ = ["fetch_prediction", "prediction_url"]
 
 
 def prediction_url(base_url: str, prediction_id: str) -> str:

@@ -15,16 +15,6 @@ from starlette.routing import BaseRoute, Route
 
 from receiver.auth import RequireBearer
 from receiver.dashboard import dashboard
-from receiver.errors import NotFound
-from receiver.pagination import (
-    CURSOR_PARAM,
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    decode_delivery_cursor,
-    decode_prediction_cursor,
-    encode_delivery_cursor,
-    encode_prediction_cursor,
-)
 from receiver.params import (
     bool_param,
     int_param,
@@ -33,17 +23,27 @@ from receiver.params import (
     timestamp_param,
     wait_param,
 )
-from receiver.reads import (
+from receiver.responses import json_response
+from receiver.sse import stream_events
+from receiver.state import receiver_state
+from schemas.enums import Status
+from vlmhooks.errors import NotFound
+from vlmhooks.pagination import (
+    CURSOR_PARAM,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    decode_delivery_cursor,
+    decode_prediction_cursor,
+    encode_delivery_cursor,
+    encode_prediction_cursor,
+)
+from vlmhooks.reads import (
     PredictionFilters,
     get_prediction,
     get_submission,
     list_deliveries,
     list_predictions,
 )
-from receiver.responses import json_response
-from receiver.sse import stream_events
-from receiver.state import receiver_state
-from schemas.enums import Status
 
 # However large the configured cap, a request is never held longer than this.
 WAIT_CEILING_SECONDS = 60.0

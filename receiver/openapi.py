@@ -10,10 +10,10 @@ import functools
 from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
-from receiver.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from receiver.problems import PROBLEM_MEDIA_TYPE
-from receiver.settings import DEFAULT_MAX_WAIT_SECONDS
 from schemas.contract import PredictionResponse
+from vlmhooks.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from vlmhooks.settings import DEFAULT_MAX_WAIT_SECONDS
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from receiver import migrate
 from receiver.auth import RequireBearer
 from receiver.openapi import openapi_document
 from receiver.problems import problem_response
-from receiver.reads import count_predictions_by_status
 from receiver.responses import json_response
 from receiver.state import receiver_state
+from vlmhooks import migrate
+from vlmhooks.reads import count_predictions_by_status
 
 # A readiness probe must answer even when the database hangs; the orchestrator retries.
 READY_TIMEOUT_SECONDS = 5.0

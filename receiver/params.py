@@ -10,9 +10,9 @@ from datetime import datetime
 
 from starlette.datastructures import QueryParams
 
-from receiver.errors import PayloadError
 from schemas.contract import as_utc
 from schemas.enums import Status
+from vlmhooks.errors import PayloadError
 
 
 def bad_parameter(name: str, detail: str) -> PayloadError:

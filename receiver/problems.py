@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver.errors import ReceiverError
+from vlmhooks.errors import ProblemError
 
 PROBLEM_TYPE_BASE = "https://vlmhooks.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -31,12 +31,12 @@ def problem_response(
     )
 
 
-def receiver_error_response(exc: ReceiverError) -> Response:
+def receiver_error_response(exc: ProblemError) -> Response:
     return problem_response(exc.status, exc.title, exc.detail, slug=exc.type_slug, **exc.extra)
 
 
 async def handle_receiver_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ReceiverError)
+    assert isinstance(exc, ProblemError)
     return receiver_error_response(exc)
 
 
@@ -57,7 +57,7 @@ async def handle_unexpected(_request: Request, _exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
-    ReceiverError: handle_receiver_error,
+    ProblemError: handle_receiver_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

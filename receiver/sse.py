@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from receiver.events import EventHub
-from receiver.pagination import MAX_ROW_ID
 from receiver.params import parse_int
-from receiver.reads import StoredEvent, events_after, last_event_seq
 from receiver.state import receiver_state
+from vlmhooks.pagination import MAX_ROW_ID
+from vlmhooks.reads import StoredEvent, events_after, last_event_seq
 
 EVENT_BATCH = 500
 RECONNECT_MILLISECONDS = 2000

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
-from receiver.settings import Settings
-from receiver.tokens import CallbackTokens
 from receiver.verify import SignaturePolicy
+from vlmhooks.settings import Settings
+from vlmhooks.tokens import CallbackTokens
 
 
 @dataclass

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from receiver.errors import SignatureInvalid, UnsupportedMediaType
-from receiver.settings import Settings
-from receiver.signatures import (
+from vlmhooks.errors import SignatureInvalid, UnsupportedMediaType
+from vlmhooks.settings import Settings
+from vlmhooks.signatures import (
     VLMRUN_SIGNATURE_HEADER,
     verify_standard_webhook,
     verify_vlmrun_signature,

@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.delivery import USER_AGENT, DeliveryPolicy
-from sandbox.errors import PredictionFailed
-from sandbox.faults import FAULTS_HEADER, FaultPlan, FaultSyntaxError, parse_faults
+from sandbox.errors import FaultSyntaxError, PredictionFailed
+from sandbox.faults import FAULTS_HEADER, FaultPlan, parse_faults
 from sandbox.predictor import PillowPredictor, Predictor
 from sandbox.settings import SandboxConfig
 from sandbox.store import PredictionRecord, SandboxStore

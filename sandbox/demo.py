@@ -36,14 +36,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
-from receiver import migrate
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.errors import ReceiverError
-from receiver.settings import Settings
-from receiver.tokens import CallbackTokens
 from sandbox.app import create_sandbox_app
-from sandbox.errors import SandboxError
+from sandbox.errors import DemoError, SandboxError
 from sandbox.faults import FaultPlan, parse_faults
 from sandbox.samples import SAMPLE_DOMAINS, sample_paths
 from sandbox.settings import SandboxConfig
@@ -54,6 +49,11 @@ from submit.client import ReceiverClient, VlmRunClient
 from submit.errors import NotFound, SubmitError
 from submit.images import expand_image_inputs
 from submit.submitter import SubmitItem, SubmitResult, Submitter
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
+from vlmhooks.errors import VlmhooksError
+from vlmhooks.settings import Settings
+from vlmhooks.tokens import CallbackTokens
 
 __all__ = [
     "DemoError",
@@ -94,10 +94,6 @@ _SUMMARIES = {
     "image.caption": "{caption}",
     "retail.product-catalog": "{product_name}: {price} {currency}",
 }
-
-
-class DemoError(SandboxError):
-    """The demo cannot run (bad option, unusable database, a server that will not start)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,7 +235,7 @@ def run_demo(
             return _run(options, config, plan, out, err)
     except SubmitError as exc:
         raise DemoError(str(exc)) from exc
-    except ReceiverError as exc:
+    except VlmhooksError as exc:
         raise DemoError(exc.detail) from exc
     except SQLAlchemyError as exc:
         raise DemoError(f"database error: {getattr(exc, 'orig', None) or exc}") from exc

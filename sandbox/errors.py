@@ -1,14 +1,25 @@
 """The sandbox's exception tree; a prediction that cannot be made ends as status ``failed``.
 
 SandboxError
-└── PredictionFailed              bad image value, undecodable image, unusable config
-    ├── NoNetwork                 an http(s) image URL the sandbox will not fetch
-    └── LoopbackImageURL          an image URL on this machine; the caller may fetch it
+├── PredictionFailed              bad image value, undecodable image, unusable config
+│   ├── NoNetwork                 an http(s) image URL the sandbox will not fetch
+│   └── LoopbackImageURL          an image URL on this machine; the caller may fetch it
+├── FaultSyntaxError              a fault spec that does not parse (also a ValueError)
+└── DemoError                     the demo cannot run: bad option, unusable database, a server
+
+Configuration errors are the core's one `ConfigError` (vlmhooks.errors).
 """
 
 from __future__ import annotations
 
-__all__ = ["LoopbackImageURL", "NoNetwork", "PredictionFailed", "SandboxError"]
+__all__ = [
+    "DemoError",
+    "FaultSyntaxError",
+    "LoopbackImageURL",
+    "NoNetwork",
+    "PredictionFailed",
+    "SandboxError",
+]
 
 
 class SandboxError(Exception):
@@ -43,3 +54,11 @@ class LoopbackImageURL(PredictionFailed):
     def __init__(self, message: str, *, url: str, image_index: int | None = None) -> None:
         super().__init__(message, image_index=image_index)
         self.url = url
+
+
+class FaultSyntaxError(SandboxError, ValueError):
+    """A fault spec that does not parse; the message says which item and why."""
+
+
+class DemoError(SandboxError):
+    """The demo cannot run (bad option, unusable database, a server that will not start)."""

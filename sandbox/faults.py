@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from sandbox.errors import SandboxError
+from sandbox.errors import FaultSyntaxError
 
 __all__ = ["FAULTS_HEADER", "FaultPlan", "FaultSyntaxError", "parse_faults"]
 
@@ -40,10 +40,6 @@ MAX_RETRY_AFTER_SECONDS = 3600
 DEFAULT_RETRY_AFTER_SECONDS = 1
 
 _FLAGS = frozenset({"out_of_order", "drop", "fail"})
-
-
-class FaultSyntaxError(SandboxError, ValueError):
-    """A fault spec that does not parse; the message says which item and why."""
 
 
 @dataclass(frozen=True)

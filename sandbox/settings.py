@@ -10,27 +10,22 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from receiver.errors import ConfigError
-from receiver.signatures import parse_standard_webhook_secret
 from sandbox.delivery import (
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_DELIVERY_TIMEOUT_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
 )
-from sandbox.errors import SandboxError
 from sandbox.faults import FaultPlan, parse_faults
+from vlmhooks.errors import ConfigError
+from vlmhooks.signatures import parse_standard_webhook_secret
 
-__all__ = ["ENV_PREFIX", "SandboxConfig", "SandboxConfigError", "load_config"]
+__all__ = ["ENV_PREFIX", "SandboxConfig", "load_config"]
 
 ENV_PREFIX = "VLMHOOKS_SANDBOX_"
 DEFAULT_CONCURRENCY = 4
 DEFAULT_DELIVERY_CONCURRENCY = 64
 # Base64 makes images a third bigger; 50 MiB of JSON is a few dozen large photos.
 DEFAULT_MAX_REQUEST_BYTES = 50 * 1024 * 1024
-
-
-class SandboxConfigError(SandboxError):
-    """The configuration is unusable; the message names the variable."""
 
 
 class SandboxConfig(BaseSettings):
@@ -101,4 +96,4 @@ def load_config() -> SandboxConfig:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else ENV_PREFIX + "*"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise SandboxConfigError(f"{name}: {message}") from exc
+        raise ConfigError(f"{name}: {message}") from exc

@@ -30,11 +30,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from receiver.db import make_engine
-from receiver.errors import ReceiverError
-from receiver.settings import Settings, load_settings
-from receiver.store import public_prediction
-from receiver.tokens import CallbackTokens
 from schemas.enums import Domain, Status
 from schemas.tables import Prediction, Submission
 from submit.client import RECEIVER_KEY_ENV, ReceiverClient, VlmRunClient
@@ -49,6 +44,11 @@ from submit.errors import (
 from submit.images import expand_image_inputs
 from submit.reconcile import parse_duration, reconcile_forever, reconcile_once
 from submit.submitter import DEFAULT_CONCURRENCY, SubmitItem, SubmitResult, Submitter
+from vlmhooks.db import make_engine
+from vlmhooks.errors import VlmhooksError
+from vlmhooks.settings import Settings, load_settings
+from vlmhooks.store import public_prediction
+from vlmhooks.tokens import CallbackTokens
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
@@ -573,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SubmitError as exc:
         _error(str(exc))
         return _exit_code(exc)
-    except ReceiverError as exc:  # settings: a missing or invalid variable, named
+    except VlmhooksError as exc:  # settings: a missing or invalid variable, named
         _error(exc.detail)
         return EXIT_USAGE
     except sa.exc.SQLAlchemyError as exc:

@@ -1,7 +1,8 @@
 """The submitter's exception tree; every failure a user can cause becomes one clear CLI line.
 
+    ConfigError (vlmhooks.errors)     a required setting is missing or invalid; names the env var
+
     SubmitError
-    ├── ConfigError                   a required setting is missing or invalid; names the env var
     ├── WaitTimeout                   predictions still not terminal when ``--wait`` gave up
     ├── ImageError                    an image input cannot be sent; ``source`` names it
     │   ├── ImageNotFound             missing path
@@ -22,6 +23,8 @@ Map foreign exceptions (httpx, OSError) at the boundary with ``raise ... from ex
 """
 
 from __future__ import annotations
+
+from vlmhooks.errors import ConfigError
 
 __all__ = [
     "ApiError",
@@ -46,10 +49,6 @@ __all__ = [
 
 class SubmitError(Exception):
     """Root of every error the submitter raises on purpose."""
-
-
-class ConfigError(SubmitError):
-    """A required setting is missing or invalid; the message names the environment variable."""
 
 
 class WaitTimeout(SubmitError):

@@ -17,13 +17,13 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.errors import ReceiverError
-from receiver.ingest import ingest_prediction
 from schemas.contract import utc_now
 from schemas.enums import TERMINAL_STATUSES, Status
 from schemas.tables import Prediction, Submission
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError
+from vlmhooks.errors import VlmhooksError
+from vlmhooks.ingest import ingest_prediction
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -113,7 +113,7 @@ def reconcile_once(
             )
         except AuthenticationError:
             raise
-        except (ApiError, ReceiverError) as exc:
+        except (ApiError, VlmhooksError) as exc:
             # One bad prediction (404, contract violation) must not stop the pass.
             summary.errors += 1
             summary.error_messages.append(f"{prediction_id}: {exc}")

@@ -17,9 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.errors import ReceiverError
-from receiver.ingest import ingest_prediction
-from receiver.tokens import CallbackTokens, mint_callback_url, new_submission_id
 from schemas.contract import (
     GenerationConfig,
     PredictionRequest,
@@ -32,6 +29,9 @@ from schemas.tables import Submission
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError, ConfigError, ImageError
 from submit.images import ImageSource
+from vlmhooks.errors import VlmhooksError
+from vlmhooks.ingest import ingest_prediction
+from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
 __all__ = ["DEFAULT_CONCURRENCY", "SubmitItem", "SubmitResult", "Submitter"]
 
@@ -172,7 +172,7 @@ class Submitter:
                 outcome = ingest_prediction(
                     self.engine, prediction, submission_id=submission_id, source="sync"
                 )
-            except ReceiverError as exc:
+            except VlmhooksError as exc:
                 return replace(result, error=f"the result could not be stored: {exc.detail}")
             result = replace(result, status=outcome.status)
         return result

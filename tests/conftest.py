@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
-from receiver import migrate
-from receiver.db import make_engine
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "VLMHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -19,9 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.settings import Settings
-from receiver.tokens import CallbackTokens
 from sandbox import SandboxConfig, create_sandbox_app
 from sandbox.demo import LoopbackServer, bind_loopback
 from sandbox.worker import FAIL_FAULT_MESSAGE
@@ -33,6 +30,9 @@ from submit.reconcile import reconcile_once
 from submit.retry import RetryPolicy
 from submit.submitter import SubmitItem, SubmitResult, Submitter
 from tests.sandbox.harness import png_bytes
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings
+from vlmhooks.tokens import CallbackTokens
 
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]

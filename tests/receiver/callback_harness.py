@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.settings import Settings
-from receiver.store import DELIVERY, PREDICTION, SUBMISSION
-from receiver.tokens import CallbackTokens
 from tests.servers import serve
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings
+from vlmhooks.store import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.tokens import CallbackTokens
 
 OLD_KEY, NEW_KEY = "callback-key-2025", "callback-key-2026"
 LOOKUP_KEY = "lookup-key"

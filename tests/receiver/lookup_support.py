@@ -15,8 +15,8 @@ import httpx
 
 from receiver import events
 from receiver.app import create_app
-from receiver.settings import Settings
 from tests.servers import UvicornThread, serve
+from vlmhooks.settings import Settings
 
 API_KEY = "lookup-key-current"
 OLD_API_KEY = "lookup-key-previous"

@@ -366,8 +366,8 @@ def test_trailing_slash_is_a_problem_not_a_redirect(sqlite_url: str) -> None:
     import httpx
 
     from receiver.app import create_app
-    from receiver.settings import Settings
     from tests.servers import serve
+    from vlmhooks.settings import Settings
 
     settings = Settings(database_url=sqlite_url, secret_keys=("k",), allow_anonymous_reads=True)
     with serve(create_app(settings)) as server:

@@ -9,7 +9,6 @@ import base64
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from receiver.signatures import sign_standard_webhook, sign_vlmrun, standard_webhook_headers
 from tests.receiver.callback_harness import (
     FROZEN_NOW,
     assert_ack,
@@ -19,6 +18,7 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
+from vlmhooks.signatures import sign_standard_webhook, sign_vlmrun, standard_webhook_headers
 
 VLMRUN_OLD, VLMRUN_NEW = "vlmrun-secret-old", "vlmrun-secret-new"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from receiver import cli
-from receiver.tokens import CallbackTokens
 from tests.servers import free_port
+from vlmhooks.tokens import CallbackTokens
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = "old-key,new-key"

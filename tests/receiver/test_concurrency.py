@@ -20,10 +20,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from receiver.db import make_engine
-from receiver.store import DELIVERY, EVENT, PREDICTION
 from tests.receiver.callback_harness import NEW_KEY, OLD_KEY, encode, mint, prediction_body
 from tests.servers import free_port
+from vlmhooks.db import make_engine
+from vlmhooks.store import DELIVERY, EVENT, PREDICTION
 
 PREDICTIONS = 24
 STATUSES = ("enqueued", "pending", "running", "completed")

@@ -14,11 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver import migrate
-from receiver.db import make_engine
-from receiver.errors import PredictionConflict
-from receiver.ingest import validate_prediction
-from receiver.store import (
+from tests.receiver.callback_harness import prediction_body
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
+from vlmhooks.errors import PredictionConflict
+from vlmhooks.ingest import validate_prediction
+from vlmhooks.store import (
     DELIVERY,
     EVENT,
     PREDICTION,
@@ -30,7 +31,6 @@ from receiver.store import (
     apply_prediction_writes,
     begin_write_batch,
 )
-from tests.receiver.callback_harness import prediction_body
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 # Each scenario is 40 random writes; 400 seeds passed when this was written, 8 run in CI.

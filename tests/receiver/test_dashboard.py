@@ -9,9 +9,9 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from receiver.dashboard import DASHBOARD_ROWS
-from receiver.db import make_engine
-from receiver.ingest import ingest_prediction
 from tests.receiver.lookup_support import API_KEY, AUTH, BASE_TIME, prediction, running_receiver
+from vlmhooks.db import make_engine
+from vlmhooks.ingest import ingest_prediction
 
 ROW = re.compile(r'<tr data-id="([^"]+)">')
 

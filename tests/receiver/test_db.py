@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.db import make_engine, normalize_database_url
-from receiver.errors import ConfigError
+from vlmhooks.db import make_engine, normalize_database_url
+from vlmhooks.errors import ConfigError
 
 
 @pytest.mark.parametrize(

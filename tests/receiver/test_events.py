@@ -13,8 +13,6 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from receiver import events as events_module
-from receiver.db import make_engine
-from receiver.ingest import ingest_prediction
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.lookup_support import (
     EventReader,
@@ -24,6 +22,8 @@ from tests.receiver.lookup_support import (
     prediction,
     running_receiver,
 )
+from vlmhooks.db import make_engine
+from vlmhooks.ingest import ingest_prediction
 
 STREAM_TIMEOUT = httpx.Timeout(10.0)
 

@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver import group_commit
-from receiver.db import make_engine
 from receiver.group_commit import GroupCommitter, WriterStopped
+from vlmhooks.db import make_engine
 
 PROBE = sa.Table("gc_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
 

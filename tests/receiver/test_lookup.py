@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.ingest import ingest_prediction
-from receiver.store import DELIVERY, SUBMISSION
 from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import after, client, prediction, running_receiver
+from vlmhooks.ingest import ingest_prediction
+from vlmhooks.store import DELIVERY, SUBMISSION
 
 
 def store(engine: Engine, body: dict[str, object], submission_id: str | None = None) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from receiver.ingest import ingest_prediction
-from receiver.pagination import DeliveryKey, encode_delivery_cursor
 from tests.receiver.lookup_support import BASE_TIME, client, prediction, running_receiver
+from vlmhooks.ingest import ingest_prediction
+from vlmhooks.pagination import DeliveryKey, encode_delivery_cursor
 
 
 def store(engine: Engine, body: dict[str, Any], submission_id: str | None = None) -> None:

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 from starlette.routing import Route
 
 from receiver.app import create_app
-from receiver.ingest import ingest_prediction
 from receiver.openapi import openapi_document
 from tests.receiver.lookup_support import AUTH, prediction, receiver_settings
 from tests.servers import serve
+from vlmhooks.ingest import ingest_prediction
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 

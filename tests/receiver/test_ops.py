@@ -9,11 +9,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from receiver import migrate
-from receiver.db import make_engine
-from receiver.ingest import ingest_prediction
 from tests.receiver.lookup_support import AUTH, prediction, running_receiver
 from tests.servers import free_port
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
+from vlmhooks.ingest import ingest_prediction
 
 
 def test_healthz_and_readyz(database_url: str) -> None:

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from receiver.errors import ConfigError
-from receiver.settings import (
+from vlmhooks.errors import ConfigError
+from vlmhooks.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
     DEFAULT_TOKEN_MAX_AGE_SECONDS,

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
-from receiver.signatures import (
+from vlmhooks.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
+from vlmhooks.signatures import (
     StandardWebhookVerdict,
     parse_standard_webhook_secret,
     sign_standard_webhook,

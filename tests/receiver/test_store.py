@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.errors import ContractViolation, PredictionConflict
-from receiver.ingest import ingest_prediction
-from receiver.store import DELIVERY, EVENT, PREDICTION, SUBMISSION, public_prediction
+from vlmhooks.errors import ContractViolation, PredictionConflict
+from vlmhooks.ingest import ingest_prediction
+from vlmhooks.store import DELIVERY, EVENT, PREDICTION, SUBMISSION, public_prediction
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

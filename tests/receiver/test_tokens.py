@@ -7,8 +7,8 @@ import re
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from receiver.errors import ConfigError, TokenExpired, TokenInvalid
-from receiver.tokens import CallbackTokens, mint_callback_url, new_submission_id
+from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
+from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
 T0 = 1_700_000_000.0
 SUB = "sub_01hgw2bbg0k3n4m5p6q7r8s9tv"

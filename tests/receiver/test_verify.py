@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from receiver.audit import MAX_HEADER_VALUE_CHARS, delivery_record
-from receiver.body import BodyTooLarge, declared_length, read_body
-from receiver.errors import PayloadError, SignatureInvalid, UnsupportedMediaType
-from receiver.signatures import sign_vlmrun, standard_webhook_headers
-from receiver.storable import find_nul
-from receiver.store import sha256_hex
+from receiver.body import declared_length, read_body
+from receiver.errors import BodyTooLarge
 from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
+from vlmhooks.audit import MAX_HEADER_VALUE_CHARS, delivery_record
+from vlmhooks.errors import PayloadError, SignatureInvalid, UnsupportedMediaType
+from vlmhooks.signatures import sign_vlmrun, standard_webhook_headers
+from vlmhooks.storable import find_nul
+from vlmhooks.store import sha256_hex
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver import migrate
-from receiver.db import make_engine
-from receiver.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
-from receiver.store import PREDICTION, SUBMISSION
 from schemas.enums import Status
 from tests.conftest import POSTGRES_ADMIN_DSN
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
+from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
+from vlmhooks.store import PREDICTION, SUBMISSION
 
 SECRET_KEY = "reliability-callback-token-key"
 WEBHOOK_SECRET = "reliability-vlmrun-webhook-secret"

@@ -37,9 +37,6 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.engine import Engine
 
-from receiver.db import make_engine
-from receiver.store import PREDICTION, SUBMISSION
-from receiver.tokens import CallbackTokens
 from sandbox import SandboxConfig, create_sandbox_app
 from sandbox.faults import FAULTS_HEADER
 from schemas.enums import STATUS_RANK, Status
@@ -51,6 +48,9 @@ from tests.reliability.callbacks import LOOKUP_KEY, SECRET_KEY, WEBHOOK_SECRET
 from tests.reliability.processes import ReceiverProcess
 from tests.reliability.sizing import size
 from tests.servers import free_port, serve
+from vlmhooks.db import make_engine
+from vlmhooks.store import PREDICTION, SUBMISSION
+from vlmhooks.tokens import CallbackTokens
 
 API_KEY = "sk-crash-test"
 # Retries outlast any restart (~1 s): 0.05 s doubling gives 25 s of retrying in 10 attempts.

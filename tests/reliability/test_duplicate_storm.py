@@ -26,10 +26,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.settings import Settings
-from receiver.store import DELIVERY, SUBMISSION
-from receiver.tokens import CallbackTokens
 from schemas.enums import STATUS_RANK, Status
 from tests.reliability.callbacks import (
     LOOKUP_KEY,
@@ -45,6 +41,10 @@ from tests.reliability.processes import ReceiverProcess
 from tests.reliability.rawhttp import RawConnection
 from tests.reliability.sizing import size
 from tests.servers import free_port, serve
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings
+from vlmhooks.store import DELIVERY, SUBMISSION
+from vlmhooks.tokens import CallbackTokens
 
 DELIVERIES_PER_PREDICTION = 3
 # How often each status is a prediction's true final one.

@@ -40,11 +40,6 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.settings import Settings
-from receiver.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from receiver.store import DELIVERY, PREDICTION
-from receiver.tokens import CallbackTokens
 from schemas.enums import Status
 from tests.reliability.callbacks import (
     DATABASES,
@@ -60,6 +55,11 @@ from tests.reliability.callbacks import (
 )
 from tests.reliability.sizing import size
 from tests.servers import serve
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings
+from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
+from vlmhooks.store import DELIVERY, PREDICTION
+from vlmhooks.tokens import CallbackTokens
 
 MAX_BODY = 64 * 1024
 SUBMISSION = "sub_fuzz"
@@ -220,7 +220,7 @@ def fuzz(_fuzz_receiver: FuzzReceiver, request: pytest.FixtureRequest) -> Iterat
 
 
 def bind_submission(engine: Engine) -> None:
-    from receiver.store import SUBMISSION as SUBMISSION_TABLE
+    from vlmhooks.store import SUBMISSION as SUBMISSION_TABLE
 
     add_submissions(engine, [BOUND_SUBMISSION])
     with engine.begin() as connection:

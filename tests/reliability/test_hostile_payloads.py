@@ -24,11 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.settings import Settings
-from receiver.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from receiver.store import DELIVERY, PREDICTION
-from receiver.tokens import CallbackTokens
 from schemas.enums import Status
 from tests.reliability.callbacks import (
     DATABASES,
@@ -39,6 +34,11 @@ from tests.reliability.callbacks import (
     scratch_database,
 )
 from tests.servers import serve
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings
+from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
+from vlmhooks.store import DELIVERY, PREDICTION
+from vlmhooks.tokens import CallbackTokens
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from receiver.app import create_app
-from receiver.db import make_engine
-from receiver.settings import Settings
-from receiver.tokens import CallbackTokens
 from schemas.enums import Status
 from tests.reliability.callbacks import (
     DATABASES,
@@ -52,6 +49,9 @@ from tests.reliability.callbacks import (
 )
 from tests.reliability.sizing import size
 from tests.servers import serve
+from vlmhooks.db import make_engine
+from vlmhooks.settings import Settings
+from vlmhooks.tokens import CallbackTokens
 
 # An SSE stream never ends on its own, so a generated request to it would never return.
 STREAMING_PATHS = {"/v1/events"}

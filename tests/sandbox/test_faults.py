@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.faults import FaultPlan, FaultSyntaxError, parse_faults
+from sandbox.errors import FaultSyntaxError
+from sandbox.faults import FaultPlan, parse_faults
 
 
 def test_full_spec_parses() -> None:

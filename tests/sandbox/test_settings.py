@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sandbox.faults import FaultPlan
-from sandbox.settings import SandboxConfig, SandboxConfigError, load_config
+from sandbox.settings import SandboxConfig, load_config
+from vlmhooks.errors import ConfigError
 
 
 def test_defaults_match_the_real_service(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +77,7 @@ def test_bad_values_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
 ) -> None:
     monkeypatch.setenv(f"VLMHOOKS_SANDBOX_{name}", value)
-    with pytest.raises(SandboxConfigError) as excinfo:
+    with pytest.raises(ConfigError) as excinfo:
         load_config()
     assert str(excinfo.value).startswith(message)
     assert "\n" not in str(excinfo.value)

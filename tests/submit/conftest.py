@@ -13,10 +13,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from receiver.settings import Settings
-from receiver.tokens import CallbackTokens
 from sandbox import SandboxConfig, create_sandbox_app
 from tests.servers import serve
+from vlmhooks.settings import Settings
+from vlmhooks.tokens import CallbackTokens
 
 API_KEY = "sk-sandbox-test"
 SECRET_KEYS = ("callback-token-key-for-tests",)

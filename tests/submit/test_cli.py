@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from receiver.db import make_engine
 from schemas.enums import Domain
 from schemas.tables import Prediction, Submission
 from submit.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 from tests.submit.conftest import API_KEY, LOOKUP_KEY, SECRET_KEYS, SandboxFactory
+from vlmhooks.db import make_engine
 
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]

@@ -11,8 +11,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.db import make_engine
-from receiver.tokens import CallbackTokens
 from schemas.contract import PredictionRequest
 from schemas.tables import Delivery, Prediction, Submission
 from submit.client import AsyncVlmRunClient, VlmRunClient
@@ -22,6 +20,8 @@ from submit.reconcile import reconcile_once
 from submit.retry import RetryPolicy
 from submit.submitter import SubmitItem, Submitter
 from tests.submit.conftest import API_KEY, CountingTransport, SandboxFactory, wait_for
+from vlmhooks.db import make_engine
+from vlmhooks.tokens import CallbackTokens
 
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]

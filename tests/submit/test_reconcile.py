@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.db import make_engine
-from receiver.ingest import ingest_prediction
 from schemas.tables import Prediction, Submission
 from submit.client import VlmRunClient
 from submit.errors import AuthenticationError
 from submit.reconcile import find_unsettled, parse_duration, reconcile_forever, reconcile_once
 from submit.retry import NO_RETRIES
+from vlmhooks.db import make_engine
+from vlmhooks.ingest import ingest_prediction
 
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]

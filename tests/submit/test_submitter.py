@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from receiver.tokens import CallbackTokens
 from submit.client import VlmRunClient
 from submit.errors import ConfigError
 from submit.images import FileImage, ImageSource, expand_image_inputs
 from submit.retry import NO_RETRIES
 from submit.submitter import SubmitItem, Submitter
 from tests.submit.conftest import SECRET_KEYS, png_bytes
+from vlmhooks.tokens import CallbackTokens
 
 PNG_DATA_URL_PREFIX = "data:image/png;base64,"
 

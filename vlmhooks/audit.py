@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from receiver.store import DeliveryRecord, sha256_hex
+from vlmhooks.store import DeliveryRecord, sha256_hex
 
 __all__ = ["AUDITED_HEADERS", "MAX_HEADER_VALUE_CHARS", "delivery_record"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from receiver.errors import PayloadError
 from schemas.contract import as_utc
+from vlmhooks.errors import PayloadError
 
 CURSOR_PARAM = "cursor"
 DEFAULT_LIMIT = 50

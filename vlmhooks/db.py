@@ -8,7 +8,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from receiver.errors import ConfigError
+from vlmhooks.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

@@ -1,4 +1,4 @@
-"""Alembic environment: the engine (or connection) comes from `receiver.migrate`."""
+"""Alembic environment: the engine (or connection) comes from `vlmhooks.migrate`."""
 
 from __future__ import annotations
 

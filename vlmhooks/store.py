@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
-from receiver.errors import PredictionConflict
 from schemas.contract import PredictionResponse, as_utc
 from schemas.enums import STATUS_RANK, TERMINAL_STATUSES, Status
 from schemas.tables import Delivery, Prediction, PredictionEvent, Submission, WebhookMessage
+from vlmhooks.errors import PredictionConflict
 
 Verdict = Literal["stored", "updated", "duplicate", "stale"]
 DeliveryVerdict = Literal["stored", "updated", "duplicate", "stale", "replay", "rejected"]

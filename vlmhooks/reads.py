@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from receiver.pagination import DeliveryKey, PredictionKey
-from receiver.store import DELIVERY, EVENT, PREDICTION, SUBMISSION, public_prediction
 from schemas.contract import as_utc
 from schemas.enums import Status
+from vlmhooks.pagination import DeliveryKey, PredictionKey
+from vlmhooks.store import DELIVERY, EVENT, PREDICTION, SUBMISSION, public_prediction
 
 SUBMISSION_DELIVERY_HISTORY = 100
 CALLBACK_PATH = "/v1/callbacks/"

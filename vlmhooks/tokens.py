@@ -13,7 +13,7 @@ from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
-from receiver.errors import ConfigError, TokenExpired, TokenInvalid
+from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
 
 __all__ = [
     "DEFAULT_MAX_AGE_SECONDS",

@@ -15,9 +15,10 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
-from receiver.errors import ContractViolation, MalformedJSON
-from receiver.storable import check_storable, storable_content_hash
-from receiver.store import (
+from schemas.contract import PredictionResponse, utc_now
+from vlmhooks.errors import ContractViolation, MalformedJSON
+from vlmhooks.storable import check_storable, storable_content_hash
+from vlmhooks.store import (
     DeliveryRecord,
     IngestOutcome,
     PredictionWrite,
@@ -26,7 +27,6 @@ from receiver.store import (
     end_write_batch,
     sha256_hex,
 )
-from schemas.contract import PredictionResponse, utc_now
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:

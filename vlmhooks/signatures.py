@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from receiver.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
+from vlmhooks.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
 
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.errors import ContractViolation
-from receiver.store import PREDICTION, SUBMISSION, content_sha256
 from schemas.contract import PredictionResponse
+from vlmhooks.errors import ContractViolation
+from vlmhooks.store import PREDICTION, SUBMISSION, content_sha256
 
 __all__ = [
     "MAX_DOMAIN_CHARS",

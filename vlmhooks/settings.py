@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from receiver.errors import ConfigError
+from vlmhooks.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///vlmhooks.db"
 DEFAULT_VLMRUN_BASE_URL = "https://api.vlm.run/v1"
