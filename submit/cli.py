@@ -46,8 +46,8 @@ from submit.reconcile import parse_duration, reconcile_forever, reconcile_once
 from submit.submitter import DEFAULT_CONCURRENCY, SubmitItem, SubmitResult, Submitter
 from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
+from vlmhooks.public import public_prediction
 from vlmhooks.settings import Settings, load_settings
-from vlmhooks.store import public_prediction
 from vlmhooks.tokens import CallbackTokens
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine, RowMapping
 from schemas.contract import as_utc
 from schemas.enums import Status
 from vlmhooks.pagination import DeliveryKey, PredictionKey
-from vlmhooks.store import DELIVERY, EVENT, PREDICTION, SUBMISSION, public_prediction
+from vlmhooks.public import iso_utc, public_prediction
+from vlmhooks.store import DELIVERY, EVENT, PREDICTION, SUBMISSION
 
 SUBMISSION_DELIVERY_HISTORY = 100
 CALLBACK_PATH = "/v1/callbacks/"
@@ -37,10 +38,6 @@ class StoredEvent:
     seq: int
     type: str
     data: dict[str, Any]
-
-
-def iso_utc(value: datetime | None) -> str | None:
-    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def _storable(value: str) -> bool:

@@ -17,12 +17,13 @@ from typing import Any, Literal
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
-from schemas.contract import PredictionResponse, as_utc
-from schemas.enums import STATUS_RANK, TERMINAL_STATUSES, Status
+from schemas.contract import PredictionResponse
+from schemas.enums import STATUS_RANK, Status
 from schemas.tables import Delivery, Prediction, PredictionEvent, Submission, WebhookMessage
 from vlmhooks.errors import PredictionConflict
+from vlmhooks.public import public_prediction
 
 Verdict = Literal["stored", "updated", "duplicate", "stale"]
 DeliveryVerdict = Literal["stored", "updated", "duplicate", "stale", "replay", "rejected"]
@@ -545,39 +546,3 @@ def log_rejected_delivery(
 def _printable(text: str) -> str:
     # A reason may quote sender input; PostgreSQL text cannot hold U+0000.
     return text.replace("\x00", "\\u0000")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
-
-
-def public_prediction(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
-    """A Prediction row in the API's own `PredictionResponse` shape.
-
-    Unknown fields the API sent are restored at the top level; our own fields live under
-    the single `vlmhooks` key so they can never clash with the API's.
-    """
-    body: dict[str, Any] = dict(row["extra"] or {})
-    body.update(
-        {
-            "usage": row["usage"],
-            "id": row["id"],
-            "created_at": _iso(row["created_at"]),
-            "completed_at": _iso(row["completed_at"]),
-            "response": row["response"],
-            "status": row["status"],
-        }
-    )
-    if row["domain"] is not None:
-        body.setdefault("domain", row["domain"])
-    body["vlmhooks"] = {
-        "submission_id": row["submission_id"],
-        "received_at": _iso(row["received_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "delivery_count": row["delivery_count"],
-        "source": row["source"],
-        "schema_valid": row["schema_valid"],
-        "schema_errors": row["schema_errors"],
-        "terminal": Status(row["status"]) in TERMINAL_STATUSES,
-    }
-    return body
