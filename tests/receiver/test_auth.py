@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from receiver.auth import key_matches, presented_key
+from receiver.errors import AuthError
 from tests.receiver.lookup_support import API_KEY, OLD_API_KEY, running_receiver
-from vlmhooks.errors import AuthError
 
 PROTECTED = [
     "/v1/predictions",
