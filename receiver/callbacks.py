@@ -1,5 +1,5 @@
-"""`POST /v1/callbacks/{token}`: verify in DESIGN's order, store through the group committer,
-and acknowledge only after the commit.
+"""`POST /v1/callbacks/{token}`: verify (ARCHITECTURE.md, "Verification order"), store
+through the group committer, and acknowledge only after the commit.
 """
 
 from __future__ import annotations
