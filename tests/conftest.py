@@ -11,10 +11,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
+
+# Property-based tests are derandomized: the same cases on every run, so the README's test
+# command cannot fail at random. `HYPOTHESIS_PROFILE=explore` searches afresh by hand.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "VLMHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
