@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sandbox.errors import SandboxError
 from sandbox.settings import SandboxConfig, load_config
+from vlmhooks.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8100
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config()
         code: int = args.handler(args, config)
         return code
-    except SandboxError as exc:
+    except (SandboxError, ConfigError) as exc:  # a bad VLMHOOKS_SANDBOX_* is the core's error
         print(f"vlm-sandbox: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

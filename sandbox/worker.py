@@ -14,14 +14,15 @@ import httpx
 from sandbox.delivery import CallbackMessage, DeliveryPolicy, callback_body, deliver
 from sandbox.errors import LoopbackImageURL, PredictionFailed
 from sandbox.faults import FaultPlan
-from sandbox.predictor import Predictor, decode_image_value
+from sandbox.predictor import Predictor
+from sandbox.predictor.decode import decode_image_value
 from sandbox.store import PredictionRecord, SandboxStore
 from schemas.contract import utc_now
 from schemas.enums import Status
 
 __all__ = ["FAIL_FAULT_MESSAGE", "PredictionWorker", "resolve_images"]
 
-logger = logging.getLogger("sandbox.worker")
+logger = logging.getLogger("vlmhooks.sandbox.worker")
 
 FAIL_FAULT_MESSAGE = "sandbox fault injection: this prediction was made to fail ('fail')"
 IMAGE_FETCH_TIMEOUT_SECONDS = 10.0
