@@ -42,7 +42,12 @@ def fill_schema(schema: Mapping[str, Any], draw: Draw) -> Any:
     """A value drawn to validate against ``schema``; ``PredictionFailed`` for a ``$ref`` that is
     not local, points nowhere or loops.
     """
-    return _SchemaFiller(schema, draw).fill(schema, "value", 0)
+    try:
+        return _SchemaFiller(schema, draw).fill(schema, "value", 0)
+    except _Unfillable as exc:
+        raise PredictionFailed(
+            f"json_schema: no value satisfies {exc.args[0]!r} (schema false)"
+        ) from exc
 
 
 class _Unfillable(Exception):

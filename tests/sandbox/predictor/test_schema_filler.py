@@ -9,7 +9,9 @@ import pytest
 from jsonschema import validators
 
 from sandbox.errors import PredictionFailed
+from sandbox.predictor.draw import Draw
 from sandbox.predictor.pillow import SANDBOX_KEY, PillowPredictor
+from sandbox.predictor.schema_filler import fill_schema
 from tests.sandbox.predictor.images import scene
 from tests.sandbox.predictor.responses import without_metadata
 
@@ -265,3 +267,9 @@ def test_unusable_schemas_fail_the_prediction(
 def test_jsonschema_module_agrees_with_a_plain_validate(predictor: PillowPredictor) -> None:
     response = predictor.predict([scene(6)], "image.caption", {"json_schema": NESTED_2020})
     jsonschema.validate(response, NESTED_2020)
+
+
+def test_a_required_property_no_value_satisfies_is_a_clear_failure() -> None:
+    schema = {"type": "object", "properties": {"x": False}, "required": ["x"]}
+    with pytest.raises(PredictionFailed, match="no value satisfies 'x'"):
+        fill_schema(schema, Draw(b"seed", "schema"))
