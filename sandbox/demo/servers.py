@@ -29,6 +29,7 @@ __all__ = [
     "DemoServers",
     "LoopbackServer",
     "bind_loopback",
+    "receiver_settings",
     "serve_until_interrupted",
     "start_servers",
 ]
