@@ -45,10 +45,11 @@ from vlmhooks.store import (
     apply_prediction_writes,
     log_rejected_delivery,
 )
+from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["CALLBACK_PATH", "callback_routes", "receive_callback"]
 
-CALLBACK_PATH = "/v1/callbacks/{token}"
+CALLBACK_PATH = CALLBACK_PATH_PREFIX + "{token}"
 SOURCE_CALLBACK = "callback"
 SOURCE_FETCH = "fetch"
 STORAGE_RETRY_AFTER_SECONDS = 5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import socket
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,10 @@ from pathlib import Path
 
 from sandbox.errors import SandboxError
 from sandbox.settings import SandboxConfig, load_config
-from vlmhooks.errors import ConfigError
+from vlmhooks.cli_args import positive_int, positive_seconds
+from vlmhooks.errors import VlmhooksError
+
+__all__ = ["DEFAULT_DEMO_TIMEOUT_SECONDS", "DEFAULT_HOST", "DEFAULT_PORT", "build_parser", "main"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8100
@@ -79,22 +81,6 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive_int(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return seconds
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlm-sandbox",
@@ -140,14 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--count",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="submit the samples N times (default 1)",
     )
     demo.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=DEFAULT_DEMO_TIMEOUT_SECONDS,
         metavar="SECONDS",
         help="give up waiting for the callbacks after this long "
@@ -168,8 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config()
         code: int = args.handler(args, config)
         return code
-    except (SandboxError, ConfigError) as exc:  # a bad VLMHOOKS_SANDBOX_* is the core's error
+    except SandboxError as exc:
         print(f"vlm-sandbox: error: {exc}", file=sys.stderr)
+        return 2
+    except VlmhooksError as exc:  # configuration: the variable is named in the message
+        print(f"vlm-sandbox: error: {exc.detail}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

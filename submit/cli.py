@@ -11,28 +11,24 @@ import argparse
 import difflib
 import ipaddress
 import json
-import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
 from schemas.enums import Domain, Status
-from schemas.tables import Prediction, Submission
-from submit.client import RECEIVER_KEY_ENV, ReceiverClient, VlmRunClient
+from submit.client import VlmRunClient, client_from_settings
 from submit.errors import (
     AuthenticationError,
     ConfigError,
@@ -42,15 +38,33 @@ from submit.errors import (
     WaitTimeout,
 )
 from submit.images import expand_image_inputs
+from submit.lookup import (
+    RECEIVER_URL_ENV,
+    DatabaseSource,
+    configured_engine,
+    open_source,
+    require_tables,
+    wait_for_predictions,
+)
 from submit.reconcile import parse_duration, reconcile_forever, reconcile_once
 from submit.submitter import DEFAULT_CONCURRENCY, SubmitItem, SubmitResult, Submitter
+from vlmhooks.cli_args import positive_int, positive_seconds, table_width
 from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.public import public_prediction
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.tokens import CallbackTokens
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+    "parse_domain",
+    "read_json_schema",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,109 +72,7 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
 
-RECEIVER_URL_ENV = "VLMHOOKS_RECEIVER_URL"
 DEFAULT_WAIT_TIMEOUT_SECONDS = 300.0
-WAIT_POLL_SECONDS = 0.5
-# One long-poll never holds the receiver longer than this; the loop asks again.
-LONG_POLL_SECONDS = 25.0
-PIPED_TABLE_WIDTH = 200
-
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-
-
-# -- lookups: where a prediction's stored state is read from ------------------------------
-
-
-class Lookup(Protocol):
-    """Reads predictions back: the database, else the receiver's API, else the VLM Run API."""
-
-    name: str
-
-    def fetch(self, prediction_id: str, wait: float) -> dict[str, Any] | None:
-        """The prediction as JSON, or None when not stored yet; may block up to ``wait``."""
-
-
-class DatabaseLookup:
-    name = "database"
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def fetch(self, prediction_id: str, wait: float) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
-            row = (
-                connection.execute(sa.select(PREDICTION).where(PREDICTION.c.id == prediction_id))
-                .mappings()
-                .first()
-            )
-        # The receiver's lookup API answers in this same shape.
-        return None if row is None else public_prediction(row)
-
-    def submission(self, submission_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
-            row = (
-                connection.execute(sa.select(SUBMISSION).where(SUBMISSION.c.id == submission_id))
-                .mappings()
-                .first()
-            )
-        return None if row is None else {key: _jsonable(value) for key, value in row.items()}
-
-
-class ReceiverLookup:
-    name = "receiver"
-
-    def __init__(self, client: ReceiverClient) -> None:
-        self.client = client
-
-    def fetch(self, prediction_id: str, wait: float) -> dict[str, Any] | None:
-        try:
-            return self.client.get_prediction(prediction_id, wait=min(wait, LONG_POLL_SECONDS))
-        except NotFound:
-            return None
-
-
-class ApiLookup:
-    name = "VLM Run API"
-
-    def __init__(self, client: VlmRunClient) -> None:
-        self.client = client
-
-    def fetch(self, prediction_id: str, wait: float) -> dict[str, Any] | None:
-        return self.client.get_prediction(prediction_id).to_wire()
-
-
-def wait_until_terminal(
-    lookup: Lookup,
-    prediction_ids: Iterable[str],
-    *,
-    timeout: float,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Poll until every prediction is terminal or ``timeout`` passes: (latest bodies, pending)."""
-    deadline = time.monotonic() + timeout
-    latest: dict[str, dict[str, Any]] = {}
-    pending = list(dict.fromkeys(prediction_ids))
-    while pending and time.monotonic() < deadline:
-        for prediction_id in list(pending):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            body = lookup.fetch(prediction_id, remaining)
-            if body is not None:
-                latest[prediction_id] = body
-                if _is_terminal(body):
-                    pending.remove(prediction_id)
-        if pending:
-            sleep(max(0.0, min(WAIT_POLL_SECONDS, deadline - time.monotonic())))
-    return latest, pending
-
-
-def _is_terminal(body: dict[str, Any]) -> bool:
-    try:
-        return Status(str(body.get("status"))).is_terminal
-    except ValueError:
-        return False
 
 
 # -- vlm-submit images ---------------------------------------------------------------------
@@ -177,7 +89,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
         engine = configured_engine(settings, immediate_writes=True)
         if engine is not None:
             stack.callback(engine.dispose)
-        client = stack.enter_context(_api_client(settings))
+        client = stack.enter_context(client_from_settings(settings))
         tokens, public_url = _callback_config(args, settings, client, stderr)
         submitter = Submitter(
             client,
@@ -194,10 +106,13 @@ def _cmd_images(args: argparse.Namespace) -> int:
         bodies: dict[str, dict[str, Any]] = {}
         pending: list[str] = []
         if args.wait:
-            lookup = _open_lookup(args, settings, engine, stack, client)
+            source = stack.enter_context(
+                open_source(settings, engine=engine, receiver_url=args.receiver_url, api=client)
+            )
             waiting = [r.prediction_id for r in results if r.prediction_id and not _done(r)]
-            with stderr.status(f"waiting for {len(waiting)} predictions ({lookup.name})"):
-                bodies, pending = wait_until_terminal(lookup, waiting, timeout=args.wait_timeout)
+            with stderr.status(f"waiting for {len(waiting)} predictions ({source.name})"):
+                outcome = wait_for_predictions(source, waiting, timeout=args.wait_timeout)
+            bodies, pending = outcome.latest, outcome.pending
             results = [_with_latest(result, bodies) for result in results]
     _print_results(results, bodies, args.output)
     failed = [r for r in results if not r.ok or r.status == Status.FAILED.value]
@@ -258,6 +173,16 @@ def _callback_config(
     return tokens, settings.public_url
 
 
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _submit_with_progress(
     submitter: Submitter, items: Sequence[SubmitItem], stderr: Console
 ) -> list[SubmitResult]:
@@ -309,8 +234,7 @@ def _print_results(
             result.status or "-",
             result.error or "",
         )
-    # Piped output has no terminal width; rich's 80-column default would squeeze the ids.
-    Console(width=None if sys.stdout.isatty() else PIPED_TABLE_WIDTH).print(table)
+    Console(width=table_width()).print(table)
 
 
 def _result_json(result: SubmitResult, bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -346,26 +270,15 @@ def _cmd_get(args: argparse.Namespace) -> int:
         engine = configured_engine(settings)
         if engine is not None:
             stack.callback(engine.dispose)
-            body = _get_from_database(DatabaseLookup(engine), args.id)
+            # The database also knows submissions: a submission id is answered too.
+            body = DatabaseSource(engine).find(args.id)
         else:
-            body = _open_lookup(args, settings, None, stack).fetch(args.id, 0)
+            source = stack.enter_context(open_source(settings, receiver_url=args.receiver_url))
+            body = source.prediction(args.id)
     if body is None:
         raise NotFound(f"no prediction or submission {args.id!r} is stored yet")
     print(json.dumps(body, indent=2, default=str))
     return EXIT_OK
-
-
-def _get_from_database(lookup: DatabaseLookup, identifier: str) -> dict[str, Any] | None:
-    """A prediction id, or a submission id (answered with its prediction once stored)."""
-    body = lookup.fetch(identifier, 0)
-    if body is not None:
-        return body
-    submission = lookup.submission(identifier)
-    if submission is None:
-        return None
-    prediction_id = submission.get("prediction_id")
-    stored = lookup.fetch(prediction_id, 0) if prediction_id else None
-    return stored if stored is not None else {"submission": submission, "prediction": None}
 
 
 # -- vlm-submit reconcile ------------------------------------------------------------------
@@ -378,8 +291,8 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     # Reconcile needs a database; the default SQLite file is the receiver's default too.
     engine = make_engine(settings.database_url, immediate_writes=True)
     try:
-        _require_tables(engine)
-        with _api_client(settings) as client:
+        require_tables(engine)
+        with client_from_settings(settings) as client:
             if every is None:
                 summary = reconcile_once(engine, client, older_than=older_than)
                 print(f"reconcile: {summary}")
@@ -420,82 +333,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-# -- shared plumbing -----------------------------------------------------------------------
-
-
-def configured_engine(settings: Settings, *, immediate_writes: bool = False) -> Engine | None:
-    """An engine when ``DATABASE_URL`` is set explicitly; None means "no database"."""
-    if "database_url" not in settings.model_fields_set:
-        return None
-    engine = make_engine(settings.database_url, immediate_writes=immediate_writes)
-    try:
-        _require_tables(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine
-
-
-def _require_tables(engine: Engine) -> None:
-    if not sa.inspect(engine).has_table(SUBMISSION.name):
-        raise ConfigError(
-            "the database at DATABASE_URL has no vlmhooks tables: run `vlm-receiver db upgrade`"
-        )
-
-
-def _open_lookup(
-    args: argparse.Namespace,
-    settings: Settings,
-    engine: Engine | None,
-    stack: ExitStack,
-    client: VlmRunClient | None = None,
-) -> Lookup:
-    """The database when configured, else the receiver's API when named, else the VLM Run API."""
-    if engine is not None:
-        return DatabaseLookup(engine)
-    receiver_url = args.receiver_url or os.environ.get(RECEIVER_URL_ENV)
-    if receiver_url:
-        receiver = ReceiverClient(receiver_url, os.environ.get(RECEIVER_KEY_ENV))
-        return ReceiverLookup(stack.enter_context(receiver))
-    return ApiLookup(client or stack.enter_context(_api_client(settings)))
-
-
-def _api_client(settings: Settings) -> VlmRunClient:
-    return VlmRunClient(_secret(settings.vlmrun_api_key), settings.vlmrun_base_url)
-
-
-def _secret(value: Any) -> str | None:
-    return None if value is None else str(value.get_secret_value())
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _positive_int(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return value
+# -- the command line ----------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -523,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CONCURRENCY,
         help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
     )
@@ -532,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument(
         "--wait-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=DEFAULT_WAIT_TIMEOUT_SECONDS,
         metavar="S",
         help=f"give up waiting after S seconds (default {DEFAULT_WAIT_TIMEOUT_SECONDS:g})",

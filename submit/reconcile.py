@@ -39,7 +39,7 @@ SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
 PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-logger = logging.getLogger("submit.reconcile")
+logger = logging.getLogger("vlmhooks.submit.reconcile")
 
 
 def parse_duration(text: str) -> timedelta:

@@ -37,7 +37,7 @@ DEFAULT_MAX_DELAY = 30.0
 DEFAULT_MAX_RETRY_AFTER = 300.0
 
 T = TypeVar("T")
-logger = logging.getLogger("submit.retry")
+logger = logging.getLogger("vlmhooks.submit.retry")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

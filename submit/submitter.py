@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_CONCURRENCY", "SubmitItem", "SubmitResult", "Submitter"]
 
 DEFAULT_CONCURRENCY = 8
 SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-logger = logging.getLogger("submit.submitter")
+logger = logging.getLogger("vlmhooks.submit.submitter")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
 from sandbox import SandboxConfig, create_sandbox_app
-from sandbox.demo import LoopbackServer, bind_loopback
+from sandbox.demo.servers import LoopbackServer, bind_loopback
 from sandbox.worker import FAIL_FAULT_MESSAGE
 from schemas.contract import as_utc
 from schemas.tables import Delivery, Prediction, Submission

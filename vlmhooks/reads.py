@@ -18,9 +18,9 @@ from schemas.enums import Status
 from vlmhooks.pagination import DeliveryKey, PredictionKey
 from vlmhooks.public import iso_utc, public_prediction
 from vlmhooks.store import DELIVERY, EVENT, PREDICTION, SUBMISSION
+from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
 SUBMISSION_DELIVERY_HISTORY = 100
-CALLBACK_PATH = "/v1/callbacks/"
 REDACTED = "<redacted>"
 
 
@@ -153,9 +153,9 @@ def list_deliveries(
 def _redact_callback_url(url: str | None) -> str | None:
     # The token in a callback URL is a credential for posting callbacks; readers need
     # to see where callbacks go, not be able to forge one.
-    if url is None or CALLBACK_PATH not in url:
+    if url is None or CALLBACK_PATH_PREFIX not in url:
         return url
-    return url[: url.index(CALLBACK_PATH) + len(CALLBACK_PATH)] + REDACTED
+    return url[: url.index(CALLBACK_PATH_PREFIX) + len(CALLBACK_PATH_PREFIX)] + REDACTED
 
 
 def get_submission(engine: Engine, submission_id: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTime
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
 
 __all__ = [
+    "CALLBACK_PATH_PREFIX",
     "DEFAULT_MAX_AGE_SECONDS",
     "CallbackTokens",
     "mint_callback_url",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
+# Where the receiver takes callbacks; the token is the one path segment after it.
+CALLBACK_PATH_PREFIX = "/v1/callbacks/"
 
 # Changing the salt or digest invalidates every token in flight.
 _SALT = "vlmhooks.callback-token"
@@ -125,7 +128,7 @@ class CallbackTokens:
 
 def mint_callback_url(public_url: str, tokens: CallbackTokens, submission_id: str) -> str:
     """The `callback_url` to send with a submission: `<public_url>/v1/callbacks/<token>`."""
-    return f"{public_url.rstrip('/')}/v1/callbacks/{tokens.mint(submission_id)}"
+    return f"{public_url.rstrip('/')}{CALLBACK_PATH_PREFIX}{tokens.mint(submission_id)}"
 
 
 def new_submission_id(*, now: float | None = None) -> str:
