@@ -44,7 +44,6 @@ from sandbox.samples import SAMPLE_DOMAINS, sample_paths
 from sandbox.settings import SandboxConfig
 from schemas.contract import RequestMetadata, as_utc
 from schemas.enums import Status
-from schemas.tables import Delivery, Prediction, Submission
 from submit.client import ReceiverClient, VlmRunClient
 from submit.errors import NotFound, SubmitError
 from submit.images import expand_image_inputs
@@ -53,6 +52,7 @@ from vlmhooks import migrate
 from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.settings import Settings
+from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
 
 __all__ = [
@@ -83,9 +83,6 @@ EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_INTERRUPTED = 130
 
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
 # What one line of each sample domain's response says; missing fields show as "?".
 _SUMMARIES = {

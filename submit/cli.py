@@ -31,7 +31,6 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from schemas.enums import Domain, Status
-from schemas.tables import Prediction, Submission
 from submit.client import RECEIVER_KEY_ENV, ReceiverClient, VlmRunClient
 from submit.errors import (
     AuthenticationError,
@@ -48,6 +47,7 @@ from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.public import public_prediction
 from vlmhooks.settings import Settings, load_settings
+from vlmhooks.tables import PREDICTION, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
@@ -64,9 +64,6 @@ WAIT_POLL_SECONDS = 0.5
 # One long-poll never holds the receiver longer than this; the loop asks again.
 LONG_POLL_SECONDS = 25.0
 PIPED_TABLE_WIDTH = 200
-
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
 
 
 # -- lookups: where a prediction's stored state is read from ------------------------------

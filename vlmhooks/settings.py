@@ -13,6 +13,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vlmhooks.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_DELIVERY_BODY_CAP_BYTES",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_WAIT_SECONDS",
+    "DEFAULT_SIGNATURE_TOLERANCE_SECONDS",
+    "DEFAULT_TOKEN_MAX_AGE_SECONDS",
+    "DEFAULT_VLMRUN_BASE_URL",
+    "Settings",
+    "load_settings",
+]
+
 DEFAULT_DATABASE_URL = "sqlite:///vlmhooks.db"
 DEFAULT_VLMRUN_BASE_URL = "https://api.vlm.run/v1"
 DEFAULT_TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -22,7 +34,6 @@ DEFAULT_DELIVERY_BODY_CAP_BYTES = 64 * 1024
 DEFAULT_MAX_WAIT_SECONDS = 60
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
-StrList = Annotated[tuple[str, ...], NoDecode]
 
 
 def _env(name: str) -> AliasChoices:

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
 from receiver.body import declared_length, read_body
 from receiver.errors import BodyTooLarge
 from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
-from vlmhooks.audit import MAX_HEADER_VALUE_CHARS, delivery_record
+from vlmhooks.audit import (
+    MAX_HEADER_VALUE_CHARS,
+    MAX_REASON_CHARS,
+    delivery_record,
+    delivery_row,
+)
 from vlmhooks.errors import PayloadError, SignatureInvalid, UnsupportedMediaType
+from vlmhooks.records import sha256_hex
 from vlmhooks.signatures import sign_vlmrun, standard_webhook_headers
 from vlmhooks.storable import find_nul
-from vlmhooks.store import sha256_hex
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -144,6 +150,27 @@ def test_delivery_record_keeps_selected_headers_and_caps_the_body() -> None:
     assert (record.body, record.body_truncated) == (b"0123", True)
     assert record.body_sha256 == sha256_hex(b"0123456789")
     assert delivery_record(b"01", [], body_cap=4).body_truncated is False
+
+
+def test_delivery_row_escapes_nul_and_caps_every_reason() -> None:
+    record = delivery_record(b"{}", [], body_cap=4)
+
+    def reason_of(reason: str | None) -> object:
+        row = delivery_row(
+            record,
+            prediction_id="p",
+            submission_id=None,
+            source="callback",
+            received_at=datetime(2026, 1, 1, tzinfo=UTC),
+            verdict="stale",
+            reason=reason,
+            http_status=200,
+        )
+        return row["reason"]
+
+    assert reason_of(None) is None
+    assert reason_of("a\x00b") == "a\\u0000b"
+    assert reason_of("x" * (MAX_REASON_CHARS + 10)) == "x" * MAX_REASON_CHARS
 
 
 def test_find_nul_reports_the_path_without_recursing() -> None:
