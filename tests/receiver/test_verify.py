@@ -18,9 +18,15 @@ from vlmhooks.audit import (
     delivery_record,
     delivery_row,
 )
-from vlmhooks.errors import PayloadError, SignatureInvalid, UnsupportedMediaType
+from vlmhooks.errors import ConfigError, PayloadError, SignatureInvalid, UnsupportedMediaType
 from vlmhooks.records import sha256_hex
-from vlmhooks.signatures import sign_vlmrun, standard_webhook_headers
+from vlmhooks.signatures import (
+    DEFAULT_TOLERANCE_SECONDS,
+    StandardWebhookVerifier,
+    VlmrunVerifier,
+    sign_vlmrun,
+    standard_webhook_headers,
+)
 from vlmhooks.storable import find_nul
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -66,7 +72,7 @@ def test_policy_with_no_secrets_checks_nothing() -> None:
 def test_policy_returns_the_webhook_id_as_replay_key() -> None:
     body = b'{"id": "p"}'
     headers = standard_webhook_headers(WHSEC, "msg_42", 1000, body)
-    policy = SignaturePolicy(standard_secrets=(WHSEC,), tolerance_seconds=5)
+    policy = SignaturePolicy.from_secrets(standard_secrets=(WHSEC,), tolerance_seconds=5)
     assert verify_provider_signatures(body, headers, policy, now=1004) == "msg_42"
     with pytest.raises(SignatureInvalid):
         verify_provider_signatures(body, headers, policy, now=1006)
@@ -79,14 +85,25 @@ def test_policy_refuses_conflicting_vlmrun_headers() -> None:
         def items(self):  # type: ignore[override]
             return [("x-vlmrun-signature", sign_vlmrun("s", body)), ("x-vlmrun-signature", "x")]
 
-    policy = SignaturePolicy(vlmrun_secrets=("s",))
+    policy = SignaturePolicy.from_secrets(vlmrun_secrets=("s",))
     verify_provider_signatures(body, {"x-vlmrun-signature": sign_vlmrun("s", body)}, policy, now=0)
     with pytest.raises(SignatureInvalid, match="conflicting"):
         verify_provider_signatures(body, Repeated(), policy, now=0)
 
 
+def test_policy_parses_its_secrets_when_built() -> None:
+    policy = SignaturePolicy.from_secrets(vlmrun_secrets=("s",), standard_secrets=(WHSEC,))
+    assert isinstance(policy.vlmrun, VlmrunVerifier)
+    assert isinstance(policy.standard, StandardWebhookVerifier)
+    assert policy.standard.tolerance_seconds == DEFAULT_TOLERANCE_SECONDS
+    with pytest.raises(ConfigError):
+        SignaturePolicy.from_secrets(standard_secrets=("whsec_!!",))
+    with pytest.raises(ConfigError):
+        SignaturePolicy.from_secrets(vlmrun_secrets=("",))
+
+
 def test_policy_repr_hides_secrets() -> None:
-    assert "hunter2" not in repr(SignaturePolicy(vlmrun_secrets=("hunter2",)))
+    assert "hunter2" not in repr(SignaturePolicy.from_secrets(vlmrun_secrets=("hunter2",)))
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
