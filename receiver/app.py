@@ -18,9 +18,9 @@ from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
 from receiver.state import ReceiverState
+from receiver.verify import SignaturePolicy
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings, load_settings
-from vlmhooks.signatures import parse_standard_webhook_secret
 from vlmhooks.tokens import CallbackTokens
 
 FETCH_BACK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -30,8 +30,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     """Check the configuration now (one clear error), open connections in the lifespan."""
     secret_keys = settings.require_secret_keys()
     api_keys = tuple(settings.require_lookup_auth())
-    for secret in settings.standard_webhook_secrets:
-        parse_standard_webhook_secret(secret.get_secret_value())
+    # Parsed here, once: every callback reuses the verifiers (and their derived keys).
+    signature_policy = SignaturePolicy.from_settings(settings)
     tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
 
     @asynccontextmanager
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                     events=events,
                     http=http,
                     api_keys=api_keys,
+                    signature_policy=signature_policy,
                     clock=clock,
                 )
             }

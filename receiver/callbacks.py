@@ -23,7 +23,8 @@ from receiver.group_commit import WriterStopped
 from receiver.problems import receiver_error_response
 from receiver.state import ReceiverState, receiver_state
 from receiver.verify import require_json_content_type, verify_provider_signatures
-from vlmhooks.audit import delivery_record
+from vlmhooks.audit import delivery_record, log_rejected_delivery
+from vlmhooks.batch import apply_prediction_writes
 from vlmhooks.errors import (
     PayloadError,
     PayloadTooLarge,
@@ -33,17 +34,11 @@ from vlmhooks.errors import (
     TokenInvalid,
 )
 from vlmhooks.ingest import decode_json, validate_prediction
+from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
 from vlmhooks.storable import (
     MAX_PREDICTION_ID_CHARS,
     MAX_SUBMISSION_ID_CHARS,
     storable_content_hash,
-)
-from vlmhooks.store import (
-    DeliveryRecord,
-    IngestOutcome,
-    PredictionWrite,
-    apply_prediction_writes,
-    log_rejected_delivery,
 )
 from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 

@@ -13,7 +13,7 @@ import logging
 import psycopg
 from sqlalchemy.engine import Engine
 
-from vlmhooks.store import EVENTS_CHANNEL
+from vlmhooks.statements import EVENTS_CHANNEL
 
 DEFAULT_POLL_INTERVAL = 0.5
 # With LISTEN up, polling is only a safety net against a notification lost in transit.

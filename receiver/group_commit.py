@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from vlmhooks.store import begin_write_batch, end_write_batch
+from vlmhooks.batch import begin_write_batch, end_write_batch
 
 __all__ = ["DEFAULT_MAX_BATCH", "BatchApply", "GroupCommitter", "WriteOp", "WriterStopped"]
 

@@ -1,7 +1,8 @@
 """`GET /v1/events`: the change feed as Server-Sent Events, resumable by `Last-Event-ID`.
 
 The stream reads the database in batches of `seq > last`; `seq` is assigned in commit
-order (store.py), so resuming after any id skips nothing and repeats nothing.
+order (the event-feed lock, vlmhooks/statements.py), so resuming after any id skips
+nothing and repeats nothing.
 """
 
 from __future__ import annotations

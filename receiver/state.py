@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -28,12 +27,8 @@ class ReceiverState:
     events: EventHub
     http: httpx.AsyncClient  # fetch-back from the API
     api_keys: tuple[str, ...]  # lookup API bearer keys; empty = anonymous reads allowed
+    signature_policy: SignaturePolicy  # parsed once by create_app
     clock: Callable[[], float]
-
-    @cached_property
-    def signature_policy(self) -> SignaturePolicy:
-        """The provider signatures every callback must carry, read once from the settings."""
-        return SignaturePolicy.from_settings(self.settings)
 
 
 def receiver_state(request: Request) -> ReceiverState:

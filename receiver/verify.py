@@ -4,15 +4,18 @@ or one of our exceptions out. No framework imports; time is a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from vlmhooks.errors import SignatureInvalid, UnsupportedMediaType
 from vlmhooks.settings import Settings
 from vlmhooks.signatures import (
+    DEFAULT_TOLERANCE_SECONDS,
     VLMRUN_SIGNATURE_HEADER,
-    verify_standard_webhook,
-    verify_vlmrun_signature,
+    StandardWebhookVerifier,
+    VlmrunVerifier,
+    parse_standard_webhook_secrets,
+    parse_vlmrun_secrets,
 )
 
 __all__ = ["SignaturePolicy", "require_json_content_type", "verify_provider_signatures"]
@@ -22,17 +25,38 @@ _VLMRUN_HEADER = VLMRUN_SIGNATURE_HEADER.lower()
 
 @dataclass(frozen=True)
 class SignaturePolicy:
-    """Which provider signatures a callback must carry; an empty tuple turns a scheme off."""
+    """Which provider signatures a callback must carry, as verifiers parsed once at start-up;
+    `None` turns a scheme off.
+    """
 
-    vlmrun_secrets: tuple[str, ...] = field(default=(), repr=False)
-    standard_secrets: tuple[str, ...] = field(default=(), repr=False)
-    tolerance_seconds: int = 300
+    vlmrun: VlmrunVerifier | None = None
+    standard: StandardWebhookVerifier | None = None
+
+    @classmethod
+    def from_secrets(
+        cls,
+        *,
+        vlmrun_secrets: Sequence[str] = (),
+        standard_secrets: Sequence[str] = (),
+        tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+    ) -> SignaturePolicy:
+        """Parse every secret now: an unusable one is a `ConfigError` at start, not a 500 later."""
+        return cls(
+            vlmrun=parse_vlmrun_secrets(vlmrun_secrets) if vlmrun_secrets else None,
+            standard=(
+                parse_standard_webhook_secrets(
+                    standard_secrets, tolerance_seconds=tolerance_seconds
+                )
+                if standard_secrets
+                else None
+            ),
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SignaturePolicy:
-        return cls(
-            vlmrun_secrets=tuple(s.get_secret_value() for s in settings.vlmrun_webhook_secrets),
-            standard_secrets=tuple(s.get_secret_value() for s in settings.standard_webhook_secrets),
+        return cls.from_secrets(
+            vlmrun_secrets=[s.get_secret_value() for s in settings.vlmrun_webhook_secrets],
+            standard_secrets=[s.get_secret_value() for s in settings.standard_webhook_secrets],
             tolerance_seconds=settings.signature_tolerance,
         )
 
@@ -45,20 +69,11 @@ def verify_provider_signatures(
     Returns the Standard Webhooks `webhook-id` (the replay key) when that scheme is on.
     `headers` names must be lower-case; repeated headers may appear in `items()`.
     """
-    if policy.vlmrun_secrets:
-        verify_vlmrun_signature(
-            body, _single_header(headers, _VLMRUN_HEADER), policy.vlmrun_secrets
-        )
-    if not policy.standard_secrets:
+    if policy.vlmrun is not None:
+        policy.vlmrun.verify(body, _single_header(headers, _VLMRUN_HEADER))
+    if policy.standard is None:
         return None
-    verdict = verify_standard_webhook(
-        body,
-        headers,
-        policy.standard_secrets,
-        now=now,
-        tolerance_seconds=policy.tolerance_seconds,
-    )
-    return verdict.msg_id
+    return policy.standard.verify(body, headers, now=now).msg_id
 
 
 def require_json_content_type(content_type: str | None) -> None:
@@ -85,7 +100,7 @@ def require_json_content_type(content_type: str | None) -> None:
 
 def _single_header(headers: Mapping[str, str], name: str) -> str | None:
     # A repeated signature header is ambiguous (which one was meant?): refuse it, as
-    # verify_standard_webhook does for its own headers.
+    # StandardWebhookVerifier does for its own headers.
     values = {value for key, value in headers.items() if key == name}
     if len(values) > 1:
         raise SignatureInvalid(f"conflicting {name} headers")

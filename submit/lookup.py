@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from schemas.enums import Status
-from schemas.tables import Submission
 from submit.client import ReceiverClient, VlmRunClient, client_from_settings
 from submit.errors import ConfigError, NotFound
 from vlmhooks.db import make_engine
 from vlmhooks.pagination import MAX_LIMIT
 from vlmhooks.reads import get_prediction, get_submission, list_deliveries
 from vlmhooks.settings import Settings
+from vlmhooks.tables import SUBMISSION
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL_SECONDS",
@@ -46,7 +46,7 @@ RECEIVER_URL_ENV = "VLMHOOKS_RECEIVER_URL"
 LONG_POLL_SECONDS = 25.0
 DEFAULT_POLL_INTERVAL_SECONDS = 0.5
 
-SUBMISSION_TABLE = Submission.__table__.name  # type: ignore[attr-defined]
+SUBMISSION_TABLE = SUBMISSION.name
 
 
 class PredictionSource(Protocol):

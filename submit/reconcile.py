@@ -19,11 +19,11 @@ from sqlalchemy.engine import Engine
 
 from schemas.contract import utc_now
 from schemas.enums import TERMINAL_STATUSES, Status
-from schemas.tables import Prediction, Submission
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.ingest import ingest_prediction
+from vlmhooks.tables import PREDICTION, SUBMISSION
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -35,8 +35,6 @@ __all__ = [
 ]
 
 DEFAULT_OLDER_THAN = timedelta(minutes=10)
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 logger = logging.getLogger("vlmhooks.submit.reconcile")

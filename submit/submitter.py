@@ -25,18 +25,17 @@ from schemas.contract import (
     utc_now,
 )
 from schemas.enums import Domain
-from schemas.tables import Submission
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError, ConfigError, ImageError
 from submit.images import ImageSource
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.ingest import ingest_prediction
+from vlmhooks.tables import SUBMISSION
 from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
 __all__ = ["DEFAULT_CONCURRENCY", "SubmitItem", "SubmitResult", "Submitter"]
 
 DEFAULT_CONCURRENCY = 8
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
 logger = logging.getLogger("vlmhooks.submit.submitter")
 
 

@@ -23,7 +23,6 @@ from sandbox import SandboxConfig, create_sandbox_app
 from sandbox.demo.servers import LoopbackServer, bind_loopback
 from sandbox.worker import FAIL_FAULT_MESSAGE
 from schemas.contract import as_utc
-from schemas.tables import Delivery, Prediction, Submission
 from submit.client import VlmRunClient
 from submit.images import expand_image_inputs
 from submit.reconcile import reconcile_once
@@ -32,11 +31,8 @@ from submit.submitter import SubmitItem, SubmitResult, Submitter
 from tests.sandbox.harness import png_bytes
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
+from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
-
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
 API_KEY = "sk-e2e-faults"
 WEBHOOK_SECRET = "e2e-vlmrun-webhook-secret"

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from vlmhooks.errors import ConfigError
 
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "make_engine", "normalize_database_url"]
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -37,10 +39,6 @@ def _dumps_json(value: Any) -> str:
     # orjson instead of the stdlib: JSON columns are written on every callback, and the
     # stdlib encoder was the largest single cost of a group-commit batch.
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

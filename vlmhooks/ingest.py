@@ -1,8 +1,9 @@
 """From raw bytes to an applied prediction: parse, validate against the contract, store.
 
-The callback route uses `parse_prediction_body` and hands the write to the group
-committer; the submitter's `batch: false` results and `reconcile` use
-`ingest_prediction`, the same steps in a transaction of their own.
+The callback route runs `decode_json` then `validate_prediction` (keeping the claimed id
+between the two for its audit row) and hands the write to the group committer; its
+fetch-back uses `parse_prediction_body`. The submitter's `batch: false` results and
+`reconcile` use `ingest_prediction`, the same steps in a transaction of their own.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionResponse, utc_now
+from vlmhooks.batch import apply_prediction_write, begin_write_batch, end_write_batch
 from vlmhooks.errors import ContractViolation, MalformedJSON
+from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
 from vlmhooks.storable import check_storable, storable_content_hash
-from vlmhooks.store import (
-    DeliveryRecord,
-    IngestOutcome,
-    PredictionWrite,
-    apply_prediction_write,
-    begin_write_batch,
-    end_write_batch,
-    sha256_hex,
-)
+
+__all__ = [
+    "decode_json",
+    "field_errors",
+    "ingest_prediction",
+    "parse_prediction_body",
+    "validate_prediction",
+]
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:

@@ -17,8 +17,21 @@ from schemas.contract import as_utc
 from schemas.enums import Status
 from vlmhooks.pagination import DeliveryKey, PredictionKey
 from vlmhooks.public import iso_utc, public_prediction
-from vlmhooks.store import DELIVERY, EVENT, PREDICTION, SUBMISSION
+from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
 from vlmhooks.tokens import CALLBACK_PATH_PREFIX
+
+__all__ = [
+    "PredictionFilters",
+    "StoredEvent",
+    "count_predictions_by_status",
+    "events_after",
+    "get_prediction",
+    "get_submission",
+    "last_event_seq",
+    "list_deliveries",
+    "list_predictions",
+    "public_delivery",
+]
 
 SUBMISSION_DELIVERY_HISTORY = 100
 REDACTED = "<redacted>"

@@ -12,17 +12,27 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vlmhooks.errors import ConfigError
+from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_DELIVERY_BODY_CAP_BYTES",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_WAIT_SECONDS",
+    "DEFAULT_TOKEN_MAX_AGE_SECONDS",
+    "DEFAULT_VLMRUN_BASE_URL",
+    "Settings",
+    "load_settings",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///vlmhooks.db"
 DEFAULT_VLMRUN_BASE_URL = "https://api.vlm.run/v1"
 DEFAULT_TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
-DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DELIVERY_BODY_CAP_BYTES = 64 * 1024
 DEFAULT_MAX_WAIT_SECONDS = 60
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
-StrList = Annotated[tuple[str, ...], NoDecode]
 
 
 def _env(name: str) -> AliasChoices:
@@ -54,7 +64,7 @@ class Settings(BaseSettings):
         (), validation_alias=_env("VLMHOOKS_STANDARD_WEBHOOK_SECRETS")
     )
     signature_tolerance: int = Field(
-        DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
+        DEFAULT_TOLERANCE_SECONDS,
         gt=0,
         validation_alias=_env("VLMHOOKS_SIGNATURE_TOLERANCE"),
     )

@@ -1,5 +1,6 @@
 """Provider webhook signatures, sign and verify: VLM Run's `X-VLMRun-Signature` and Standard
-Webhooks (`v1` HMAC-SHA256, `v1a` ed25519). Verification failures raise `SignatureInvalid` only.
+Webhooks (`v1` HMAC-SHA256, `v1a` ed25519). Verification failures raise `SignatureInvalid` only;
+secrets are parsed into verifiers once (`parse_*_secrets`), then used for every request.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ __all__ = [
     "VLMRUN_SIGNATURE_HEADER",
     "StandardWebhookSecret",
     "StandardWebhookVerdict",
+    "StandardWebhookVerifier",
+    "VlmrunVerifier",
     "parse_standard_webhook_secret",
+    "parse_standard_webhook_secrets",
+    "parse_vlmrun_secrets",
     "sign_standard_webhook",
     "sign_vlmrun",
     "standard_webhook_headers",
@@ -32,6 +37,7 @@ __all__ = [
 ]
 
 VLMRUN_SIGNATURE_HEADER = "X-VLMRun-Signature"
+# How far a webhook-timestamp may be from now, either way (the Standard Webhooks default).
 DEFAULT_TOLERANCE_SECONDS = 300
 
 _VLMRUN_PREFIX = "sha256="
@@ -68,20 +74,35 @@ def sign_vlmrun(secret: str, body: bytes) -> str:
     return _VLMRUN_PREFIX + digest
 
 
+@dataclass(frozen=True)
+class VlmrunVerifier:
+    """Checks `X-VLMRun-Signature` under any of its keys (several during a rotation)."""
+
+    keys: tuple[bytes, ...] = field(repr=False)
+
+    def verify(self, body: bytes, header: str | None) -> None:
+        """Accept if `header` is `sha256=<hex HMAC-SHA256>` of `body` under any key."""
+        if header is None:
+            raise SignatureInvalid(f"missing {VLMRUN_SIGNATURE_HEADER} header")
+        if not header.startswith(_VLMRUN_PREFIX):
+            raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} must start with {_VLMRUN_PREFIX}")
+        hex_digest = header[len(_VLMRUN_PREFIX) :]
+        if not _HEX_SHA256.fullmatch(hex_digest):
+            raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} must carry 64 hex digits")
+        received = bytes.fromhex(hex_digest)
+        expected = (hmac.new(key, body, hashlib.sha256).digest() for key in self.keys)
+        if not any(hmac.compare_digest(received, digest) for digest in expected):
+            raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} does not match")
+
+
+def parse_vlmrun_secrets(secrets: Sequence[str]) -> VlmrunVerifier:
+    """The verifier for `secrets`; `ConfigError` if the list or any secret is unusable."""
+    return VlmrunVerifier(tuple(_vlmrun_key(secret) for secret in _non_empty(secrets)))
+
+
 def verify_vlmrun_signature(body: bytes, header: str | None, secrets: Sequence[str]) -> None:
     """Accept if `header` is `sha256=<hex HMAC-SHA256>` of `body` under any of `secrets`."""
-    keys = [_vlmrun_key(secret) for secret in _non_empty(secrets)]
-    if header is None:
-        raise SignatureInvalid(f"missing {VLMRUN_SIGNATURE_HEADER} header")
-    if not header.startswith(_VLMRUN_PREFIX):
-        raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} must start with {_VLMRUN_PREFIX}")
-    hex_digest = header[len(_VLMRUN_PREFIX) :]
-    if not _HEX_SHA256.fullmatch(hex_digest):
-        raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} must carry 64 hex digits")
-    received = bytes.fromhex(hex_digest)
-    expected = (hmac.new(key, body, hashlib.sha256).digest() for key in keys)
-    if not any(hmac.compare_digest(received, digest) for digest in expected):
-        raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} does not match")
+    parse_vlmrun_secrets(secrets).verify(body, header)
 
 
 def parse_standard_webhook_secret(secret: str) -> StandardWebhookSecret:
@@ -142,6 +163,71 @@ def standard_webhook_headers(
     }
 
 
+@dataclass(frozen=True)
+class StandardWebhookVerifier:
+    """Checks Standard Webhooks headers under parsed keys; build it with
+    `parse_standard_webhook_secrets`, once, not per request.
+    """
+
+    hmac_keys: tuple[bytes, ...] = field(repr=False)
+    # Derived once: deriving an ed25519 public key per request would cost more than verifying.
+    public_keys: tuple[Ed25519PublicKey, ...] = field(repr=False)
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], *, now: float
+    ) -> StandardWebhookVerdict:
+        """Accept if any `webhook-signature` entry verifies under any key and the timestamp is
+        within `tolerance_seconds` of `now`. Header names are matched case-insensitively.
+        """
+        msg_id, timestamp_text, signature_text = _webhook_header_values(headers)
+        if not _MSG_ID.fullmatch(msg_id):
+            raise SignatureInvalid("malformed webhook-id header")
+        if not _TIMESTAMP.fullmatch(timestamp_text):
+            raise SignatureInvalid("webhook-timestamp must be integer seconds since the epoch")
+        timestamp = int(timestamp_text)
+        # Written as "not within" so a NaN `now` rejects instead of accepting everything.
+        if not abs(now - timestamp) <= self.tolerance_seconds:
+            raise TimestampOutOfTolerance(
+                f"webhook-timestamp is more than {self.tolerance_seconds} s away from now"
+            )
+        entries = _parse_signature_header(signature_text)
+
+        content = _signed_content(msg_id, timestamp_text, body)
+        expected_v1 = [hmac.new(key, content, hashlib.sha256).digest() for key in self.hmac_keys]
+        verdict = StandardWebhookVerdict(msg_id=msg_id, timestamp=timestamp)
+        for version, signature in entries:
+            if version == "v1":
+                if any(hmac.compare_digest(signature, digest) for digest in expected_v1):
+                    return verdict
+                continue
+            for public_key in self.public_keys:
+                try:
+                    public_key.verify(signature, content)
+                except InvalidSignature:
+                    continue
+                return verdict
+        raise SignatureInvalid("no webhook-signature entry matches a configured secret")
+
+
+def parse_standard_webhook_secrets(
+    secrets: Sequence[str], *, tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+) -> StandardWebhookVerifier:
+    """The verifier for `secrets`; `ConfigError` if the list, a secret or the tolerance is
+    unusable.
+    """
+    if tolerance_seconds < 0:
+        raise ConfigError("tolerance_seconds must be non-negative")
+    parsed = [parse_standard_webhook_secret(secret) for secret in _non_empty(secrets)]
+    return StandardWebhookVerifier(
+        hmac_keys=tuple(p.key for p in parsed if p.kind == "whsec"),
+        public_keys=tuple(
+            _public_key(_ed25519_public_bytes(p)) for p in parsed if p.kind != "whsec"
+        ),
+        tolerance_seconds=tolerance_seconds,
+    )
+
+
 def verify_standard_webhook(
     body: bytes,
     headers: Mapping[str, str],
@@ -150,43 +236,9 @@ def verify_standard_webhook(
     now: float,
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
 ) -> StandardWebhookVerdict:
-    """Accept if any `webhook-signature` entry verifies under any secret and the timestamp is
-    within `tolerance_seconds` of `now`. Header names are matched case-insensitively.
-    """
-    if tolerance_seconds < 0:
-        raise ConfigError("tolerance_seconds must be non-negative")
-    parsed = [parse_standard_webhook_secret(secret) for secret in _non_empty(secrets)]
-    hmac_keys = [p.key for p in parsed if p.kind == "whsec"]
-    public_keys = [_public_key(_ed25519_public_bytes(p)) for p in parsed if p.kind != "whsec"]
-
-    msg_id, timestamp_text, signature_text = _webhook_header_values(headers)
-    if not _MSG_ID.fullmatch(msg_id):
-        raise SignatureInvalid("malformed webhook-id header")
-    if not _TIMESTAMP.fullmatch(timestamp_text):
-        raise SignatureInvalid("webhook-timestamp must be integer seconds since the epoch")
-    timestamp = int(timestamp_text)
-    # Written as "not within" so a NaN `now` rejects instead of accepting everything.
-    if not abs(now - timestamp) <= tolerance_seconds:
-        raise TimestampOutOfTolerance(
-            f"webhook-timestamp is more than {tolerance_seconds} s away from now"
-        )
-    entries = _parse_signature_header(signature_text)
-
-    content = _signed_content(msg_id, timestamp_text, body)
-    expected_v1 = [hmac.new(key, content, hashlib.sha256).digest() for key in hmac_keys]
-    verdict = StandardWebhookVerdict(msg_id=msg_id, timestamp=timestamp)
-    for version, signature in entries:
-        if version == "v1":
-            if any(hmac.compare_digest(signature, digest) for digest in expected_v1):
-                return verdict
-            continue
-        for public_key in public_keys:
-            try:
-                public_key.verify(signature, content)
-            except InvalidSignature:
-                continue
-            return verdict
-    raise SignatureInvalid("no webhook-signature entry matches a configured secret")
+    """`parse_standard_webhook_secrets` then `verify`, for one-off checks (tests, tools)."""
+    verifier = parse_standard_webhook_secrets(secrets, tolerance_seconds=tolerance_seconds)
+    return verifier.verify(body, headers, now=now)
 
 
 def _non_empty(secrets: Sequence[str]) -> Sequence[str]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from schemas.contract import PredictionResponse
 from vlmhooks.errors import ContractViolation
-from vlmhooks.store import PREDICTION, SUBMISSION, content_sha256
+from vlmhooks.records import content_sha256
+from vlmhooks.tables import PREDICTION, SUBMISSION, column_width
 
 __all__ = [
     "MAX_DOMAIN_CHARS",
@@ -24,9 +25,9 @@ __all__ = [
 ]
 
 # Read from the tables, so a migration that widens a column widens the check with it.
-MAX_PREDICTION_ID_CHARS: int = PREDICTION.c.id.type.length
-MAX_SUBMISSION_ID_CHARS: int = SUBMISSION.c.id.type.length
-MAX_DOMAIN_CHARS: int = PREDICTION.c.domain.type.length
+MAX_PREDICTION_ID_CHARS = column_width(PREDICTION.c.id)
+MAX_SUBMISSION_ID_CHARS = column_width(SUBMISSION.c.id)
+MAX_DOMAIN_CHARS = column_width(PREDICTION.c.domain)
 # JSON can only carry U+0000 escaped, so a body without this sequence holds none.
 _NUL_ESCAPE = b"\\u0000"
 

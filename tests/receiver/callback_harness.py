@@ -18,7 +18,7 @@ from receiver.app import create_app
 from tests.servers import serve
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.store import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
 
 OLD_KEY, NEW_KEY = "callback-key-2025", "callback-key-2026"

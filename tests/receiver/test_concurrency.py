@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from tests.receiver.callback_harness import NEW_KEY, OLD_KEY, encode, mint, prediction_body
 from tests.servers import free_port
 from vlmhooks.db import make_engine
-from vlmhooks.store import DELIVERY, EVENT, PREDICTION
+from vlmhooks.tables import DELIVERY, EVENT, PREDICTION
 
 PREDICTIONS = 24
 STATUSES = ("enqueued", "pending", "running", "completed")

@@ -16,21 +16,12 @@ from sqlalchemy.engine import Engine
 
 from tests.receiver.callback_harness import prediction_body
 from vlmhooks import migrate
+from vlmhooks.batch import apply_prediction_writes, begin_write_batch
 from vlmhooks.db import make_engine
 from vlmhooks.errors import PredictionConflict
 from vlmhooks.ingest import validate_prediction
-from vlmhooks.store import (
-    DELIVERY,
-    EVENT,
-    PREDICTION,
-    SUBMISSION,
-    WEBHOOK_MESSAGE,
-    DeliveryRecord,
-    IngestOutcome,
-    PredictionWrite,
-    apply_prediction_writes,
-    begin_write_batch,
-)
+from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
+from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 # Each scenario is 40 random writes; 400 seeds passed when this was written, 8 run in CI.

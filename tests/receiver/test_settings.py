@@ -8,11 +8,11 @@ import pytest
 from vlmhooks.errors import ConfigError
 from vlmhooks.settings import (
     DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
     DEFAULT_TOKEN_MAX_AGE_SECONDS,
     Settings,
     load_settings,
 )
+from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def test_defaults() -> None:
     assert settings.port == 8000 and settings.web_concurrency == 1
     assert settings.vlmrun_base_url == "https://api.vlm.run/v1"
     assert settings.token_max_age == DEFAULT_TOKEN_MAX_AGE_SECONDS == 7 * 24 * 3600
-    assert settings.signature_tolerance == DEFAULT_SIGNATURE_TOLERANCE_SECONDS == 300
+    assert settings.signature_tolerance == DEFAULT_TOLERANCE_SECONDS == 300
     assert settings.max_body_bytes == DEFAULT_MAX_BODY_BYTES == 10 * 1024 * 1024
     assert settings.allow_anonymous_reads is False
 

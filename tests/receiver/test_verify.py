@@ -5,17 +5,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
 from receiver.body import declared_length, read_body
 from receiver.errors import BodyTooLarge
 from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
-from vlmhooks.audit import MAX_HEADER_VALUE_CHARS, delivery_record
-from vlmhooks.errors import PayloadError, SignatureInvalid, UnsupportedMediaType
-from vlmhooks.signatures import sign_vlmrun, standard_webhook_headers
+from vlmhooks.audit import (
+    MAX_HEADER_VALUE_CHARS,
+    MAX_REASON_CHARS,
+    delivery_record,
+    delivery_row,
+)
+from vlmhooks.errors import ConfigError, PayloadError, SignatureInvalid, UnsupportedMediaType
+from vlmhooks.records import sha256_hex
+from vlmhooks.signatures import (
+    DEFAULT_TOLERANCE_SECONDS,
+    StandardWebhookVerifier,
+    VlmrunVerifier,
+    sign_vlmrun,
+    standard_webhook_headers,
+)
 from vlmhooks.storable import find_nul
-from vlmhooks.store import sha256_hex
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -60,7 +72,7 @@ def test_policy_with_no_secrets_checks_nothing() -> None:
 def test_policy_returns_the_webhook_id_as_replay_key() -> None:
     body = b'{"id": "p"}'
     headers = standard_webhook_headers(WHSEC, "msg_42", 1000, body)
-    policy = SignaturePolicy(standard_secrets=(WHSEC,), tolerance_seconds=5)
+    policy = SignaturePolicy.from_secrets(standard_secrets=(WHSEC,), tolerance_seconds=5)
     assert verify_provider_signatures(body, headers, policy, now=1004) == "msg_42"
     with pytest.raises(SignatureInvalid):
         verify_provider_signatures(body, headers, policy, now=1006)
@@ -73,14 +85,25 @@ def test_policy_refuses_conflicting_vlmrun_headers() -> None:
         def items(self):  # type: ignore[override]
             return [("x-vlmrun-signature", sign_vlmrun("s", body)), ("x-vlmrun-signature", "x")]
 
-    policy = SignaturePolicy(vlmrun_secrets=("s",))
+    policy = SignaturePolicy.from_secrets(vlmrun_secrets=("s",))
     verify_provider_signatures(body, {"x-vlmrun-signature": sign_vlmrun("s", body)}, policy, now=0)
     with pytest.raises(SignatureInvalid, match="conflicting"):
         verify_provider_signatures(body, Repeated(), policy, now=0)
 
 
+def test_policy_parses_its_secrets_when_built() -> None:
+    policy = SignaturePolicy.from_secrets(vlmrun_secrets=("s",), standard_secrets=(WHSEC,))
+    assert isinstance(policy.vlmrun, VlmrunVerifier)
+    assert isinstance(policy.standard, StandardWebhookVerifier)
+    assert policy.standard.tolerance_seconds == DEFAULT_TOLERANCE_SECONDS
+    with pytest.raises(ConfigError):
+        SignaturePolicy.from_secrets(standard_secrets=("whsec_!!",))
+    with pytest.raises(ConfigError):
+        SignaturePolicy.from_secrets(vlmrun_secrets=("",))
+
+
 def test_policy_repr_hides_secrets() -> None:
-    assert "hunter2" not in repr(SignaturePolicy(vlmrun_secrets=("hunter2",)))
+    assert "hunter2" not in repr(SignaturePolicy.from_secrets(vlmrun_secrets=("hunter2",)))
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -144,6 +167,27 @@ def test_delivery_record_keeps_selected_headers_and_caps_the_body() -> None:
     assert (record.body, record.body_truncated) == (b"0123", True)
     assert record.body_sha256 == sha256_hex(b"0123456789")
     assert delivery_record(b"01", [], body_cap=4).body_truncated is False
+
+
+def test_delivery_row_escapes_nul_and_caps_every_reason() -> None:
+    record = delivery_record(b"{}", [], body_cap=4)
+
+    def reason_of(reason: str | None) -> object:
+        row = delivery_row(
+            record,
+            prediction_id="p",
+            submission_id=None,
+            source="callback",
+            received_at=datetime(2026, 1, 1, tzinfo=UTC),
+            verdict="stale",
+            reason=reason,
+            http_status=200,
+        )
+        return row["reason"]
+
+    assert reason_of(None) is None
+    assert reason_of("a\x00b") == "a\\u0000b"
+    assert reason_of("x" * (MAX_REASON_CHARS + 10)) == "x" * MAX_REASON_CHARS
 
 
 def test_find_nul_reports_the_path_without_recursing() -> None:

@@ -20,7 +20,7 @@ from tests.conftest import POSTGRES_ADMIN_DSN
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
 from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
-from vlmhooks.store import PREDICTION, SUBMISSION
+from vlmhooks.tables import PREDICTION, SUBMISSION
 
 SECRET_KEY = "reliability-callback-token-key"
 WEBHOOK_SECRET = "reliability-vlmrun-webhook-secret"

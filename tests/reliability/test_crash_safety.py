@@ -49,7 +49,7 @@ from tests.reliability.processes import ReceiverProcess
 from tests.reliability.sizing import size
 from tests.servers import free_port, serve
 from vlmhooks.db import make_engine
-from vlmhooks.store import PREDICTION, SUBMISSION
+from vlmhooks.tables import PREDICTION, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
 
 API_KEY = "sk-crash-test"

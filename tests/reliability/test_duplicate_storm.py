@@ -43,7 +43,7 @@ from tests.reliability.sizing import size
 from tests.servers import free_port, serve
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.store import DELIVERY, SUBMISSION
+from vlmhooks.tables import DELIVERY, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
 
 DELIVERIES_PER_PREDICTION = 3

@@ -60,7 +60,7 @@ from vlmhooks.db import make_engine
 from vlmhooks.errors import UnsupportedMediaType
 from vlmhooks.settings import Settings
 from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from vlmhooks.store import DELIVERY, PREDICTION
+from vlmhooks.tables import DELIVERY, PREDICTION
 from vlmhooks.tokens import CallbackTokens
 
 MAX_BODY = 64 * 1024
@@ -222,7 +222,7 @@ def fuzz(_fuzz_receiver: FuzzReceiver, request: pytest.FixtureRequest) -> Iterat
 
 
 def bind_submission(engine: Engine) -> None:
-    from vlmhooks.store import SUBMISSION as SUBMISSION_TABLE
+    from vlmhooks.tables import SUBMISSION as SUBMISSION_TABLE
 
     add_submissions(engine, [BOUND_SUBMISSION])
     with engine.begin() as connection:

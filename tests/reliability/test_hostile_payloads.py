@@ -37,7 +37,7 @@ from tests.servers import serve
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
 from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from vlmhooks.store import DELIVERY, PREDICTION
+from vlmhooks.tables import DELIVERY, PREDICTION
 from vlmhooks.tokens import CallbackTokens
 
 

@@ -15,13 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from schemas.enums import Domain
-from schemas.tables import Prediction, Submission
 from submit.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 from tests.submit.conftest import API_KEY, LOOKUP_KEY, SECRET_KEYS, SandboxFactory
 from vlmhooks.db import make_engine
+from vlmhooks.tables import PREDICTION
 
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
 ENV_NAMES = [
     "DATABASE_URL",
     "VLMRUN_API_KEY",

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionRequest
-from schemas.tables import Delivery, Prediction, Submission
 from submit.client import AsyncVlmRunClient, VlmRunClient
 from submit.errors import AuthenticationError, BadRequest, NotFound
 from submit.images import expand_image_inputs
@@ -21,11 +20,8 @@ from submit.retry import RetryPolicy
 from submit.submitter import SubmitItem, Submitter
 from tests.submit.conftest import API_KEY, CountingTransport, SandboxFactory, wait_for
 from vlmhooks.db import make_engine
+from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
 from vlmhooks.tokens import CallbackTokens
-
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture

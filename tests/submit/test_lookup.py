@@ -9,13 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from schemas.tables import Delivery, Submission
 from submit.lookup import DatabaseSource, is_terminal, wait_for_predictions
 from vlmhooks.db import make_engine
 from vlmhooks.pagination import MAX_LIMIT
+from vlmhooks.tables import DELIVERY, SUBMISSION
 
-DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 

@@ -10,16 +10,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas.tables import Prediction, Submission
 from submit.client import VlmRunClient
 from submit.errors import AuthenticationError
 from submit.reconcile import find_unsettled, parse_duration, reconcile_forever, reconcile_once
 from submit.retry import NO_RETRIES
 from vlmhooks.db import make_engine
 from vlmhooks.ingest import ingest_prediction
+from vlmhooks.tables import PREDICTION, SUBMISSION
 
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -1,4 +1,4 @@
-"""Applying one verified prediction to the database: upsert forward-only, log, emit an event.
+"""Applying verified predictions to the database: upsert forward-only, log, emit an event.
 
 Everything here runs inside a caller's transaction (the group committer's batch, or a
 single `ingest_prediction`), so a 2xx is only ever sent for committed rows. The upsert is
@@ -8,225 +8,55 @@ processes cannot regress a status: the database, not the process, decides.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
-import orjson
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from schemas.contract import PredictionResponse
-from schemas.enums import STATUS_RANK, Status
-from schemas.tables import Delivery, Prediction, PredictionEvent, Submission, WebhookMessage
+from schemas.enums import STATUS_RANK
+from vlmhooks.audit import delivery_row
 from vlmhooks.errors import PredictionConflict
 from vlmhooks.public import public_prediction
+from vlmhooks.records import (
+    DeliveryVerdict,
+    IngestOutcome,
+    PredictionWrite,
+    Verdict,
+    content_sha256,
+)
+from vlmhooks.schema_check import check_response_schema
+from vlmhooks.statements import write_statements
+from vlmhooks.storable import MAX_DOMAIN_CHARS
 
-Verdict = Literal["stored", "updated", "duplicate", "stale"]
-DeliveryVerdict = Literal["stored", "updated", "duplicate", "stale", "replay", "rejected"]
-
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
-DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
-EVENT = PredictionEvent.__table__  # type: ignore[attr-defined]
-SUBMISSION = Submission.__table__  # type: ignore[attr-defined]
-WEBHOOK_MESSAGE = WebhookMessage.__table__  # type: ignore[attr-defined]
-
-EVENTS_CHANNEL = "vlmhooks_events"
-# One key for the whole event feed: holding it until commit makes `seq` order = commit
-# order across processes, so an SSE reader resuming "after seq N" never misses a row.
-EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
-TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
-DOMAIN_WIDTH: int = PREDICTION.c.domain.type.length
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """What the audit log keeps of one received request."""
-
-    body_sha256: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-    body_truncated: bool = False
-
-
-@dataclass(frozen=True)
-class PredictionWrite:
-    """One verified, parsed delivery, ready to apply."""
-
-    prediction: PredictionResponse
-    submission_id: str | None
-    source: str
-    received_at: datetime
-    delivery: DeliveryRecord
-    webhook_id: str | None = None
-    # The dedup hash of `prediction`, when the caller already computed it (see storable).
-    content_sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    prediction_id: str
-    status: str
-    verdict: Verdict
-    event_seq: int | None = None
-    schema_valid: bool | None = None
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def content_sha256(wire: dict[str, Any]) -> str:
-    """Hash of the canonical JSON, so the same prediction polled or called back dedups."""
-    return sha256_hex(orjson.dumps(wire, option=orjson.OPT_SORT_KEYS))
-
-
-class _Statements:
-    """Every statement of the write path, built once per dialect.
-
-    Building a Core statement (and its cache key) per call cost more than executing it;
-    these are immutable, so the writer threads share them and pass only parameters.
-    """
-
-    def __init__(self, dialect_name: str) -> None:
-        insert: Any = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-        self.is_postgresql = dialect_name == "postgresql"
-        self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
-        self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
-        context_columns = (
-            SUBMISSION.c.id,
-            SUBMISSION.c.prediction_id,
-            SUBMISSION.c.domain,
-            SUBMISSION.c.json_schema,
-        )
-        self.submission_context = sa.select(*context_columns).where(
-            SUBMISSION.c.id == sa.bindparam("submission_id")
-        )
-        self.submission_contexts = sa.select(*context_columns).where(
-            SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True))
-        )
-        self.known_webhooks = sa.select(WEBHOOK_MESSAGE.c.id).where(
-            WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True))
-        )
-        self.remember_webhook = (
-            insert(WEBHOOK_MESSAGE)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(WEBHOOK_MESSAGE.c.id)
-        )
-        self.currents = sa.select(
-            PREDICTION.c.id, PREDICTION.c.status, PREDICTION.c.body_sha256
-        ).where(PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)))
-        upsert = insert(PREDICTION)
-        excluded = upsert.excluded
-        table = PREDICTION
-        self.upsert_prediction = upsert.on_conflict_do_update(
-            index_elements=["id"],
-            set_={
-                "status": excluded.status,
-                "status_rank": excluded.status_rank,
-                "response": excluded.response,
-                "usage": excluded.usage,
-                "extra": excluded.extra,
-                "completed_at": excluded.completed_at,
-                "updated_at": excluded.updated_at,
-                "delivery_count": table.c.delivery_count + 1,
-                "source": excluded.source,
-                "body_sha256": excluded.body_sha256,
-                "schema_valid": excluded.schema_valid,
-                "schema_errors": excluded.schema_errors,
-                "submission_id": sa.func.coalesce(table.c.submission_id, excluded.submission_id),
-                "domain": sa.func.coalesce(excluded.domain, table.c.domain),
-            },
-            # Forward only: a higher rank wins; within a non-terminal rank (running <-> paused)
-            # new content wins; a terminal row never changes again.
-            where=sa.or_(
-                excluded.status_rank > table.c.status_rank,
-                sa.and_(
-                    excluded.status_rank == table.c.status_rank,
-                    table.c.status_rank < TERMINAL_RANK,
-                    excluded.body_sha256 != table.c.body_sha256,
-                ),
-            ),
-        ).returning(table.c.id, table.c.delivery_count, table.c.received_at)
-        self.insert_event = insert(EVENT).returning(EVENT.c.prediction_id, EVENT.c.seq)
-        self.link_submission = (
-            SUBMISSION.update()
-            .where(SUBMISSION.c.id == sa.bindparam("submission_id"))
-            .values(
-                prediction_id=sa.func.coalesce(
-                    SUBMISSION.c.prediction_id, sa.bindparam("linked_prediction_id")
-                ),
-                status=sa.bindparam("new_status"),
-                updated_at=sa.bindparam("linked_at"),
-            )
-        )
-        # RETURNING makes SQLAlchemy send many rows as one multi-VALUES statement
-        # ("insertmanyvalues") instead of one DBAPI step per row.
-        self.insert_delivery = DELIVERY.insert().returning(DELIVERY.c.id)
-
-
-_STATEMENTS = {name: _Statements(name) for name in ("postgresql", "sqlite")}
-
-
-def _statements(connection: Connection) -> _Statements:
-    return _STATEMENTS[connection.dialect.name]
+__all__ = [
+    "apply_prediction_write",
+    "apply_prediction_writes",
+    "begin_write_batch",
+    "end_write_batch",
+]
 
 
 def begin_write_batch(connection: Connection) -> None:
-    statements = _statements(connection)
+    """Open a write batch: on PostgreSQL, take the event-feed lock until commit."""
+    statements = write_statements(connection)
     if statements.is_postgresql:
         connection.execute(statements.advisory_lock)
 
 
 def end_write_batch(connection: Connection, wrote_events: bool) -> None:
-    statements = _statements(connection)
+    """Close a write batch: on PostgreSQL, queue the NOTIFY that wakes other processes."""
+    statements = write_statements(connection)
     if wrote_events and statements.is_postgresql:
         # Delivered by PostgreSQL at commit, to every LISTENing receiver process.
         connection.execute(statements.notify)
 
 
 @dataclass(frozen=True)
-class SubmissionContext:
+class _SubmissionContext:
     prediction_id: str | None
     domain: str | None
     json_schema: dict[str, Any] | None
-
-
-def load_submission_context(connection: Connection, submission_id: str) -> SubmissionContext | None:
-    row = connection.execute(
-        _statements(connection).submission_context, {"submission_id": submission_id}
-    ).first()
-    if row is None:
-        return None
-    return SubmissionContext(row.prediction_id, row.domain, row.json_schema)
-
-
-def check_response_schema(
-    json_schema: dict[str, Any] | None, response: Any
-) -> tuple[bool | None, list[str] | None]:
-    """Validate `response` against the submission's schema; the verdict is stored, never fatal."""
-    if not json_schema:
-        return None, None
-    import jsonschema
-
-    try:
-        validator_class = jsonschema.validators.validator_for(json_schema)
-        validator_class.check_schema(json_schema)
-    except jsonschema.SchemaError as exc:
-        return False, [f"json_schema itself is invalid: {exc.message}"]
-    validator = validator_class(json_schema)
-    try:
-        errors = sorted(validator.iter_errors(response), key=lambda e: list(e.absolute_path))
-    except Exception as exc:  # e.g. an unresolvable remote $ref: a verdict, never a failure
-        return False, [f"json_schema could not be applied: {type(exc).__name__}: {exc}"[:500]]
-    messages = [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}"
-        for error in errors[:50]
-    ]
-    return (not messages), (messages or None)
 
 
 def apply_prediction_write(connection: Connection, write: PredictionWrite) -> IngestOutcome:
@@ -262,7 +92,7 @@ class _Batch:
 
     def __init__(self, connection: Connection, writes: Sequence[PredictionWrite]) -> None:
         self.connection = connection
-        self.statements = _statements(connection)
+        self.statements = write_statements(connection)
         self.writes = writes
         self.outcomes: list[IngestOutcome | PredictionConflict | None] = [None] * len(writes)
         self.pending: list[int] = []  # indexes still to upsert, in arrival order
@@ -271,13 +101,13 @@ class _Batch:
         self.links: dict[str, dict[str, Any]] = {}
         self.values: dict[int, dict[str, Any]] = {}
         submission_ids = sorted({w.submission_id for w in writes if w.submission_id})
-        self.contexts: dict[str, SubmissionContext] = {}
+        self.contexts: dict[str, _SubmissionContext] = {}
         if submission_ids:
             rows = connection.execute(
                 self.statements.submission_contexts, {"submission_ids": submission_ids}
             )
             for row in rows:
-                self.contexts[row.id] = SubmissionContext(
+                self.contexts[row.id] = _SubmissionContext(
                     row.prediction_id, row.domain, row.json_schema
                 )
         # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
@@ -303,7 +133,7 @@ class _Batch:
                 )
                 self.outcomes[index] = conflict
                 if log_conflicts:
-                    row = _delivery_row(write, "rejected", conflict.detail, conflict.status)
+                    row = _delivery_row_of(write, "rejected", conflict.detail, conflict.status)
                     self.deliveries.append((index, row))
                 continue
             webhook_id = write.webhook_id
@@ -321,7 +151,7 @@ class _Batch:
                 )
             if context is not None and context.prediction_id is None:
                 # What linking this write will do; later writes in the batch must see it.
-                self.contexts[write.submission_id or ""] = SubmissionContext(
+                self.contexts[write.submission_id or ""] = _SubmissionContext(
                     prediction_id, context.domain, context.json_schema
                 )
             self.pending.append(index)
@@ -399,7 +229,7 @@ class _Batch:
                     else f"{write.prediction.status.value} arrived after {status}; kept {status}"
                 )
                 self.outcomes[index] = IngestOutcome(prediction_id, status, verdict)
-            self.deliveries.append((index, _delivery_row(write, verdict, reason, 200)))
+            self.deliveries.append((index, _delivery_row_of(write, verdict, reason, 200)))
             self._link(write, status, changed=prediction_id in applied)
         if event_rows:
             seqs = {
@@ -444,7 +274,7 @@ class _Batch:
                 known = current.get(write.prediction.id)
                 status = known[0] if known else write.prediction.status.value
                 self.outcomes[index] = IngestOutcome(write.prediction.id, status, "duplicate")
-                row = _delivery_row(write, "replay", "webhook-id already accepted", 200)
+                row = _delivery_row_of(write, "replay", "webhook-id already accepted", 200)
                 self.deliveries.append((index, row))
         if self.links:
             self.connection.execute(self.statements.link_submission, list(self.links.values()))
@@ -459,35 +289,32 @@ class _Batch:
         return done
 
 
-def _delivery_row(
+def _delivery_row_of(
     write: PredictionWrite, verdict: DeliveryVerdict, reason: str | None, http_status: int
 ) -> dict[str, Any]:
-    record = write.delivery
-    return {
-        "prediction_id": write.prediction.id,
-        "submission_id": write.submission_id,
-        "received_at": write.received_at,
-        "verdict": verdict,
-        "reason": None if reason is None else _printable(reason),
-        "http_status": http_status,
-        "source": write.source,
-        "body_sha256": record.body_sha256,
-        "headers": record.headers or None,
-        "body": record.body,
-        "body_truncated": record.body_truncated,
-    }
+    """The delivery row of `write`, through the delivery log's one builder."""
+    return delivery_row(
+        write.delivery,
+        prediction_id=write.prediction.id,
+        submission_id=write.submission_id,
+        source=write.source,
+        received_at=write.received_at,
+        verdict=verdict,
+        reason=reason,
+        http_status=http_status,
+    )
 
 
 def _prediction_values(
     write: PredictionWrite,
-    context: SubmissionContext | None,
+    context: _SubmissionContext | None,
     schema_valid: bool | None,
     schema_errors: list[str] | None,
 ) -> dict[str, Any]:
     prediction = write.prediction
     extra = prediction.extra_fields
     domain = extra.get("domain")
-    if not isinstance(domain, str) or len(domain) > DOMAIN_WIDTH:
+    if not isinstance(domain, str) or len(domain) > MAX_DOMAIN_CHARS:
         domain = None  # still kept verbatim among the unknown fields (`extra`)
     if domain is None and context is not None:
         domain = context.domain
@@ -511,38 +338,3 @@ def _prediction_values(
         "schema_valid": schema_valid,
         "schema_errors": schema_errors,
     }
-
-
-def log_rejected_delivery(
-    connection: Connection,
-    *,
-    prediction_id: str | None,
-    submission_id: str | None,
-    source: str,
-    received_at: datetime,
-    delivery: DeliveryRecord,
-    reason: str,
-    http_status: int,
-) -> None:
-    """Audit a delivery that passed the token check but was refused."""
-    connection.execute(
-        _statements(connection).insert_delivery,
-        {
-            "prediction_id": prediction_id,
-            "submission_id": submission_id,
-            "received_at": received_at,
-            "verdict": "rejected",
-            "reason": _printable(reason)[:2000],
-            "http_status": http_status,
-            "source": source,
-            "body_sha256": delivery.body_sha256,
-            "headers": delivery.headers or None,
-            "body": delivery.body,
-            "body_truncated": delivery.body_truncated,
-        },
-    )
-
-
-def _printable(text: str) -> str:
-    # A reason may quote sender input; PostgreSQL text cannot hold U+0000.
-    return text.replace("\x00", "\\u0000")

@@ -1,0 +1,106 @@
+"""The statements of the write path, built once per dialect and shared by every writer.
+
+Building a Core statement (and its cache key) per call cost more than executing it; these
+are immutable, so the writer threads share them and pass only parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from schemas.enums import STATUS_RANK, Status
+from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
+
+__all__ = ["EVENTS_CHANNEL", "EVENT_FEED_LOCK_KEY", "WriteStatements", "write_statements"]
+
+EVENTS_CHANNEL = "vlmhooks_events"
+# One key for the whole event feed: holding it until commit makes `seq` order = commit
+# order across processes, so an SSE reader resuming "after seq N" never misses a row.
+EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
+_TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
+
+
+class WriteStatements:
+    """Every statement of the write path, for one dialect."""
+
+    def __init__(self, dialect_name: str) -> None:
+        insert: Any = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        self.is_postgresql = dialect_name == "postgresql"
+        self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
+        self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
+        self.submission_contexts = sa.select(
+            SUBMISSION.c.id,
+            SUBMISSION.c.prediction_id,
+            SUBMISSION.c.domain,
+            SUBMISSION.c.json_schema,
+        ).where(SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True)))
+        self.known_webhooks = sa.select(WEBHOOK_MESSAGE.c.id).where(
+            WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True))
+        )
+        self.remember_webhook = (
+            insert(WEBHOOK_MESSAGE)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(WEBHOOK_MESSAGE.c.id)
+        )
+        self.currents = sa.select(
+            PREDICTION.c.id, PREDICTION.c.status, PREDICTION.c.body_sha256
+        ).where(PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)))
+        upsert = insert(PREDICTION)
+        excluded = upsert.excluded
+        table = PREDICTION
+        self.upsert_prediction = upsert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                "status": excluded.status,
+                "status_rank": excluded.status_rank,
+                "response": excluded.response,
+                "usage": excluded.usage,
+                "extra": excluded.extra,
+                "completed_at": excluded.completed_at,
+                "updated_at": excluded.updated_at,
+                "delivery_count": table.c.delivery_count + 1,
+                "source": excluded.source,
+                "body_sha256": excluded.body_sha256,
+                "schema_valid": excluded.schema_valid,
+                "schema_errors": excluded.schema_errors,
+                "submission_id": sa.func.coalesce(table.c.submission_id, excluded.submission_id),
+                "domain": sa.func.coalesce(excluded.domain, table.c.domain),
+            },
+            # Forward only: a higher rank wins; within a non-terminal rank (running <-> paused)
+            # new content wins; a terminal row never changes again.
+            where=sa.or_(
+                excluded.status_rank > table.c.status_rank,
+                sa.and_(
+                    excluded.status_rank == table.c.status_rank,
+                    table.c.status_rank < _TERMINAL_RANK,
+                    excluded.body_sha256 != table.c.body_sha256,
+                ),
+            ),
+        ).returning(table.c.id, table.c.delivery_count, table.c.received_at)
+        self.insert_event = insert(EVENT).returning(EVENT.c.prediction_id, EVENT.c.seq)
+        self.link_submission = (
+            SUBMISSION.update()
+            .where(SUBMISSION.c.id == sa.bindparam("submission_id"))
+            .values(
+                prediction_id=sa.func.coalesce(
+                    SUBMISSION.c.prediction_id, sa.bindparam("linked_prediction_id")
+                ),
+                status=sa.bindparam("new_status"),
+                updated_at=sa.bindparam("linked_at"),
+            )
+        )
+        # RETURNING makes SQLAlchemy send many rows as one multi-VALUES statement
+        # ("insertmanyvalues") instead of one DBAPI step per row.
+        self.insert_delivery = DELIVERY.insert().returning(DELIVERY.c.id)
+
+
+_BY_DIALECT = {name: WriteStatements(name) for name in ("postgresql", "sqlite")}
+
+
+def write_statements(connection: Connection) -> WriteStatements:
+    """The statements for `connection`'s dialect."""
+    return _BY_DIALECT[connection.dialect.name]

@@ -1,0 +1,44 @@
+"""The Core table of each SQLModel table class, typed, for statements built with SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from schemas.tables import Delivery, Prediction, PredictionEvent, Submission, WebhookMessage
+
+__all__ = [
+    "DELIVERY",
+    "EVENT",
+    "PREDICTION",
+    "SUBMISSION",
+    "WEBHOOK_MESSAGE",
+    "column_width",
+    "table_of",
+]
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """`model.__table__`, which SQLModel sets at class creation but does not declare."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+def column_width(column: sa.Column[Any]) -> int:
+    """The declared length of a bounded string column (`VARCHAR(n)`)."""
+    # getattr: SQLModel's AutoString is a TypeDecorator that forwards `length` to its String.
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} is not a bounded string column")
+    return length
+
+
+PREDICTION = table_of(Prediction)
+DELIVERY = table_of(Delivery)
+EVENT = table_of(PredictionEvent)
+SUBMISSION = table_of(Submission)
+WEBHOOK_MESSAGE = table_of(WebhookMessage)
