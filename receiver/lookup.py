@@ -24,6 +24,7 @@ from receiver.params import (
     wait_param,
 )
 from receiver.responses import json_response
+from receiver.shapes import DeliveryPage, PredictionPage
 from receiver.sse import stream_events
 from receiver.state import receiver_state
 from schemas.enums import Status
@@ -44,6 +45,15 @@ from vlmhooks.reads import (
     list_deliveries,
     list_predictions,
 )
+
+__all__ = [
+    "WAIT_CEILING_SECONDS",
+    "get_prediction_endpoint",
+    "get_submission_endpoint",
+    "list_deliveries_endpoint",
+    "list_predictions_endpoint",
+    "lookup_routes",
+]
 
 # However large the configured cap, a request is never held longer than this.
 WAIT_CEILING_SECONDS = 60.0
@@ -94,8 +104,11 @@ async def list_predictions_endpoint(request: Request) -> Response:
     cursor = query.get(CURSOR_PARAM)
     after = decode_prediction_cursor(cursor) if cursor is not None else None
     page, next_key = await run_in_threadpool(list_predictions, state.engine, filters, after, limit)
-    next_cursor = None if next_key is None else encode_prediction_cursor(next_key)
-    return json_response({"data": page, "next_cursor": next_cursor})
+    body: PredictionPage = {
+        "data": page,
+        "next_cursor": None if next_key is None else encode_prediction_cursor(next_key),
+    }
+    return json_response(body)
 
 
 async def get_submission_endpoint(request: Request) -> Response:
@@ -128,8 +141,11 @@ async def list_deliveries_endpoint(request: Request) -> Response:
             include_body=include_body,
         )
     )
-    next_cursor = None if next_key is None else encode_delivery_cursor(next_key)
-    return json_response({"data": page, "next_cursor": next_cursor})
+    body: DeliveryPage = {
+        "data": page,
+        "next_cursor": None if next_key is None else encode_delivery_cursor(next_key),
+    }
+    return json_response(body)
 
 
 def lookup_routes() -> list[BaseRoute]:

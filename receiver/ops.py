@@ -19,9 +19,20 @@ from receiver.auth import RequireBearer
 from receiver.openapi import openapi_document
 from receiver.problems import problem_response
 from receiver.responses import json_response
+from receiver.shapes import Health, Ready
 from receiver.state import receiver_state
 from vlmhooks import migrate
 from vlmhooks.reads import count_predictions_by_status
+
+__all__ = [
+    "READY_TIMEOUT_SECONDS",
+    "PredictionsByStatus",
+    "healthz",
+    "metrics",
+    "openapi_json",
+    "ops_routes",
+    "readyz",
+]
 
 # A readiness probe must answer even when the database hangs; the orchestrator retries.
 READY_TIMEOUT_SECONDS = 5.0
@@ -29,7 +40,8 @@ READY_TIMEOUT_SECONDS = 5.0
 
 async def healthz(_request: Request) -> Response:
     """The process is up and serving; says nothing about the database."""
-    return json_response({"status": "ok"})
+    body: Health = {"status": "ok"}
+    return json_response(body)
 
 
 async def readyz(request: Request) -> Response:
@@ -59,7 +71,8 @@ async def readyz(request: Request) -> Response:
             current_revision=current,
             head_revision=head,
         )
-    return json_response({"status": "ready", "revision": current})
+    body: Ready = {"status": "ready", "revision": current}
+    return json_response(body)
 
 
 class PredictionsByStatus(Collector):

@@ -9,7 +9,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from receiver.shapes import Problem
 from vlmhooks.errors import ProblemError
+
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_TYPE_BASE",
+    "handle_http_exception",
+    "handle_receiver_error",
+    "handle_unexpected",
+    "problem_response",
+    "receiver_error_response",
+]
 
 PROBLEM_TYPE_BASE = "https://vlmhooks.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -18,16 +30,19 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 def problem_response(
     status: int, title: str, detail: str, *, slug: str = "about:blank", **extra: Any
 ) -> Response:
-    body: dict[str, Any] = {
+    body: Problem = {
         "type": slug if slug == "about:blank" else PROBLEM_TYPE_BASE + slug,
         "title": title,
         "status": status,
         "detail": detail,
     }
-    body.update(extra)
+    # Extra members (a 422's `errors`, a 503's revisions) go after the standard four.
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+        orjson.dumps({**body, **extra}),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
     )
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -72,7 +72,8 @@ class DatabaseSource:
 
     def submission(self, submission_id: str) -> dict[str, Any] | None:
         """As `GET /v1/submissions/{id}`: the submission, its prediction, recent deliveries."""
-        return get_submission(self.engine, submission_id)
+        # A TypedDict is a dict at run time; callers print it as JSON.
+        return cast(dict[str, Any] | None, get_submission(self.engine, submission_id))
 
     def deliveries(self, submission_id: str) -> list[dict[str, Any]]:
         """Every delivery recorded for the submission, oldest first (no bodies)."""
@@ -87,7 +88,7 @@ class DatabaseSource:
                 limit=MAX_LIMIT,
                 include_body=False,
             )
-            found.extend(page)
+            found.extend(cast(list[dict[str, Any]], page))
             if after is None:
                 return found[::-1]
 

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine, RowMapping
 from schemas.contract import as_utc
 from schemas.enums import Status
 from vlmhooks.pagination import DeliveryKey, PredictionKey
-from vlmhooks.public import iso_utc, public_prediction
+from vlmhooks.public import PredictionBody, iso_utc, public_prediction
+from vlmhooks.shapes import SUBMISSION_DELIVERY_HISTORY, BodyEncoding, Delivery, Submission
 from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
 from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
@@ -32,8 +33,6 @@ __all__ = [
     "list_predictions",
     "public_delivery",
 ]
-
-SUBMISSION_DELIVERY_HISTORY = 100
 REDACTED = "<redacted>"
 
 
@@ -58,7 +57,7 @@ def _storable(value: str) -> bool:
     return "\x00" not in value
 
 
-def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
+def get_prediction(engine: Engine, prediction_id: str) -> PredictionBody | None:
     if not _storable(prediction_id):
         return None
     with engine.connect() as connection:
@@ -72,7 +71,7 @@ def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
 
 def list_predictions(
     engine: Engine, filters: PredictionFilters, after: PredictionKey | None, limit: int
-) -> tuple[list[dict[str, Any]], PredictionKey | None]:
+) -> tuple[list[PredictionBody], PredictionKey | None]:
     """One page, newest first; the key of its last row when another page follows."""
     table = PREDICTION
     query = sa.select(table)
@@ -106,10 +105,10 @@ def list_predictions(
     return [public_prediction(row) for row in page], next_key
 
 
-def public_delivery(row: RowMapping, *, include_body: bool) -> dict[str, Any]:
+def public_delivery(row: RowMapping, *, include_body: bool) -> Delivery:
     """A Delivery row for audits; the raw body only on request (it may be large)."""
     body: bytes | None = row["body"]
-    result: dict[str, Any] = {
+    result: Delivery = {
         "id": row["id"],
         "prediction_id": row["prediction_id"],
         "submission_id": row["submission_id"],
@@ -128,7 +127,7 @@ def public_delivery(row: RowMapping, *, include_body: bool) -> dict[str, Any]:
     return result
 
 
-def _encode_body(body: bytes | None) -> tuple[str | None, str | None]:
+def _encode_body(body: bytes | None) -> tuple[str | None, BodyEncoding | None]:
     if body is None:
         return None, None
     try:
@@ -145,7 +144,7 @@ def list_deliveries(
     after: DeliveryKey | None,
     limit: int,
     include_body: bool,
-) -> tuple[list[dict[str, Any]], DeliveryKey | None]:
+) -> tuple[list[Delivery], DeliveryKey | None]:
     """One page of deliveries, newest first by their (insert-ordered) id."""
     table = DELIVERY
     query = sa.select(table)
@@ -171,7 +170,7 @@ def _redact_callback_url(url: str | None) -> str | None:
     return url[: url.index(CALLBACK_PATH_PREFIX) + len(CALLBACK_PATH_PREFIX)] + REDACTED
 
 
-def get_submission(engine: Engine, submission_id: str) -> dict[str, Any] | None:
+def get_submission(engine: Engine, submission_id: str) -> Submission | None:
     """The submission, its prediction (or null) and its most recent deliveries, oldest first."""
     if not _storable(submission_id):
         return None
@@ -206,7 +205,7 @@ def get_submission(engine: Engine, submission_id: str) -> dict[str, Any] | None:
             .mappings()
             .all()
         )
-    return {
+    submission: Submission = {
         "id": row["id"],
         "request_id": row["request_id"],
         "domain": row["domain"],
@@ -226,10 +225,11 @@ def get_submission(engine: Engine, submission_id: str) -> dict[str, Any] | None:
             public_delivery(delivery, include_body=False) for delivery in reversed(deliveries)
         ],
     }
+    return submission
 
 
 def events_after(engine: Engine, seq: int, limit: int) -> list[StoredEvent]:
-    """The change feed after `seq`, in seq order (= commit order, see store.py)."""
+    """The change feed after `seq`, in seq order (= commit order, see vlmhooks/batch.py)."""
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(EVENT.c.seq, EVENT.c.type, EVENT.c.data)

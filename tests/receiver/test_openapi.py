@@ -3,9 +3,12 @@ security and response shapes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import schemathesis
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -14,9 +17,13 @@ from starlette.routing import Route
 
 from receiver.app import create_app
 from receiver.openapi import openapi_document
+from receiver.openapi_schemas import REF_TEMPLATE
+from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import AUTH, prediction, receiver_settings
 from tests.servers import serve
 from vlmhooks.ingest import ingest_prediction
+from vlmhooks.tables import SUBMISSION
+from vlmhooks.tokens import CallbackTokens
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
@@ -30,6 +37,40 @@ def test_document_is_valid_openapi_31() -> None:
     loaded = list(schemathesis.openapi.from_dict(document).get_all_operations())
     assert len(loaded) == len(_documented(document))
     assert all(result.ok() for result in loaded)
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_every_schema_is_generated_referenced_and_resolvable() -> None:
+    document = openapi_document(auth_required=True)
+    components = document["components"]["schemas"]
+    # The callback body is the contract model's own schema, not a copy of it.
+    contract = PredictionResponse.model_json_schema(ref_template=REF_TEMPLATE)
+    definitions = contract.pop("$defs")
+    assert components["PredictionResponse"] == contract
+    assert all(components[name] == schema for name, schema in definitions.items())
+    prefix = REF_TEMPLATE.format(model="")
+    refs = set(_refs(document))
+    assert all(ref.startswith(prefix) for ref in refs), refs
+    named = {ref.removeprefix(prefix) for ref in refs}
+    assert named <= set(components), named - set(components)
+    # Nothing is generated that no operation (or other schema) names.
+    reachable: set[str] = set()
+    frontier = {ref.removeprefix(prefix) for ref in _refs(document["paths"])}
+    while frontier:
+        name = frontier.pop()
+        reachable.add(name)
+        frontier |= {ref.removeprefix(prefix) for ref in _refs(components[name])} - reachable
+    assert reachable == set(components)
 
 
 def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
@@ -95,7 +136,29 @@ def _validator(document: dict[str, Any], schema_name: str) -> Draft202012Validat
     return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+def _add_submission(engine: Engine, submission_id: str) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            SUBMISSION.insert().values(
+                id=submission_id,
+                request_id="req-x",
+                domain="document.ocr",
+                json_schema={"type": "object"},
+                callback_url="https://hooks.example/v1/callbacks/secret",
+                batch=True,
+                image_count=1,
+                prediction_id=None,
+                created_at=now,
+                updated_at=now,
+                sent_at=now,
+            )
+        )
+
+
 def test_responses_match_their_documented_schemas(database_url: str, engine: Engine) -> None:
+    _add_submission(engine, "sub-x")
+    _add_submission(engine, "sub-empty")
     ingest_prediction(
         engine,
         prediction("doc-1", domain="document.ocr", extra_api_field=[1]),
@@ -111,6 +174,10 @@ def test_responses_match_their_documented_schemas(database_url: str, engine: Eng
             ("/v1/predictions/doc-2", "Prediction"),
             ("/v1/predictions?limit=1", "PredictionPage"),
             ("/v1/deliveries?include_body=true", "DeliveryPage"),
+            ("/v1/deliveries?prediction_id=doc-2", "DeliveryPage"),
+            ("/v1/submissions/sub-x", "Submission"),
+            ("/v1/submissions/sub-empty", "Submission"),
+            ("/v1/submissions/missing", "Problem"),
             ("/v1/predictions/missing", "Problem"),
             ("/v1/predictions?limit=0", "Problem"),
             ("/healthz", "Health"),
@@ -122,8 +189,38 @@ def test_responses_match_their_documented_schemas(database_url: str, engine: Eng
             assert str(response.status_code) in operation["responses"], url
             errors = list(_validator(document, schema_name).iter_errors(response.json()))
             assert errors == [], (url, [error.message for error in errors])
-    # The validator itself can fail: a wrong shape is reported.
+    # The validator itself can fail: a wrong shape, or a member no type declares, is reported.
     assert list(_validator(document, "Prediction").iter_errors({"id": 3}))
+    health = _validator(document, "Health")
+    assert list(health.iter_errors({"status": "ok", "undeclared": 1}))
+
+
+def test_callback_acknowledgements_match_their_documented_schema(sqlite_url: str) -> None:
+    settings = receiver_settings(sqlite_url)
+    token = CallbackTokens(settings.require_secret_keys()).mint("sub-ack")
+    body = orjson.dumps(prediction("ack-1", "running"))
+    app = create_app(settings)
+    with serve(app) as server, httpx.Client(base_url=server.url) as http:
+        document = http.get("/openapi.json").json()
+        operation = document["paths"]["/v1/callbacks/{token}"]["post"]
+        posts = [
+            (body, "CallbackAck"),  # stored
+            (body, "CallbackAck"),  # duplicate
+            (b"{", "Problem"),
+            (b'{"id": ""}', "Problem"),
+        ]
+        verdicts = []
+        for content, schema_name in posts:
+            response = http.post(
+                f"/v1/callbacks/{token}",
+                content=content,
+                headers={"content-type": "application/json"},
+            )
+            assert str(response.status_code) in operation["responses"], response.text
+            errors = list(_validator(document, schema_name).iter_errors(response.json()))
+            assert errors == [], (response.text, [error.message for error in errors])
+            verdicts.append(response.json().get("verdict"))
+    assert verdicts == ["stored", "duplicate", None, None]
 
 
 def _operation_for(document: dict[str, Any], url: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""schemathesis against the receiver's own `/openapi.json`: every GET route of the lookup API.
+"""schemathesis against the receiver's own `/openapi.json`: every GET route of the lookup API,
+and the callback route.
 
 The receiver runs in a uvicorn thread on a SQLite file, then on PostgreSQL, holding a few
 stored predictions and their deliveries. For each GET operation the document describes,
@@ -6,6 +7,11 @@ schemathesis generates requests that fit the schema (checked: no 5xx, a document
 and content type, a body that matches the documented schema, and a 400 only for a cursor
 this server never issued) and requests that do not (checked: no 5xx, and every error is an
 `application/problem+json` problem). `/v1/events` is left out: an SSE stream never ends.
+
+Callbacks are generated from the document's request body (the `PredictionResponse` contract)
+and posted with a fresh valid token and a valid signature over the exact bytes sent, so what
+is exercised is the body: a positive one is acknowledged in the documented `CallbackAck` shape
+(or refused with a documented problem), a negative one is never a 5xx.
 
 Examples per operation and mode: `SCHEMATHESIS_EXAMPLES` (see `tests/reliability/sizing.py`).
 """
@@ -26,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NotSet
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -51,10 +58,12 @@ from tests.reliability.sizing import size
 from tests.servers import serve
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
+from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
 from vlmhooks.tokens import CallbackTokens
 
 # An SSE stream never ends on its own, so a generated request to it would never return.
 STREAMING_PATHS = {"/v1/events"}
+CALLBACK_PATH = "/v1/callbacks/{token}"
 # A generated `?wait=` is honoured up to the server's cap; a test waiting seconds per example
 # learns nothing more than one waiting 50 ms.
 MAX_TEST_WAIT_SECONDS = 0.05
@@ -192,3 +201,66 @@ def test_lookup_api_conforms_to_its_openapi_document(lookup_server: LookupServer
         found = [key for key in statuses if key.startswith(f"{path} positive")]
         assert any(key.endswith(" 200") for key in found), statuses
         assert any(key.endswith(" 404") for key in found), statuses
+
+
+def callback_operation(url: str) -> Any:
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", timeout=10)
+    (result,) = list(schema.include(method="POST", path=CALLBACK_PATH).get_all_operations())
+    assert isinstance(result, Ok), f"the document has an invalid operation: {result}"
+    return result.ok()
+
+
+def encode_body(body: Any) -> bytes:
+    """The exact bytes to sign and send; negative cases may be raw bytes or no body at all."""
+    if isinstance(body, NotSet):
+        return b""
+    if isinstance(body, bytes):
+        return body
+    # stdlib json: it encodes integers of any size, which the receiver must then refuse.
+    return json.dumps(body).encode()
+
+
+def exercise_callback(
+    operation: Any, mode: GenerationMode, server: LookupServer, statuses: Counter[str]
+) -> None:
+    """Post `SCHEMATHESIS_EXAMPLES` generated callbacks, each for a submission of its own."""
+    tokens = CallbackTokens([SECRET_KEY])
+
+    @settings(
+        max_examples=size("SCHEMATHESIS_EXAMPLES"),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        case.path_parameters = {"token": tokens.mint(f"sub_st_cb_{uuid.uuid4().hex[:12]}")}
+        raw = encode_body(case.body)
+        case.headers = {
+            name: value
+            for name, value in (case.headers or {}).items()
+            if name.lower() != VLMRUN_SIGNATURE_HEADER.lower()
+        }
+        signature = {VLMRUN_SIGNATURE_HEADER: sign_vlmrun(WEBHOOK_SECRET, raw)}
+        response = case.call(base_url=server.url, headers=signature, data=raw, timeout=15)
+        statuses[f"{CALLBACK_PATH} {mode.value} {response.status_code}"] += 1
+        if mode is GenerationMode.POSITIVE:
+            case.validate_response(response, checks=POSITIVE_CHECKS, headers=signature)
+            return
+        assert response.status_code < 500, response.text
+        if response.status_code >= 400:
+            content_type = ",".join(response.headers.get("content-type", []))
+            assert content_type.startswith(PROBLEM), (response.status_code, content_type)
+            assert json.loads(response.content)["status"] == response.status_code
+
+    run()
+
+
+def test_callback_route_conforms_to_its_openapi_document(lookup_server: LookupServer) -> None:
+    operation = callback_operation(lookup_server.url)
+    statuses: Counter[str] = Counter()
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        exercise_callback(operation, mode, lookup_server, statuses)
+    print("\nschemathesis:", dict(sorted(statuses.items())))
+    # A body the document allows is, at least sometimes, stored and acknowledged.
+    assert statuses[f"{CALLBACK_PATH} positive 200"] > 0, statuses
