@@ -21,8 +21,10 @@ from receiver.errors import BodyTooLarge
 from receiver.fetch import fetch_prediction
 from receiver.group_commit import WriterStopped
 from receiver.problems import receiver_error_response
+from receiver.shapes import CallbackAck
 from receiver.state import ReceiverState, receiver_state
 from receiver.verify import require_json_content_type, verify_provider_signatures
+from schemas.enums import Status
 from vlmhooks.audit import delivery_record, log_rejected_delivery
 from vlmhooks.batch import apply_prediction_writes
 from vlmhooks.errors import (
@@ -189,15 +191,13 @@ def _claimed_id(payload: Any) -> str | None:
 
 
 def _acknowledgement(outcome: IngestOutcome) -> Response:
-    body = orjson.dumps(
-        {
-            "id": outcome.prediction_id,
-            "status": outcome.status,
-            "duplicate": outcome.verdict == "duplicate",
-            "verdict": outcome.verdict,
-        }
-    )
-    return Response(body, status_code=200, media_type="application/json")
+    ack: CallbackAck = {
+        "id": outcome.prediction_id,
+        "status": Status(outcome.status),
+        "duplicate": outcome.verdict == "duplicate",
+        "verdict": outcome.verdict,
+    }
+    return Response(orjson.dumps(ack), status_code=200, media_type="application/json")
 
 
 def _closing(response: Response) -> Response:
