@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -20,7 +21,6 @@ from receiver.openapi import openapi_document
 from receiver.problems import problem_response
 from receiver.responses import json_response
 from receiver.state import receiver_state
-from vlmhooks import migrate
 from vlmhooks.reads import count_predictions_by_status
 
 # A readiness probe must answer even when the database hangs; the orchestrator retries.
@@ -37,9 +37,7 @@ async def readyz(request: Request) -> Response:
     state = receiver_state(request)
     try:
         current, head = await asyncio.wait_for(
-            run_in_threadpool(
-                lambda: (migrate.current_revision(state.engine), migrate.head_revision())
-            ),
+            run_in_threadpool(_revisions, state.engine),
             timeout=READY_TIMEOUT_SECONDS,
         )
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
@@ -60,6 +58,15 @@ async def readyz(request: Request) -> Response:
             head_revision=head,
         )
     return json_response({"status": "ready", "revision": current})
+
+
+def _revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's schema revision and the migrations' head."""
+    # Imported on the first probe, in this worker thread, not with the app: Alembic (with
+    # Mako and Pygments) costs a cold start more than everything a callback needs.
+    from vlmhooks import migrate
+
+    return migrate.current_revision(engine), migrate.head_revision()
 
 
 class PredictionsByStatus(Collector):
