@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 
-import psycopg
 from sqlalchemy.engine import Engine
 
 from vlmhooks.store import EVENTS_CHANNEL
@@ -97,6 +96,9 @@ class EventHub:
             await asyncio.wait_for(ticket.wait(), timeout=delay)
 
     async def _listen_forever(self) -> None:
+        # Imported here: only a listening hub needs psycopg's async API, and SQLite never does.
+        import psycopg
+
         delay = LISTEN_RETRY_INITIAL
         conninfo = self._engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False
