@@ -80,9 +80,11 @@ def test_the_handler_reports_a_bad_configuration_in_one_line(
     environment.setenv("DATABASE_URL", sqlite_url)
     handler = ServerlessHandler()
     event = http_api_v2("GET", "/healthz", headers={})
-    with caplog.at_level(logging.ERROR, logger="vlmhooks.serverless"):
-        with pytest.raises(ConfigError, match="serverless mode needs PostgreSQL"):
-            handler(event, LambdaContext())
+    with (
+        caplog.at_level(logging.ERROR, logger="vlmhooks.serverless"),
+        pytest.raises(ConfigError, match="serverless mode needs PostgreSQL"),
+    ):
+        handler(event, LambdaContext())
     (record,) = caplog.records
     assert record.getMessage().startswith("vlm-receiver: error: serverless mode needs PostgreSQL")
     assert record.exc_info is None
