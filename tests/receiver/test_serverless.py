@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
 import orjson
 import psycopg
@@ -13,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from receiver import events as events_module
+from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.callback_harness import (
     FROZEN_NOW,
     encode,
@@ -103,13 +106,22 @@ def _table_rows(database_url: str) -> dict[str, list[dict[str, object]]]:
     return rows
 
 
+@pytest.fixture
+def second_postgres_url(postgres_template: str) -> Iterator[str]:
+    """Another fresh, migrated database, for comparing two deployments' rows."""
+    name = f"vlmhooks_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")  # type: ignore[arg-type]
+    yield f"{POSTGRES_ADMIN_DSN.rpartition('/')[0]}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+
+
 @pytest.mark.postgres
 def test_inline_commit_stores_what_the_group_committer_stores(
-    postgres_url: str, postgres_template: str
+    postgres_url: str, second_postgres_url: str
 ) -> None:
     """Same write code path: the same deliveries leave identical rows either way."""
-    from tests.conftest import _admin, _dsn_for
-
     bodies = [
         encode(prediction_body("running")),
         encode(prediction_body("completed")),
@@ -122,29 +134,24 @@ def test_inline_commit_stores_what_the_group_committer_stores(
     with lambda_instance(serverless_settings(postgres_url), clock=clock) as instance:
         serverless = [instance.post_callback(body).status for body in bodies]
 
-    other = f"vlmhooks_test_threaded_{int(time.monotonic_ns())}"
-    _admin(f"CREATE DATABASE {other} TEMPLATE {postgres_template}")
-    try:
-        other_url = _dsn_for(other)
-        settings = receiver_settings(other_url, vlmrun_webhook_secrets=(WEBHOOK_SECRET,))
-        with running_receiver(settings, clock=clock) as receiver:
-            threaded = [
-                receiver.post(
-                    receiver.token(),
-                    body,
-                    headers={"x-vlmrun-signature": sign_vlmrun(WEBHOOK_SECRET, body)},
-                ).status_code
-                for body in bodies
-            ]
-        assert serverless == threaded == [200, 200, 200, 200, 200, 400]
-        assert _table_rows(postgres_url) == _table_rows(other_url)
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
+    settings = receiver_settings(second_postgres_url, vlmrun_webhook_secrets=(WEBHOOK_SECRET,))
+    with running_receiver(settings, clock=clock) as receiver:
+        threaded = [
+            receiver.post(
+                receiver.token(),
+                body,
+                headers={"x-vlmrun-signature": sign_vlmrun(WEBHOOK_SECRET, body)},
+            ).status_code
+            for body in bodies
+        ]
+    assert serverless == threaded == [200, 200, 200, 200, 200, 400]
+    assert _table_rows(postgres_url) == _table_rows(second_postgres_url)
 
 
 @pytest.mark.postgres
 def test_nothing_outlives_an_invocation_and_the_connection_is_reused(postgres_url: str) -> None:
     database = postgres_url.rpartition("/")[2]
+    threads_before = set(threading.enumerate())
     with (
         lambda_instance(serverless_settings(postgres_url)) as instance,
         psycopg.connect(postgres_url, application_name=PROBE_APPLICATION) as probe,
@@ -153,10 +160,10 @@ def test_nothing_outlives_an_invocation_and_the_connection_is_reused(postgres_ur
             answer = instance.post_callback(encode(prediction_body("completed", f"pred_{index}")))
             assert answer.status == 200
             assert instance.get(f"/v1/predictions/pred_{index}").status == 200
-            # Between invocations: no writer thread, no listener, no task left on the loop.
-            assert not [t for t in threading.enumerate() if t.name.startswith("vlmhooks")]
-            loop = asyncio.get_event_loop()
-            assert not asyncio.all_tasks(loop)
+            # Between invocations: no task left on the loop, and no thread (no writer; the
+            # worker threads reads ran in are stopped when the invocation's task ends).
+            assert not asyncio.all_tasks(asyncio.get_event_loop())
+            assert _threads_settle(threads_before)
         backends = probe.execute(
             "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND pid <> "
             "pg_backend_pid()",
@@ -164,6 +171,16 @@ def test_nothing_outlives_an_invocation_and_the_connection_is_reused(postgres_ur
         ).fetchall()
     # One connection, kept by the instance from one invocation to the next; no LISTEN one.
     assert backends == [("",)]
+
+
+def _threads_settle(expected: set[threading.Thread], timeout: float = 5.0) -> bool:
+    """Whether the running threads come back to `expected` (stopped threads take a moment)."""
+    deadline = time.monotonic() + timeout
+    while set(threading.enumerate()) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_wait_polls_without_a_hub(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
