@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.applications import Starlette
 
 from receiver.callbacks import callback_routes
@@ -17,13 +16,17 @@ from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
+from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
 from receiver.verify import SignaturePolicy
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.tokens import CallbackTokens
 
-FETCH_BACK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+if TYPE_CHECKING:
+    import httpx
+
+FETCH_BACK_TIMEOUT_SECONDS = 10.0
+FETCH_BACK_CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
@@ -33,25 +36,23 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     # Parsed here, once: every callback reuses the verifiers (and their derived keys).
     signature_policy = SignaturePolicy.from_settings(settings)
     tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
+    runtime = resolve_runtime(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         metrics = ReceiverMetrics()
-        engine = make_engine(settings.database_url)
-        # One connection is all the writer needs; BEGIN IMMEDIATE makes writers in other
-        # processes queue on SQLite's busy timeout rather than fail.
-        write_engine = make_engine(settings.database_url, pool_size=1, immediate_writes=True)
-        events = EventHub(engine)
+        engine, write_engine = open_engines(settings, runtime)
+        events = EventHub(engine, listen=runtime.listens)
         writer = GroupCommitter(
             write_engine,
             on_batch=metrics.commit_batch_size.observe,
             after_commit=events.notify_committed,
+            inline=runtime.serverless,
         )
-        headers = {}
-        if settings.vlmrun_api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.vlmrun_api_key.get_secret_value()}"
-        http = httpx.AsyncClient(timeout=FETCH_BACK_TIMEOUT, headers=headers)
-        await events.start()
+        http = _fetch_back_client(settings) if settings.fetch_back else None
+        if not runtime.serverless:
+            # Serverless: nothing may outlive an invocation, so no hub; readers poll.
+            await events.start()
         writer.start()
         try:
             yield {
@@ -66,12 +67,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                     api_keys=api_keys,
                     signature_policy=signature_policy,
                     clock=clock,
+                    serverless=runtime.serverless,
                 )
             }
         finally:
             writer.stop()
             await events.stop()
-            await http.aclose()
+            if http is not None:
+                await http.aclose()
             write_engine.dispose()
             engine.dispose()
 
@@ -84,6 +87,18 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     # problem+json 404, not a 307 to a URL it will never retry.
     app.router.redirect_slashes = False
     return app
+
+
+def _fetch_back_client(settings: Settings) -> httpx.AsyncClient:
+    # Imported here: only fetch-back needs httpx, whose import also loads its CLI's
+    # dependencies (click, rich, pygments) and would cost every cold start.
+    import httpx
+
+    headers = {}
+    if settings.vlmrun_api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.vlmrun_api_key.get_secret_value()}"
+    timeout = httpx.Timeout(FETCH_BACK_TIMEOUT_SECONDS, connect=FETCH_BACK_CONNECT_TIMEOUT_SECONDS)
+    return httpx.AsyncClient(timeout=timeout, headers=headers)
 
 
 def create_app_from_environment() -> Starlette:

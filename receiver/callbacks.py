@@ -91,6 +91,7 @@ async def receive_callback(request: Request) -> Response:
         claimed_id = _claimed_id(payload)
         prediction = validate_prediction(payload, raw=body)
         if state.settings.fetch_back:
+            assert state.http is not None, "the lifespan builds a client when fetch-back is on"
             source = SOURCE_FETCH
             prediction = await fetch_prediction(
                 state.http, state.settings.vlmrun_base_url, prediction.id

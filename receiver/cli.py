@@ -15,7 +15,7 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from vlmhooks import migrate
     from vlmhooks.db import make_engine
 
-    engine = make_engine(settings.database_url, pool_size=1)
+    engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
     try:
         if args.db_command == "upgrade":
             migrate.upgrade(engine, args.revision)
@@ -32,7 +32,7 @@ def _require_schema(settings: Settings) -> None:
     from vlmhooks import migrate
     from vlmhooks.db import make_engine
 
-    engine = make_engine(settings.database_url, pool_size=1)
+    engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
     try:
         current = migrate.current_revision(engine)
     finally:
@@ -54,9 +54,12 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from receiver.runtime import resolve_runtime
+
     # Fail here, with one line, rather than inside each worker's lifespan.
     settings.require_secret_keys()
     settings.require_lookup_auth()
+    resolve_runtime(settings)  # e.g. VLMHOOKS_SERVERLESS=true on SQLite
     _require_schema(settings)
     workers = args.workers or settings.web_concurrency
     port = args.port if args.port is not None else settings.port

@@ -1,7 +1,7 @@
 """Wake-ups for readers that wait on stored changes (SSE streams, `?wait=`).
 
 A commit in this process wakes waiters at once; other processes' commits arrive through
-PostgreSQL LISTEN/NOTIFY, and on SQLite through a short poll interval.
+PostgreSQL LISTEN/NOTIFY, and on SQLite (or with `listen=False`) through a short poll interval.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 
-import psycopg
 from sqlalchemy.engine import Engine
 
 from vlmhooks.statements import EVENTS_CHANNEL
@@ -35,8 +34,11 @@ class EventHub:
         *,
         poll_interval: float | None = None,
         keepalive_interval: float | None = None,
+        listen: bool = True,
     ) -> None:
         self._engine = engine
+        # False behind a transaction-mode pooler, where LISTEN cannot work (receiver/runtime.py).
+        self._listen = listen
         # Defaults are read at construction, not bound as default arguments, so a test can
         # shorten them for the hub the app's lifespan builds.
         self.poll_interval = DEFAULT_POLL_INTERVAL if poll_interval is None else poll_interval
@@ -52,7 +54,7 @@ class EventHub:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
-        if self._engine.dialect.name == "postgresql":
+        if self._listen and self._engine.dialect.name == "postgresql":
             self._listener = asyncio.create_task(self._listen_forever(), name="vlmhooks-listen")
 
     async def stop(self) -> None:
@@ -94,6 +96,9 @@ class EventHub:
             await asyncio.wait_for(ticket.wait(), timeout=delay)
 
     async def _listen_forever(self) -> None:
+        # Imported here: only a listening hub needs psycopg's async API, and SQLite never does.
+        import psycopg
+
         delay = LISTEN_RETRY_INITIAL
         conninfo = self._engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False

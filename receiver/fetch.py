@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import httpx
 
 from receiver.errors import FetchBackFailed
 from schemas.contract import PredictionResponse
 from vlmhooks.errors import ContractViolation, MalformedJSON
 from vlmhooks.ingest import parse_prediction_body
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["fetch_prediction", "prediction_url"]
 
@@ -23,6 +25,8 @@ async def fetch_prediction(
     http: httpx.AsyncClient, base_url: str, prediction_id: str
 ) -> PredictionResponse:
     """GET `{base_url}/predictions/{id}` and validate it; any failure is `FetchBackFailed`."""
+    import httpx  # only fetch-back needs it; see receiver/app.py
+
     url = prediction_url(base_url, prediction_id)
     try:
         response = await http.get(url)

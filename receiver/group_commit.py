@@ -4,6 +4,9 @@ Each request awaits its own future, resolved only after the batch's COMMIT retur
 2xx still means "durable"; but N concurrent requests share one fsync instead of paying N.
 When any write in a batch fails, the batch is rolled back and replayed one write per
 transaction, so one bad write never fails its neighbours nor leaves half its rows behind.
+
+`inline=True` (serverless) has no thread: each write is a batch of one, applied and
+committed by the same code before `run` returns, so nothing is left running after it.
 """
 
 from __future__ import annotations
@@ -61,8 +64,11 @@ class GroupCommitter:
         max_batch: int = DEFAULT_MAX_BATCH,
         on_batch: Callable[[int], None] | None = None,
         after_commit: Callable[[], None] | None = None,
+        inline: bool = False,
     ) -> None:
         self._engine = engine
+        self._inline = inline
+        self._inline_lock = threading.Lock()
         self._max_batch = max_batch
         self._on_batch = on_batch
         self._after_commit = after_commit
@@ -83,6 +89,8 @@ class GroupCommitter:
             if self._running:
                 return
             self._running = True
+            if self._inline:
+                return
             self._thread = threading.Thread(target=self._run, name="vlmhooks-writer", daemon=True)
             self._thread.start()
 
@@ -122,8 +130,26 @@ class GroupCommitter:
         with self._lock:
             if not self._running:
                 raise WriterStopped("the writer is not running")
-            self._queue.put(pending)
+            if not self._inline:
+                self._queue.put(pending)
+        if self._inline:
+            return self._commit_inline(pending)
         return await pending.future
+
+    def _commit_inline(self, pending: _Pending[T]) -> T:
+        # On the caller's thread, blocking its event loop for one commit: a function
+        # instance serves one invocation at a time, and a thread hop would buy nothing.
+        with self._inline_lock:
+            try:
+                self._commit([pending])
+            finally:
+                # Back to the pool: a frozen instance must not sit on a checked-out
+                # connection, and the next invocation's checkout pre-pings it.
+                self._drop_connection()
+        if pending.error is not None:
+            raise pending.error
+        result: T = pending.result
+        return result
 
     def _run(self) -> None:
         try:

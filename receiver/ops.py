@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -21,7 +22,6 @@ from receiver.problems import problem_response
 from receiver.responses import json_response
 from receiver.shapes import Health, Ready
 from receiver.state import receiver_state
-from vlmhooks import migrate
 from vlmhooks.reads import count_predictions_by_status
 
 __all__ = [
@@ -49,9 +49,7 @@ async def readyz(request: Request) -> Response:
     state = receiver_state(request)
     try:
         current, head = await asyncio.wait_for(
-            run_in_threadpool(
-                lambda: (migrate.current_revision(state.engine), migrate.head_revision())
-            ),
+            run_in_threadpool(_revisions, state.engine),
             timeout=READY_TIMEOUT_SECONDS,
         )
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
@@ -73,6 +71,15 @@ async def readyz(request: Request) -> Response:
         )
     body: Ready = {"status": "ready", "revision": current}
     return json_response(body)
+
+
+def _revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's schema revision and the migrations' head."""
+    # Imported on the first probe, in this worker thread, not with the app: Alembic (with
+    # Mako and Pygments) costs a cold start more than everything a callback needs.
+    from vlmhooks import migrate
+
+    return migrate.current_revision(engine), migrate.head_revision()
 
 
 class PredictionsByStatus(Collector):

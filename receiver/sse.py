@@ -63,12 +63,20 @@ def resume_position(request: Request) -> int | None:
 
 
 class EventStream:
-    """An ASGI response that streams events after `after` until the client goes away."""
+    """An ASGI response that streams events after `after` until the client goes away.
 
-    def __init__(self, engine: Engine, hub: EventHub, after: int) -> None:
+    With `max_seconds` (serverless, where the platform buffers a response until it ends)
+    the stream ends after the first events, or after `max_seconds` without any, and the
+    client's EventSource reconnects with `Last-Event-ID`: a long poll in SSE's clothes.
+    """
+
+    def __init__(
+        self, engine: Engine, hub: EventHub, after: int, *, max_seconds: float | None = None
+    ) -> None:
         self.engine = engine
         self.hub = hub
         self.last_seq = after
+        self.max_seconds = max_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": EVENT_STREAM_HEADERS})
@@ -81,6 +89,8 @@ class EventStream:
                 # OSError: the client went away mid-write; nothing is left to tell it.
                 with contextlib.suppress(OSError):
                     await self._pump(send)
+                    if self.max_seconds is not None:
+                        await _finish(send)
                 tasks.cancel_scope.cancel()
         except asyncio.CancelledError:
             # The server cancels open streams at graceful-shutdown timeout: end the body
@@ -97,6 +107,7 @@ class EventStream:
     async def _pump(self, send: Send) -> None:
         await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
         quiet_since = time.monotonic()
+        ends_at = None if self.max_seconds is None else quiet_since + self.max_seconds
         while True:
             ticket = self.hub.ticket()
             batch = await run_in_threadpool(events_after, self.engine, self.last_seq, EVENT_BATCH)
@@ -106,6 +117,14 @@ class EventStream:
                 quiet_since = time.monotonic()
                 if len(batch) == EVENT_BATCH:
                     continue  # more are waiting; do not sleep between batches
+                if ends_at is not None:
+                    return  # buffered: every event held back would wait for the end
+            if ends_at is not None:
+                left = ends_at - time.monotonic()
+                if left <= 0:
+                    return
+                await self.hub.wait(ticket, left)
+                continue
             quiet_for = time.monotonic() - quiet_since
             if quiet_for >= self.hub.keepalive_interval:
                 await _write(send, KEEPALIVE_COMMENT)
@@ -129,4 +148,5 @@ async def stream_events(request: Request) -> EventStream:
     after = resume_position(request)
     if after is None:
         after = await run_in_threadpool(last_event_seq, state.engine)
-    return EventStream(state.engine, state.events, after)
+    max_seconds = float(state.settings.max_wait) if state.serverless else None
+    return EventStream(state.engine, state.events, after, max_seconds=max_seconds)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
@@ -16,6 +16,9 @@ from receiver.verify import SignaturePolicy
 from vlmhooks.settings import Settings
 from vlmhooks.tokens import CallbackTokens
 
+if TYPE_CHECKING:
+    import httpx
+
 
 @dataclass
 class ReceiverState:
@@ -25,10 +28,11 @@ class ReceiverState:
     tokens: CallbackTokens
     metrics: ReceiverMetrics
     events: EventHub
-    http: httpx.AsyncClient  # fetch-back from the API
+    http: httpx.AsyncClient | None  # fetch-back from the API; None when it is off
     api_keys: tuple[str, ...]  # lookup API bearer keys; empty = anonymous reads allowed
     signature_policy: SignaturePolicy  # parsed once by create_app
     clock: Callable[[], float]
+    serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
 
 
 def receiver_state(request: Request) -> ReceiverState:

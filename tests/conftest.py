@@ -8,12 +8,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
+from tests.pgbouncer import PgBouncer, PgBouncerError, start_pgbouncer
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
 
@@ -87,6 +89,26 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
     _admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
     yield _dsn_for(name)
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_template: str) -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction mode in front of the test server; fails, never skips."""
+    server = urlsplit(POSTGRES_ADMIN_DSN)
+    try:
+        bouncer = start_pgbouncer(
+            server.hostname or "127.0.0.1", server.port or 5432, server.username or "postgres"
+        )
+    except PgBouncerError as exc:
+        pytest.fail(str(exc))
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def pooled_postgres_url(postgres_url: str, pgbouncer: PgBouncer) -> str:
+    """This test's PostgreSQL database, reached through PgBouncer (transaction mode)."""
+    return pgbouncer.url(postgres_url.rpartition("/")[2])
 
 
 @pytest.fixture

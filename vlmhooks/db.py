@@ -54,13 +54,23 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 8, immediate_writes: bool = False, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 8,
+    immediate_writes: bool = False,
+    echo: bool = False,
+    pooler: str = "none",
 ) -> Engine:
     """Build the engine for `url`; call it from a lifespan or CLI, never at import time.
 
     `immediate_writes` (SQLite only) opens every transaction with BEGIN IMMEDIATE: use it
     for an engine that only writes, so writers in several processes queue on the busy
     timeout instead of failing when a read lock cannot be upgraded.
+
+    `pooler="transaction"` (PostgreSQL behind PgBouncer or a provider's pooler in
+    transaction mode): each transaction may run on another server connection, so psycopg
+    must not prepare statements server-side (a later transaction would name a statement
+    that backend never saw).
     """
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
@@ -79,9 +89,13 @@ def make_engine(
         begin = "BEGIN IMMEDIATE" if immediate_writes else "BEGIN"
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
+    connect_args: dict[str, Any] = {}
+    if pooler == "transaction":
+        connect_args["prepare_threshold"] = None
     return sa.create_engine(
         url,
         echo=echo,
+        connect_args=connect_args,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

@@ -6,7 +6,7 @@ comma-separated (oldest first where order matters, e.g. rotation).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,6 +86,18 @@ class Settings(BaseSettings):
         DEFAULT_MAX_WAIT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_MAX_WAIT")
     )
     log_level: str = Field("info", validation_alias=_env("VLMHOOKS_LOG_LEVEL"))
+    # Serverless deploys (receiver/runtime.py): None means "inside AWS Lambda or not".
+    serverless: bool | None = Field(None, validation_alias=_env("VLMHOOKS_SERVERLESS"))
+    serverless_allow_sqlite: bool = Field(
+        False, validation_alias=_env("VLMHOOKS_SERVERLESS_ALLOW_SQLITE")
+    )
+    db_pooler: Literal["none", "session", "transaction"] = Field(
+        "none", validation_alias=_env("VLMHOOKS_DB_POOLER")
+    )
+    # Set by the Lambda runtime itself, never by the user.
+    aws_lambda_function_name: str | None = Field(
+        None, validation_alias=_env("AWS_LAMBDA_FUNCTION_NAME")
+    )
 
     @field_validator(
         "secret_keys",
