@@ -11,6 +11,7 @@ import httpx
 from starlette.applications import Starlette
 
 from receiver.callbacks import callback_routes
+from receiver.dashboard.routes import dashboard_routes
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.lookup import lookup_routes
@@ -18,6 +19,7 @@ from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
 from receiver.state import ReceiverState
+from receiver.usage import usage_routes
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.signatures import parse_standard_webhook_secret
@@ -75,7 +77,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             engine.dispose()
 
     app = Starlette(
-        routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
+        routes=[
+            *callback_routes(),
+            *lookup_routes(),
+            *usage_routes(),
+            *dashboard_routes(),
+            *ops_routes(),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

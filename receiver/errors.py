@@ -2,6 +2,7 @@
 
 ProblemError (vlmhooks.errors)
 ├── AuthError                    401   the lookup API's bearer key is missing or wrong
+├── CrossSiteForm                403   a dashboard form was posted from another site
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
 └── FetchBackFailed              502   the API could not confirm a called-back prediction
@@ -11,13 +12,21 @@ from __future__ import annotations
 
 from vlmhooks.errors import PayloadTooLarge, ProblemError
 
-__all__ = ["AuthError", "BodyTooLarge", "FetchBackFailed"]
+__all__ = ["AuthError", "BodyTooLarge", "CrossSiteForm", "FetchBackFailed"]
 
 
 class AuthError(ProblemError):
     status = 401
     title = "Unauthorized"
     type_slug = "unauthorized"
+
+
+class CrossSiteForm(ProblemError):
+    """403: the Origin of a sign-in or sign-out post is not this site."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "cross-site-form"
 
 
 class BodyTooLarge(PayloadTooLarge):

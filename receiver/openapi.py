@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
+from receiver.dashboard.openapi import add_console_paths
 from receiver.problems import PROBLEM_MEDIA_TYPE
 from schemas.contract import PredictionResponse
 from vlmhooks.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -375,20 +376,6 @@ def _lookup_paths() -> dict[str, Any]:
                 },
             }
         },
-        "/dashboard": {
-            "get": {
-                "operationId": "dashboard",
-                "summary": "Recent predictions as HTML, updated live",
-                "description": f"Open as `/dashboard?{ACCESS_TOKEN_PARAM}=<key>` in a browser: "
-                "the page's EventSource reuses the key the same way.",
-                "responses": {
-                    "200": {
-                        "description": "HTML.",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
         "/metrics": {
             "get": {
                 "operationId": "metrics",
@@ -510,7 +497,7 @@ def _document(auth_required: bool) -> dict[str, Any]:
         if auth_required
         else "This deployment serves reads anonymously (VLMHOOKS_ALLOW_ANONYMOUS_READS=true)."
     )
-    return {
+    document = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "vlmhooks receiver",
@@ -527,6 +514,8 @@ def _document(auth_required: bool) -> dict[str, Any]:
             },
         },
     }
+    add_console_paths(document, auth_required=auth_required)
+    return document
 
 
 def openapi_document(*, auth_required: bool) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
+from receiver.dashboard.sessions import DashboardSessions
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
@@ -34,6 +35,16 @@ class ReceiverState:
     def signature_policy(self) -> SignaturePolicy:
         """The provider signatures every callback must carry, read once from the settings."""
         return SignaturePolicy.from_settings(self.settings)
+
+    @cached_property
+    def sessions(self) -> DashboardSessions:
+        """Dashboard sign-in cookies, signed with the callback-token keys (another salt)."""
+        return DashboardSessions(
+            self.settings.require_secret_keys(),
+            self.api_keys,
+            max_age_seconds=self.settings.session_max_age,
+            clock=self.clock,
+        )
 
 
 def receiver_state(request: Request) -> ReceiverState:

@@ -20,6 +20,7 @@ DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DELIVERY_BODY_CAP_BYTES = 64 * 1024
 DEFAULT_MAX_WAIT_SECONDS = 60
+DEFAULT_SESSION_MAX_AGE_SECONDS = 8 * 3600
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 StrList = Annotated[tuple[str, ...], NoDecode]
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
         DEFAULT_MAX_WAIT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_MAX_WAIT")
     )
     log_level: str = Field("info", validation_alias=_env("VLMHOOKS_LOG_LEVEL"))
+    # How long a dashboard sign-in lasts; the cookie is signed with VLMHOOKS_SECRET_KEYS.
+    session_max_age: int = Field(
+        DEFAULT_SESSION_MAX_AGE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_SESSION_MAX_AGE")
+    )
 
     @field_validator(
         "secret_keys",
