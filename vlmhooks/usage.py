@@ -44,11 +44,18 @@ class UsageTotals(BaseModel):
     elements_processed: int = Field(description="Sum of usage.elements_processed.")
 
 
-class UsageRow(UsageTotals):
+class UsageRow(BaseModel):
+    """One group: its key first, then the same sums as the totals."""
+
+    model_config = ConfigDict(frozen=True)
+
     key: str | None = Field(
         description="The domain, the UTC day (YYYY-MM-DD) or the submission id; "
         "null for predictions that carry none."
     )
+    predictions: int
+    credits_used: int
+    elements_processed: int
 
 
 class UsageLedger(BaseModel):

@@ -112,12 +112,25 @@ async def prediction_data(request: Request) -> Response:
     """`GET /dashboard/data/predictions/{prediction_id}`: the detail page's history."""
     state = receiver_state(request)
     prediction_id: str = request.path_params["prediction_id"]
-    history = await run_in_threadpool(prediction_history, state.engine, prediction_id)
+    history = await run_in_threadpool(_positions_then_history, state.engine, prediction_id)
     if history is None:
         raise NotFound(
             f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
         )
     return _private(history)
+
+
+def _positions_then_history(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
+    # Positions first, so the page's stream, opened from them, misses no later change.
+    with engine.connect() as connection:
+        positions = current_positions(connection)
+    history = prediction_history(engine, prediction_id)
+    if history is None:
+        return None
+    return {
+        **history,
+        "positions": {"event_seq": positions.event_seq, "delivery_id": positions.delivery_id},
+    }
 
 
 async def delivery_body_data(request: Request) -> Response:
