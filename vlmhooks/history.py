@@ -82,8 +82,9 @@ def _deliveries(
 
 
 def prediction_history(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
-    """The prediction in the API's shape, its timeline, submission and deliveries; None if
-    it was never received."""
+    """The prediction in the API's shape, its failure reason, timeline, submission and
+    deliveries. A prediction that was never stored but was named by refused deliveries
+    (a 409, a 422) gets its history with `prediction: null`; None when nothing names it."""
     if "\x00" in prediction_id:  # PostgreSQL text cannot hold NUL: never stored
         return None
     with engine.connect() as connection:
@@ -92,21 +93,24 @@ def prediction_history(engine: Engine, prediction_id: str) -> dict[str, Any] | N
             .mappings()
             .first()
         )
-        if row is None:
+        submission_id = None if row is None else row["submission_id"]
+        deliveries = _deliveries(connection, prediction_id, submission_id)
+        if row is None and not deliveries:
             return None
-        timeline = _timeline(connection, prediction_id)
-        deliveries = _deliveries(connection, prediction_id, row["submission_id"])
+        timeline = _timeline(connection, prediction_id) if row is not None else []
+    if submission_id is None and deliveries:
+        submission_id = deliveries[0]["submission_id"]
     submission = None
-    if row["submission_id"] is not None:
-        submission = get_submission(engine, row["submission_id"])
+    if submission_id is not None:
+        submission = get_submission(engine, submission_id)
         if submission is not None:
             # Its prediction is this page and its deliveries are listed above.
             submission.pop("prediction")
             submission.pop("deliveries")
-    prediction = public_prediction(row)
+    prediction = None if row is None else public_prediction(row)
     return {
         "prediction": prediction,
-        "failure": failure_reason(prediction, submission),
+        "failure": None if prediction is None else failure_reason(prediction, submission),
         "timeline": timeline,
         "submission": submission,
         "deliveries": deliveries,

@@ -32,7 +32,14 @@ def _origin(url: str) -> str:
 
 
 def _require_same_origin(request: Request, state: ReceiverState) -> None:
-    # Browsers send Origin on every POST; a tool that sends none is not a cross-site page.
+    # Sec-Fetch-Site is set by the browser and unaffected by our no-referrer policy, under
+    # which a form post carries `Origin: null`; Origin is the fallback for older browsers.
+    # A tool that sends neither is not a cross-site page.
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site != "same-origin":
+            raise CrossSiteForm(f"the form was posted from a {fetch_site} page, not this site")
+        return
     origin = request.headers.get("origin")
     if origin is None:
         return

@@ -54,6 +54,9 @@ var vlm = (function () {
 
   function predictionLink(id) {
     if (id === null || id === undefined) return el("span", { className: "muted", text: "—" });
+    // A "/" cannot travel in one path segment (the API's GET /v1/predictions/{id} has the
+    // same limit): show such an id, do not link to a page that cannot exist.
+    if (String(id).indexOf("/") >= 0) return el("span", { className: "id", text: id });
     return el("a", { className: "id", text: id, href: "/dashboard/predictions/" + encodeURIComponent(id) });
   }
 

@@ -16,7 +16,8 @@
   function renderHeader(history) {
     var p = history.prediction;
     var badge = vlm.clear(document.getElementById("status-badge"));
-    badge.appendChild(vlm.badge(p.status));
+    badge.appendChild(vlm.badge(p ? p.status : "not stored"));
+    document.getElementById("never-stored").hidden = !!p;
     document.getElementById("failure").hidden = !history.failure;
     document.getElementById("failure-text").textContent = history.failure || "";
   }
@@ -108,7 +109,7 @@
       ["error", submission.error],
       ["callback URL", submission.callback_url],
     ]);
-    if (submission.json_schema) schemaBox.appendChild(vlm.json(submission.json_schema, 1));
+    if (submission.json_schema) schemaBox.appendChild(vlm.json(submission.json_schema, 3));
   }
 
   function headerList(headers) {
@@ -177,7 +178,8 @@
   function load() {
     var url = "/dashboard/data/predictions/" + encodeURIComponent(predictionId);
     return vlm.fetchJSON(url).then(function (history) {
-      var p = history.prediction;
+      // Never stored (only refused deliveries name it): an empty shell around the history.
+      var p = history.prediction || { vlmhooks: {}, usage: null, response: null };
       renderHeader(history);
       renderSummary(p);
       renderTimeline(history.timeline);

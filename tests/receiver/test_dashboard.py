@@ -47,6 +47,10 @@ def sign_in(http: httpx.Client, key: str = API_KEY, **form: str) -> httpx.Respon
     return http.post("/dashboard/sign-in", data={"key": key, **form})
 
 
+def sign_in_with(http: httpx.Client, headers: dict[str, str]) -> httpx.Response:
+    return http.post("/dashboard/sign-in", data={"key": API_KEY}, headers=headers)
+
+
 def set_cookie(response: httpx.Response) -> SimpleCookie:
     cookie: SimpleCookie = SimpleCookie()
     cookie.load(response.headers["set-cookie"])
@@ -117,10 +121,15 @@ def test_sign_in_refusals(console: Console) -> None:
     )
     assert cross_site.status_code == 403
     assert cross_site.headers["content-type"] == "application/problem+json"
-    same_site = http.post(
-        "/dashboard/sign-in", data={"key": API_KEY}, headers={"Origin": console.url}
-    )
-    assert same_site.status_code == 303
+    for headers in (
+        {"Origin": console.url},
+        # Under Referrer-Policy: no-referrer a browser posts `Origin: null`; Sec-Fetch-Site
+        # still says where the form was.
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    ):
+        assert sign_in_with(http, headers).status_code == 303, headers
+    for headers in ({"Origin": "null"}, {"Sec-Fetch-Site": "cross-site", "Origin": console.url}):
+        assert sign_in_with(http, headers).status_code == 403, headers
     not_a_form = http.post("/dashboard/sign-in", json={"key": API_KEY})
     assert not_a_form.status_code == 415
     huge = http.post("/dashboard/sign-in", data={"key": "k" * 20_000})
@@ -290,6 +299,11 @@ def test_prediction_history_and_raw_bodies(console: Console) -> None:
     delivery_id = history["deliveries"][1]["id"]
     raw = console.http.get(f"/dashboard/data/deliveries/{delivery_id}", headers=AUTH).json()
     assert raw["body_encoding"] == "utf-8" and '"currency":"EUR"' in raw["body"]
+    # Never stored, but named by a refused delivery: the history explains the refusal.
+    impostor = console.http.get("/dashboard/data/predictions/pred-impostor", headers=AUTH).json()
+    assert impostor["prediction"] is None and impostor["timeline"] == []
+    assert [d["http_status"] for d in impostor["deliveries"]] == [409]
+    assert impostor["submission"]["id"] == s.ok_submission
     missing = console.http.get("/dashboard/data/predictions/nope", headers=AUTH)
     assert missing.status_code == 404
     assert console.http.get("/dashboard/data/deliveries/999", headers=AUTH).status_code == 404
