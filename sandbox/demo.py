@@ -701,7 +701,7 @@ def _print_lookups(
     out.print(f"Receiver: {receiver_url} (lookup API key {key})")
     out.print(f"  curl -H 'Authorization: Bearer {key}' '{receiver_url}/v1/predictions/{example}'")
     out.print(f"  curl -H 'Authorization: Bearer {key}' '{receiver_url}/v1/predictions'")
-    out.print(f"Dashboard: {receiver_url}/dashboard?access_token={key}")
+    out.print(f"Dashboard: {receiver_url}/dashboard (sign in with the lookup API key)")
 
 
 def _serve_until_interrupted(out: Console, servers: Sequence[LoopbackServer]) -> None:

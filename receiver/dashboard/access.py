@@ -46,7 +46,10 @@ def authorize_dashboard(request: Request, state: ReceiverState) -> None:
         return
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None:
-        raise AuthError(f"sign in at {SIGN_IN_PATH}, or send `Authorization: Bearer <key>`")
+        raise AuthError(
+            "missing Authorization header or session cookie: "
+            f"sign in at {SIGN_IN_PATH}, or send `Authorization: Bearer <key>`"
+        )
     verdict = state.sessions.verify(cookie)
     if verdict == "expired":
         raise SessionProblem("the dashboard session has expired: sign in again", reason="expired")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.dashboard.pages import ASSETS
 from receiver.dashboard.sessions import SESSION_COOKIE
 from receiver.problems import PROBLEM_MEDIA_TYPE
 from vlmhooks.pagination import MAX_ROW_ID
@@ -257,9 +258,17 @@ def _open_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "dashboardAsset",
                 "summary": "The dashboard's stylesheet, scripts and icon",
-                "parameters": [_path("name", "The file name.", {"type": "string"})],
+                "parameters": [
+                    _path("name", "The file name.", {"type": "string", "enum": sorted(ASSETS)})
+                ],
                 "responses": {
-                    "200": {"description": "The file (CSS, JavaScript or SVG)."},
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            media_type.partition(";")[0]: {"schema": {"type": "string"}}
+                            for media_type in sorted(set(ASSETS.values()))
+                        },
+                    },
                     "304": {"description": "Not modified (If-None-Match)."},
                     "404": _problem("No such asset."),
                 },

@@ -9,6 +9,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 import pytest
 
 from receiver.dashboard.headers import SECURITY_HEADERS
@@ -21,9 +22,11 @@ from tests.receiver.dashboard_support import (
     OLD_API_KEY,
     SECRET_KEY,
     Console,
+    callback_body,
     running_console,
     seed,
 )
+from tests.receiver.lookup_support import EventReader
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 GUARDED = [
@@ -40,6 +43,13 @@ PAGES = ["overview.html", "prediction.html", "signin.html"]
 @pytest.fixture
 def console(sqlite_url: str) -> Iterator[Console]:
     with running_console(sqlite_url) as running:
+        yield running
+
+
+@pytest.fixture
+def any_console(database_url: str) -> Iterator[Console]:
+    """For the reads whose SQL differs by database (time buckets, sums, substr)."""
+    with running_console(database_url) as running:
         yield running
 
 
@@ -215,7 +225,8 @@ def test_static_assets_are_an_allow_list_revalidated_by_etag(console: Console) -
         assert "document.write" not in source and "eval(" not in source, script
 
 
-def test_overview_data_counts_charts_credits_and_refusals(console: Console) -> None:
+def test_overview_data_counts_charts_credits_and_refusals(any_console: Console) -> None:
+    console = any_console
     s = seed(console)
     overview = console.http.get("/dashboard/data/overview", headers=AUTH).json()
     counts = overview["counts"]
@@ -269,7 +280,8 @@ def test_overview_data_counts_charts_credits_and_refusals(console: Console) -> N
     assert bad.status_code == 400 and bad.json()["parameter"] == "status"
 
 
-def test_prediction_history_and_raw_bodies(console: Console) -> None:
+def test_prediction_history_and_raw_bodies(any_console: Console) -> None:
+    console = any_console
     s = seed(console)
     history = console.http.get(f"/dashboard/data/predictions/{s.completed}", headers=AUTH).json()
     assert [step["status"] for step in history["timeline"]] == ["running", "completed"]
@@ -315,3 +327,37 @@ def test_anonymous_deployment_serves_the_dashboard_without_sign_in(sqlite_url: s
         assert console.http.get("/dashboard", headers=HTML).status_code == 200
         assert console.http.get("/dashboard/data/overview").status_code == 200
         assert sign_in(console.http, key="anything").headers["location"] == "/dashboard"
+
+
+def test_dashboard_stream_carries_changes_and_refusals_and_resumes(console: Console) -> None:
+    s = seed(console)
+    with httpx.Client(base_url=console.url, headers=AUTH, timeout=30) as http:
+        # From the start: five prediction events, then the three refusals, ids "seq.delivery".
+        params = {"after": "0", "after_delivery": "0"}
+        with http.stream("GET", "/dashboard/events", params=params) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["x-content-type-options"] == "nosniff"
+            events = EventReader(response).events(8)
+        assert [(e.event, e.id) for e in events[:2]] == [
+            ("prediction.running", "1.0"),
+            ("prediction.completed", "2.0"),
+        ]
+        assert orjson.loads(events[1].data) == {"id": s.completed, "status": "completed"}
+        refusals = [orjson.loads(e.data) for e in events[5:]]
+        assert [e.event for e in events[5:]] == ["delivery.rejected"] * 3
+        assert [e.id for e in events[5:]] == ["5.6", "5.7", "5.8"]
+        assert [r["http_status"] for r in refusals] == [401, 422, 409]
+        assert "body" not in refusals[0] and refusals[0]["submission_id"] == s.ok_submission
+        # Resuming after the last id repeats nothing; new news arrives.
+        with http.stream("GET", "/dashboard/events", headers={"Last-Event-ID": "5.8"}) as response:
+            reader = EventReader(response)
+            console.refuse("sub-x", {"id": "late"}, 401, signed=False)
+            console.deliver("sub-x", callback_body("late"))
+            late = reader.events(2)
+        # Whether the stream woke between the two commits or after both, it ends at the
+        # same position and carries each piece of news once.
+        assert sorted(e.event for e in late) == ["delivery.rejected", "prediction.completed"]
+        assert late[-1].id == "6.9"
+        for bad in ({"after": "1"}, {"after": "x", "after_delivery": "1"}):
+            assert http.get("/dashboard/events", params=bad).status_code == 400
+        assert http.get("/dashboard/events", headers={"Last-Event-ID": "12"}).status_code == 400

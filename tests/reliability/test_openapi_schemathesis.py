@@ -54,7 +54,7 @@ from vlmhooks.settings import Settings
 from vlmhooks.tokens import CallbackTokens
 
 # An SSE stream never ends on its own, so a generated request to it would never return.
-STREAMING_PATHS = {"/v1/events"}
+STREAMING_PATHS = {"/v1/events", "/dashboard/events"}
 # A generated `?wait=` is honoured up to the server's cap; a test waiting seconds per example
 # learns nothing more than one waiting 50 ms.
 MAX_TEST_WAIT_SECONDS = 0.05
