@@ -28,7 +28,6 @@ __all__ = [
     "count_by_domain",
     "current_positions",
     "event_marks_after",
-    "last_delivery_id",
     "latest_predictions",
     "latest_refusals",
     "refusals_after",
@@ -198,11 +197,6 @@ def refusals_after(engine: Engine, delivery_id: int, limit: int) -> list[Deliver
             .limit(limit)
         ).mappings()
         return [DeliveryMark(int(row["id"]), _refusal(row)) for row in rows]
-
-
-def last_delivery_id(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return current_positions(connection).delivery_id
 
 
 def event_marks_after(engine: Engine, seq: int, limit: int) -> list[EventMark]:

@@ -3,12 +3,12 @@
 (function () {
   "use strict";
   var STATUSES = ["enqueued", "pending", "running", "paused", "completed", "failed"];
-  var REFRESH_GAP_MS = 300;
-  var FRESH_MS = 3000;
+  // However busy the receiver, an open overview re-reads at most about once a second.
+  var REFRESH_GAP_MS = 1000;
   var el = vlm.el;
   var params = new URLSearchParams(window.location.search);
   var filters = { status: params.get("status") || "", domain: params.get("domain") || "", q: params.get("q") || "" };
-  var fresh = {}; // id -> time it changed, to highlight rows the stream announced
+  var fresh = {}; // ids the stream announced; the next render highlights them once
   var stream = null;
 
   document.getElementById("filter-status").value = filters.status;
@@ -119,8 +119,10 @@
     summary.dataset.refused = String(refused);
   }
 
-  function isFresh(id) {
-    return fresh[id] && Date.now() - fresh[id] < FRESH_MS;
+  function takeFresh(id) {
+    var was = fresh[id] === true;
+    delete fresh[id];
+    return was;
   }
 
   function renderPredictions(predictions) {
@@ -129,7 +131,7 @@
       var ours = p.vlmhooks || {};
       var usage = p.usage || {};
       var verdict = ours.schema_valid === null || ours.schema_valid === undefined ? "" : ours.schema_valid ? "valid" : "invalid";
-      var tr = el("tr", { className: isFresh(p.id) ? "fresh" : "" }, [
+      var tr = el("tr", { className: takeFresh(p.id) ? "fresh" : "" }, [
         el("td", {}, [vlm.predictionLink(p.id)]),
         el("td", {}, [vlm.badge(p.status)]),
         el("td", { text: p.domain }),
@@ -149,7 +151,7 @@
   function renderRefused(refused) {
     var body = vlm.clear(document.querySelector("#refused tbody"));
     refused.forEach(function (d) {
-      var tr = el("tr", { className: isFresh("delivery:" + d.id) ? "fresh" : "" }, [
+      var tr = el("tr", { className: takeFresh("delivery:" + d.id) ? "fresh" : "" }, [
         el("td", {}, [vlm.time(d.received_at)]),
         el("td", { className: "num", text: d.http_status }),
         el("td", { className: "reason", text: d.reason }),
@@ -163,7 +165,7 @@
   }
 
   function onEvent(type, data) {
-    fresh[type === "delivery.rejected" ? "delivery:" + data.id : data.id] = Date.now();
+    fresh[type === "delivery.rejected" ? "delivery:" + data.id : data.id] = true;
     refresh();
   }
 
@@ -175,7 +177,6 @@
       renderPerMinute(overview.callbacks_per_minute);
       renderPredictions(overview.predictions);
       renderRefused(overview.refused);
-      document.body.dataset.loadedAt = overview.now;
       // Opened after the first read, from the positions read before it: nothing committed
       // in between is missed.
       if (!stream) stream = vlm.openStream(overview.positions, onEvent);

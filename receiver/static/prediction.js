@@ -188,7 +188,6 @@
       renderResponse(p.response);
       renderSubmission(history.submission);
       renderDeliveries(history.deliveries);
-      document.body.dataset.loaded = "true";
       if (!stream) stream = vlm.openStream(history.positions, onEvent);
     });
   }

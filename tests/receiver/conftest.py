@@ -68,9 +68,13 @@ def chromium_executable() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Browser]:
-    """One browser for the whole session; each test opens its own context (fresh cookies)."""
+    """One browser per test module; each test opens its own context (fresh cookies).
+
+    Per module, not per session: while Playwright's sync API is up, its event loop counts
+    as running in the main thread, and tests that call `asyncio.run` would fail after it.
+    """
     from playwright.sync_api import expect, sync_playwright
 
     # The machine is shared: give auto-waiting assertions room before calling a failure.
