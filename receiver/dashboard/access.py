@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.auth import bearer_credentials, key_matches
 from receiver.dashboard.sessions import SESSION_COOKIE
-from receiver.errors import AuthError
+from receiver.errors import AuthError, SessionInvalid
 from receiver.problems import receiver_error_response
 from receiver.state import ReceiverState
 
@@ -25,14 +25,6 @@ SIGN_IN_PATH = "/dashboard/sign-in"
 DEFAULT_NEXT = "/dashboard"
 # Old links carried the key as ?access_token=; it must not travel on into a redirect.
 _DROPPED_QUERY_PARAMS = frozenset({"access_token"})
-
-
-class SessionProblem(AuthError):
-    """A 401 whose cause the sign-in page can explain (`expired`, `invalid`)."""
-
-    def __init__(self, detail: str, *, reason: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def authorize_dashboard(request: Request, state: ReceiverState) -> None:
@@ -52,9 +44,9 @@ def authorize_dashboard(request: Request, state: ReceiverState) -> None:
         )
     verdict = state.sessions.verify(cookie)
     if verdict == "expired":
-        raise SessionProblem("the dashboard session has expired: sign in again", reason="expired")
+        raise SessionInvalid("the dashboard session has expired: sign in again", reason="expired")
     if verdict != "valid":
-        raise SessionProblem("the dashboard session is not valid: sign in again", reason="invalid")
+        raise SessionInvalid("the dashboard session is not valid: sign in again", reason="invalid")
 
 
 def safe_next(target: str | None) -> str:
@@ -80,7 +72,7 @@ def _next_of(request: Request) -> str:
 
 def sign_in_redirect(request: Request, error: AuthError) -> Response:
     query = {"next": _next_of(request)}
-    if isinstance(error, SessionProblem):
+    if isinstance(error, SessionInvalid):
         query["error"] = error.reason
     # 303, not 401: a browser shows the form, and its console stays free of failed loads.
     return RedirectResponse(f"{SIGN_IN_PATH}?{urlencode(query)}", status_code=303)
