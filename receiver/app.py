@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 
 from receiver.callbacks import callback_routes
+from receiver.dashboard.routes import dashboard_routes
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.lookup import lookup_routes
@@ -18,6 +19,7 @@ from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
 from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
+from receiver.usage import usage_routes
 from receiver.verify import SignaturePolicy
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.tokens import CallbackTokens
@@ -79,7 +81,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             engine.dispose()
 
     app = Starlette(
-        routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
+        routes=[
+            *callback_routes(),
+            *lookup_routes(),
+            *usage_routes(),
+            *dashboard_routes(),
+            *ops_routes(),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

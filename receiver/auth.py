@@ -53,6 +53,11 @@ def presented_key(scope: Scope) -> bytes:
                 f" (or ?{ACCESS_TOKEN_PARAM}=<key> on GET)"
             )
         return token.encode("utf-8")
+    return bearer_credentials(authorization)
+
+
+def bearer_credentials(authorization: str) -> bytes:
+    """The key in an `Authorization: Bearer <key>` value, or `AuthError` saying what is wrong."""
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer":
         raise AuthError("the Authorization scheme must be Bearer")

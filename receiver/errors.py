@@ -2,6 +2,8 @@
 
 ProblemError (vlmhooks.errors)
 ├── AuthError                    401   the lookup API's bearer key is missing or wrong
+│   └── SessionInvalid                 the dashboard's session cookie expired or is forged
+├── CrossSiteForm                403   a dashboard form was posted from another site
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
 └── FetchBackFailed              502   the API could not confirm a called-back prediction
@@ -11,13 +13,29 @@ from __future__ import annotations
 
 from vlmhooks.errors import PayloadTooLarge, ProblemError
 
-__all__ = ["AuthError", "BodyTooLarge", "FetchBackFailed"]
+__all__ = ["AuthError", "BodyTooLarge", "CrossSiteForm", "FetchBackFailed", "SessionInvalid"]
 
 
 class AuthError(ProblemError):
     status = 401
     title = "Unauthorized"
     type_slug = "unauthorized"
+
+
+class SessionInvalid(AuthError):
+    """401; `reason` (`expired`, `invalid`) lets the sign-in form say why it is shown."""
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class CrossSiteForm(ProblemError):
+    """403: the Origin of a sign-in or sign-out post is not this site."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "cross-site-form"
 
 
 class BodyTooLarge(PayloadTooLarge):

@@ -1,4 +1,4 @@
-"""The lookup API: predictions (with long-poll), submissions, deliveries, events, dashboard.
+"""The lookup API: predictions (with long-poll), submissions, deliveries, events.
 
 Every route here sits behind `RequireBearer`; callbacks and health checks do not.
 """
@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.auth import RequireBearer
-from receiver.dashboard import dashboard
 from receiver.params import (
     bool_param,
     int_param,
@@ -170,5 +169,4 @@ def lookup_routes() -> list[BaseRoute]:
             "/v1/deliveries", list_deliveries_endpoint, methods=["GET"], middleware=authenticated
         ),
         Route("/v1/events", stream_events, methods=["GET"], middleware=authenticated),
-        Route("/dashboard", dashboard, methods=["GET"], middleware=authenticated),
     ]

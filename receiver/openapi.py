@@ -9,6 +9,7 @@ import functools
 from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
+from receiver.dashboard.openapi import add_console_paths
 from receiver.openapi_paths import lookup_paths, problem, public_paths
 from receiver.openapi_schemas import component_schemas
 
@@ -38,7 +39,7 @@ def _document(auth_required: bool) -> dict[str, Any]:
         if auth_required
         else "This deployment serves reads anonymously (VLMHOOKS_ALLOW_ANONYMOUS_READS=true)."
     )
-    return {
+    document = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "vlmhooks receiver",
@@ -55,6 +56,8 @@ def _document(auth_required: bool) -> dict[str, Any]:
             },
         },
     }
+    add_console_paths(document, auth_required=auth_required)
+    return document
 
 
 def openapi_document(*, auth_required: bool) -> dict[str, Any]:

@@ -22,7 +22,9 @@ from receiver.problems import problem_response
 from receiver.responses import json_response
 from receiver.shapes import Health, Ready
 from receiver.state import receiver_state
+from receiver.usage import CreditsByDomain
 from vlmhooks.reads import count_predictions_by_status
+from vlmhooks.usage import credits_by_domain
 
 __all__ = [
     "READY_TIMEOUT_SECONDS",
@@ -101,10 +103,12 @@ async def metrics(request: Request) -> Response:
     """Prometheus text: this process's counters plus database-wide predictions by status."""
     state = receiver_state(request)
     counts = await run_in_threadpool(count_predictions_by_status, state.engine)
+    credits = await run_in_threadpool(credits_by_domain, state.engine)
     # The database gauge is shared by every process, so it lives in a per-scrape registry
     # rather than in the process's own.
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(PredictionsByStatus(counts))
+    scrape.register(CreditsByDomain(credits))
     body = generate_latest(state.metrics.registry) + generate_latest(scrape)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
+from receiver.dashboard.sessions import DashboardSessions
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
@@ -33,6 +35,16 @@ class ReceiverState:
     signature_policy: SignaturePolicy  # parsed once by create_app
     clock: Callable[[], float]
     serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
+
+    @cached_property
+    def sessions(self) -> DashboardSessions:
+        """Dashboard sign-in cookies, signed with the callback-token keys (another salt)."""
+        return DashboardSessions(
+            self.settings.require_secret_keys(),
+            self.api_keys,
+            max_age_seconds=self.settings.session_max_age,
+            clock=self.clock,
+        )
 
 
 def receiver_state(request: Request) -> ReceiverState:

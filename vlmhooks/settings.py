@@ -31,6 +31,7 @@ DEFAULT_TOKEN_MAX_AGE_SECONDS = 7 * 24 * 3600
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DELIVERY_BODY_CAP_BYTES = 64 * 1024
 DEFAULT_MAX_WAIT_SECONDS = 60
+DEFAULT_SESSION_MAX_AGE_SECONDS = 8 * 3600
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
     # Set by the Lambda runtime itself, never by the user.
     aws_lambda_function_name: str | None = Field(
         None, validation_alias=_env("AWS_LAMBDA_FUNCTION_NAME")
+    )
+    # How long a dashboard sign-in lasts; the cookie is signed with VLMHOOKS_SECRET_KEYS.
+    session_max_age: int = Field(
+        DEFAULT_SESSION_MAX_AGE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_SESSION_MAX_AGE")
     )
 
     @field_validator(

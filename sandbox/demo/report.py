@@ -264,4 +264,4 @@ def print_lookups(
     out.print(f"Receiver: {receiver_url} (lookup API key {key})")
     out.print(f"  curl -H 'Authorization: Bearer {key}' '{receiver_url}/v1/predictions/{example}'")
     out.print(f"  curl -H 'Authorization: Bearer {key}' '{receiver_url}/v1/predictions'")
-    out.print(f"Dashboard: {receiver_url}/dashboard?access_token={key}")
+    out.print(f"Dashboard: {receiver_url}/dashboard (sign in with the lookup API key)")

@@ -62,7 +62,7 @@ from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
 from vlmhooks.tokens import CallbackTokens
 
 # An SSE stream never ends on its own, so a generated request to it would never return.
-STREAMING_PATHS = {"/v1/events"}
+STREAMING_PATHS = {"/v1/events", "/dashboard/events"}
 CALLBACK_PATH = "/v1/callbacks/{token}"
 # A generated `?wait=` is honoured up to the server's cap; a test waiting seconds per example
 # learns nothing more than one waiting 50 ms.

@@ -236,7 +236,7 @@ def test_keep_running_serves_lookups_until_ctrl_c_then_cleans_up() -> None:
             database = Path(reader.until(r"Database: (\S+) \(temporary")[1])
             answer = httpx.get(lookup_url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
             anonymous = httpx.get(lookup_url, timeout=10)
-            page = httpx.get(dashboard, timeout=10)
+            page = httpx.get(dashboard, headers={"Authorization": f"Bearer {key}"}, timeout=10)
             assert database.exists()
         finally:
             process.send_signal(signal.SIGINT)

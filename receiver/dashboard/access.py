@@ -1,0 +1,102 @@
+"""Who may see the dashboard: a valid bearer key (proxies, tests) or a valid session cookie.
+
+Never a key in the URL. A browser without either is sent to the sign-in form; anything else
+gets the same 401 problem as the lookup API. Keys come from the lifespan state; none
+configured means reads were opened explicitly at start.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from receiver.auth import bearer_credentials, key_matches
+from receiver.dashboard.sessions import SESSION_COOKIE
+from receiver.errors import AuthError, SessionInvalid
+from receiver.problems import receiver_error_response
+from receiver.state import ReceiverState
+
+__all__ = ["SIGN_IN_PATH", "RequireDashboardAccess", "authorize_dashboard", "safe_next"]
+
+SIGN_IN_PATH = "/dashboard/sign-in"
+DEFAULT_NEXT = "/dashboard"
+# Old links carried the key as ?access_token=; it must not travel on into a redirect.
+_DROPPED_QUERY_PARAMS = frozenset({"access_token"})
+
+
+def authorize_dashboard(request: Request, state: ReceiverState) -> None:
+    """Pass, or raise `AuthError`. A wrong header is not rescued by a good cookie."""
+    if not state.api_keys:
+        return
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        if not key_matches(bearer_credentials(authorization), state.api_keys):
+            raise AuthError("the API key is not valid")
+        return
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is None:
+        raise AuthError(
+            "missing Authorization header or session cookie: "
+            f"sign in at {SIGN_IN_PATH}, or send `Authorization: Bearer <key>`"
+        )
+    verdict = state.sessions.verify(cookie)
+    if verdict == "expired":
+        raise SessionInvalid("the dashboard session has expired: sign in again", reason="expired")
+    if verdict != "valid":
+        raise SessionInvalid("the dashboard session is not valid: sign in again", reason="invalid")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a dashboard path on this site, nothing else."""
+    if (
+        target is None
+        or not target.startswith(DEFAULT_NEXT)
+        or "\\" in target
+        or any(ord(char) < 0x20 for char in target)
+    ):
+        return DEFAULT_NEXT
+    return target
+
+
+def _wants_html(request: Request) -> bool:
+    return request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+
+
+def _next_of(request: Request) -> str:
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _DROPPED_QUERY_PARAMS]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
+
+def sign_in_redirect(request: Request, error: AuthError) -> Response:
+    query = {"next": _next_of(request)}
+    if isinstance(error, SessionInvalid):
+        query["error"] = error.reason
+    # 303, not 401: a browser shows the form, and its console stays free of failed loads.
+    return RedirectResponse(f"{SIGN_IN_PATH}?{urlencode(query)}", status_code=303)
+
+
+class RequireDashboardAccess:
+    """Route middleware: the request goes on only with a valid key or session."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            state = scope["state"]["receiver"]
+            assert isinstance(state, ReceiverState)
+            request = Request(scope)
+            try:
+                authorize_dashboard(request, state)
+            except AuthError as exc:
+                response = (
+                    sign_in_redirect(request, exc)
+                    if _wants_html(request)
+                    else receiver_error_response(exc)
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

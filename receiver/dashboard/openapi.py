@@ -1,0 +1,307 @@
+"""The console's part of `/openapi.json`: the dashboard routes and `GET /v1/usage`.
+
+Kept apart from `receiver/openapi.py` and merged into its document by one call, so either
+file can change without the other; the ledger's schema comes from its pydantic model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.dashboard.pages import ASSETS
+from receiver.dashboard.sessions import SESSION_COOKIE
+from receiver.problems import PROBLEM_MEDIA_TYPE
+from vlmhooks.pagination import MAX_ROW_ID
+from vlmhooks.usage import DEFAULT_USAGE_GROUPS, MAX_USAGE_GROUPS, UsageLedger
+
+__all__ = ["add_console_paths"]
+
+REF = "#/components/schemas/{model}"
+Schema = dict[str, Any]
+_NO_NUL: Schema = {"type": "string", "pattern": "^[^\\u0000]*$"}
+_TIME: Schema = {"type": "string", "format": "date-time"}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": REF.format(model=name)}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
+    }
+
+
+def _content(description: str, media_type: str, schema: Schema) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return _content(description, "text/html", {"type": "string"})
+
+
+def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _path(name: str, description: str, schema: Schema) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _redirect(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Location": {"schema": {"type": "string"}, "description": "Where to go."}},
+    }
+
+
+_OBJECT: Schema = {"type": "object"}
+_PREDICTION_ID = _path(
+    "prediction_id", "The API's prediction id.", {"type": "string", "minLength": 1}
+)
+
+
+def _page(description: str, auth_required: bool) -> dict[str, Any]:
+    responses = {"200": _html(description)}
+    if auth_required:
+        responses["303"] = _redirect(
+            "A browser (Accept: text/html) without a session goes to the sign-in form."
+        )
+    return responses
+
+
+def _guarded_paths(auth_required: bool) -> dict[str, Any]:
+    """Routes that need a bearer key or the session cookie."""
+    return {
+        "/dashboard": {
+            "get": {
+                "operationId": "dashboardOverview",
+                "summary": "The operations console (HTML; its script reads the data routes)",
+                "responses": _page("The page; it holds no data itself.", auth_required),
+            }
+        },
+        "/dashboard/predictions/{prediction_id}": {
+            "get": {
+                "operationId": "dashboardPrediction",
+                "summary": "One prediction's detail page (HTML)",
+                "parameters": [_PREDICTION_ID],
+                "responses": _page("The page; it holds no data itself.", auth_required),
+            }
+        },
+        "/dashboard/data/overview": {
+            "get": {
+                "operationId": "dashboardOverviewData",
+                "summary": "What the overview shows, as JSON",
+                "description": "Counts by status and domain, callbacks per minute over the last "
+                "hour, credits today and over 7 days by domain, the latest predictions "
+                "(filtered) and refused deliveries, and the stream positions read first.",
+                "parameters": [
+                    _query("status", "Only predictions with this status.", _ref("Status")),
+                    _query("domain", "Only predictions of this domain.", _NO_NUL),
+                    _query("q", "A prefix of the prediction id or of the submission id.", _NO_NUL),
+                ],
+                "responses": {
+                    "200": _content("The overview.", "application/json", _OBJECT),
+                    "400": _problem("A query parameter is invalid; `parameter` names it."),
+                },
+            }
+        },
+        "/dashboard/data/predictions/{prediction_id}": {
+            "get": {
+                "operationId": "dashboardPredictionData",
+                "summary": "One prediction's history, as JSON",
+                "description": "The prediction, its failure reason, status timeline, submission "
+                "and its most recent 100 deliveries (no raw bodies).",
+                "parameters": [_PREDICTION_ID],
+                "responses": {
+                    "200": _content("The history.", "application/json", _OBJECT),
+                    "404": _problem("Not received."),
+                },
+            }
+        },
+        "/dashboard/data/deliveries/{delivery_id}": {
+            "get": {
+                "operationId": "dashboardDelivery",
+                "summary": "One delivery with its stored raw body",
+                "parameters": [
+                    _path(
+                        "delivery_id",
+                        "The delivery's id.",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                    )
+                ],
+                "responses": {
+                    "200": _content("The delivery.", "application/json", _ref("Delivery")),
+                    "400": _problem("The id is not an integer."),
+                    "404": _problem("No such delivery."),
+                },
+            }
+        },
+        "/dashboard/events": {
+            "get": {
+                "operationId": "dashboardEvents",
+                "summary": "The dashboard's live stream (Server-Sent Events)",
+                "description": "`prediction.<status>` (data: id and status) and "
+                "`delivery.rejected` (data: the refusal). Event ids are `<seq>.<delivery id>`; "
+                "resume with `Last-Event-ID` or both `after` and `after_delivery`.",
+                "parameters": [
+                    _query(
+                        "after", "Event seq to resume after.", {"type": "integer", "minimum": 0}
+                    ),
+                    _query(
+                        "after_delivery",
+                        "Delivery id to resume after.",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                ],
+                "responses": {
+                    "200": _content("An endless stream.", "text/event-stream", {"type": "string"}),
+                    "400": _problem("A resume position is invalid."),
+                },
+            }
+        },
+    }
+
+
+def _usage_path() -> dict[str, Any]:
+    return {
+        "/v1/usage": {
+            "get": {
+                "operationId": "getUsage",
+                "summary": "The usage ledger: credits and elements summed from stored usage",
+                "description": "Grouped by domain, by UTC day or by submission, over the "
+                "predictions created in [since, until). Rows are ordered by key.",
+                "parameters": [
+                    _query(
+                        "group_by",
+                        "How to group (default domain).",
+                        {"type": "string", "enum": ["domain", "day", "submission"]},
+                    ),
+                    _query("since", "created_at >= this (ISO 8601; UTC if no offset).", _TIME),
+                    _query("until", "created_at < this (ISO 8601; UTC if no offset).", _TIME),
+                    _query(
+                        "limit",
+                        f"At most this many groups (default {DEFAULT_USAGE_GROUPS}).",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_GROUPS},
+                    ),
+                ],
+                "responses": {
+                    "200": _content("The ledger.", "application/json", _ref("UsageLedger")),
+                    "400": _problem("A query parameter is invalid; `parameter` names it."),
+                },
+            }
+        }
+    }
+
+
+def _open_paths() -> dict[str, Any]:
+    see_other = "Always, to `next` (signed in) or back to the form (wrong key)."
+    return {
+        "/dashboard/sign-in": {
+            "get": {
+                "operationId": "dashboardSignInForm",
+                "summary": "The sign-in form",
+                "responses": {"200": _html("The form.")},
+            },
+            "post": {
+                "operationId": "dashboardSignIn",
+                "summary": "Sign in with an API key; sets the session cookie",
+                "description": f"Sets `{SESSION_COOKIE}` (HttpOnly, SameSite=Strict, Path="
+                "/dashboard, Secure over https, expiring after VLMHOOKS_SESSION_MAX_AGE).",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["key"],
+                                "properties": {
+                                    "key": {"type": "string"},
+                                    "next": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "303": _redirect(see_other),
+                    "403": _problem("Posted from another site."),
+                    "413": _problem("The form is too large."),
+                    "415": _problem("Not a form."),
+                },
+            },
+        },
+        "/dashboard/sign-out": {
+            "post": {
+                "operationId": "dashboardSignOut",
+                "summary": "Sign out: clears the session cookie",
+                "responses": {
+                    "303": _redirect("To the sign-in form."),
+                    "403": _problem("Posted from another site."),
+                },
+            }
+        },
+        "/dashboard/static/{name}": {
+            "get": {
+                "operationId": "dashboardAsset",
+                "summary": "The dashboard's stylesheet, scripts and icon",
+                "parameters": [
+                    _path("name", "The file name.", {"type": "string", "enum": sorted(ASSETS)})
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            media_type.partition(";")[0]: {"schema": {"type": "string"}}
+                            for media_type in sorted(set(ASSETS.values()))
+                        },
+                    },
+                    "304": {"description": "Not modified (If-None-Match)."},
+                    "404": _problem("No such asset."),
+                },
+            }
+        },
+    }
+
+
+def _secure(paths: dict[str, Any], security: list[dict[str, list[str]]]) -> None:
+    for item in paths.values():
+        for operation in item.values():
+            operation["security"] = security
+            if security:
+                operation["responses"]["401"] = _problem(
+                    "Missing or wrong key, or no valid session (`WWW-Authenticate: Bearer`)."
+                )
+
+
+def add_console_paths(document: dict[str, Any], *, auth_required: bool) -> None:
+    """Add the dashboard and usage routes, their schemas and the session scheme, in place."""
+    guarded, usage, open_ = _guarded_paths(auth_required), _usage_path(), _open_paths()
+    _secure(guarded, [{"bearerAuth": []}, {"dashboardSession": []}] if auth_required else [])
+    _secure(usage, [{"bearerAuth": []}, {"accessToken": []}] if auth_required else [])
+    _secure(open_, [])
+    document["paths"].update({**guarded, **usage, **open_})
+    ledger = UsageLedger.model_json_schema(ref_template=REF)
+    components = document["components"]
+    components["schemas"].update({**ledger.pop("$defs", {}), "UsageLedger": ledger})
+    components["securitySchemes"]["dashboardSession"] = {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+    }
+    metrics = document["paths"].get("/metrics", {}).get("get")
+    if metrics is not None:
+        metrics["description"] += " Also credits used by domain (the whole database)."

@@ -1,0 +1,104 @@
+"""`POST /dashboard/sign-in` and `POST /dashboard/sign-out`: the session cookie's life.
+
+The key travels once, in a form body, never in a URL; the cookie it buys is HttpOnly
+(no script reads it), SameSite=Strict (no other site's page sends it), Secure over https,
+scoped to /dashboard and expiring. A post from another site's page is refused.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from receiver.body import declared_length, read_body
+from receiver.dashboard.access import SIGN_IN_PATH, safe_next
+from receiver.dashboard.sessions import SESSION_COOKIE, SESSION_PATH
+from receiver.errors import CrossSiteForm
+from receiver.state import ReceiverState, receiver_state
+from vlmhooks.errors import UnsupportedMediaType
+
+__all__ = ["sign_in", "sign_out"]
+
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+# A key and a return path; anything longer is not our form.
+MAX_FORM_BYTES = 8 * 1024
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _require_same_origin(request: Request, state: ReceiverState) -> None:
+    # Sec-Fetch-Site is set by the browser and unaffected by our no-referrer policy, under
+    # which a form post carries `Origin: null`; Origin is the fallback for older browsers.
+    # A tool that sends neither is not a cross-site page.
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site != "same-origin":
+            raise CrossSiteForm(f"the form was posted from a {fetch_site} page, not this site")
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    allowed = {_origin(str(request.base_url)), _origin(state.settings.public_url)}
+    if origin.lower() not in allowed:
+        raise CrossSiteForm(f"the form was posted from {origin}, not from this site")
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != FORM_MEDIA_TYPE:
+        raise UnsupportedMediaType(f"expected {FORM_MEDIA_TYPE}, got {media_type or 'none'}")
+    declared_length(request.headers.get("content-length"), limit=MAX_FORM_BYTES)
+    body = await read_body(request.stream(), limit=MAX_FORM_BYTES)
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def _is_https(request: Request, state: ReceiverState) -> bool:
+    # Behind a TLS-terminating proxy the scheme comes from X-Forwarded-Proto (uvicorn's
+    # proxy_headers); the public URL covers a proxy that does not send it.
+    return request.url.scheme == "https" or state.settings.public_url.startswith("https://")
+
+
+async def sign_in(request: Request) -> Response:
+    """Check the key from the form; on success set the cookie and go where the user was going."""
+    state = receiver_state(request)
+    _require_same_origin(request, state)
+    form = await _read_form(request)
+    target = safe_next(form.get("next"))
+    if not state.api_keys:  # reads were opened explicitly: there is nothing to sign in to
+        return RedirectResponse(target, status_code=303)
+    cookie = state.sessions.sign_in(form.get("key", ""))
+    if cookie is None:
+        query = urlencode({"error": "wrong-key", "next": target})
+        return RedirectResponse(f"{SIGN_IN_PATH}?{query}", status_code=303)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=state.sessions.max_age,
+        path=SESSION_PATH,
+        secure=_is_https(request, state),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    """Forget the cookie in this browser. Sessions are stateless: a copied cookie lives on
+    until it expires, or until its key is dropped from VLMHOOKS_API_KEYS."""
+    state = receiver_state(request)
+    _require_same_origin(request, state)
+    response = RedirectResponse(f"{SIGN_IN_PATH}?signed_out=1", status_code=303)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path=SESSION_PATH,
+        secure=_is_https(request, state),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
