@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
+from receiver.callback_urls import callback_url_routes
 from receiver.callbacks import callback_routes
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
@@ -79,7 +80,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             engine.dispose()
 
     app = Starlette(
-        routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
+        routes=[*callback_routes(), *callback_url_routes(), *lookup_routes(), *ops_routes()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -2,6 +2,9 @@
 
 ProblemError (vlmhooks.errors)
 ├── AuthError                    401   the lookup API's bearer key is missing or wrong
+├── MintingDisabled              403   no API keys: callback URLs are not handed out anonymously
+├── PayloadError (vlmhooks)
+│   └── InvalidRequest           422   a request body (not a callback) breaks its schema
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
 └── FetchBackFailed              502   the API could not confirm a called-back prediction
@@ -9,9 +12,9 @@ ProblemError (vlmhooks.errors)
 
 from __future__ import annotations
 
-from vlmhooks.errors import PayloadTooLarge, ProblemError
+from vlmhooks.errors import PayloadError, PayloadTooLarge, ProblemError
 
-__all__ = ["AuthError", "BodyTooLarge", "FetchBackFailed"]
+__all__ = ["AuthError", "BodyTooLarge", "FetchBackFailed", "InvalidRequest", "MintingDisabled"]
 
 
 class AuthError(ProblemError):
@@ -34,3 +37,20 @@ class FetchBackFailed(ProblemError):
     status = 502
     title = "Fetch-back failed"
     type_slug = "fetch-back-failed"
+
+
+class MintingDisabled(ProblemError):
+    """403: a callback URL is a credential to post callbacks; anonymous reads do not hand
+    them out."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "minting-disabled"
+
+
+class InvalidRequest(PayloadError):
+    """422 with `errors: [{field, message}]`, like a callback that breaks the contract."""
+
+    status = 422
+    title = "Invalid request"
+    type_slug = "invalid-request"

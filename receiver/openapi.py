@@ -1,4 +1,5 @@
-"""The receiver's OpenAPI 3.1 document: operations from `openapi_paths`, schemas generated
+"""The receiver's OpenAPI 3.1 document: operations from `openapi_paths` (reads),
+`openapi_tools` and `openapi_public`, schemas generated
 from the shape types by `openapi_schemas`; security follows the deployment.
 """
 
@@ -9,8 +10,11 @@ import functools
 from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
-from receiver.openapi_paths import lookup_paths, problem, public_paths
+from receiver.openapi_parts import problem
+from receiver.openapi_paths import lookup_paths
+from receiver.openapi_public import public_paths
 from receiver.openapi_schemas import component_schemas
+from receiver.openapi_tools import tool_paths
 
 __all__ = ["API_VERSION", "OPENAPI_VERSION", "openapi_document"]
 
@@ -20,7 +24,7 @@ API_VERSION = "0.1.0"
 
 @functools.cache
 def _document(auth_required: bool) -> dict[str, Any]:
-    paths = lookup_paths()
+    paths = {**lookup_paths(), **tool_paths()}
     security: list[dict[str, list[str]]] = (
         [{"bearerAuth": []}, {"accessToken": []}] if auth_required else []
     )
