@@ -81,16 +81,25 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_callback_url(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.shapes import MAX_CALLBACK_URLS
     from vlmhooks.storable import MAX_SUBMISSION_ID_CHARS
-    from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
+    from vlmhooks.tokens import CallbackTokens, mint_callback_urls
 
     tokens = CallbackTokens(settings.require_secret_keys(), max_age_seconds=settings.token_max_age)
-    submission_id = args.submission_id or new_submission_id()
-    if len(submission_id) > MAX_SUBMISSION_ID_CHARS or not submission_id.isprintable():
+    submission_id = args.submission_id
+    if submission_id is not None and (
+        not 1 <= len(submission_id) <= MAX_SUBMISSION_ID_CHARS or not submission_id.isprintable()
+    ):
         raise ConfigError(
             f"--submission-id must be 1-{MAX_SUBMISSION_ID_CHARS} printable characters"
         )
-    print(mint_callback_url(args.public_url or settings.public_url, tokens, submission_id))
+    if not 1 <= args.count <= MAX_CALLBACK_URLS:
+        raise ConfigError(f"--count must be 1-{MAX_CALLBACK_URLS}")
+    if submission_id is not None and args.count != 1:
+        raise ConfigError("--submission-id binds exactly one URL: drop --count or the id")
+    public_url = args.public_url or settings.public_url
+    for url, _ in mint_callback_urls(public_url, tokens, args.count, submission_id):
+        print(url)
     return 0
 
 
@@ -118,9 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=_cmd_db)
 
     callback_url = commands.add_parser(
-        "callback-url", help="print a signed callback URL for a request sent by any client"
+        "callback-url", help="print signed callback URLs for requests sent by any client"
     )
     callback_url.add_argument("--submission-id", default=None, help="bind to this submission id")
+    callback_url.add_argument(
+        "--count", type=int, default=1, help="how many URLs, one per line (default 1)"
+    )
     callback_url.add_argument(
         "--public-url", default=None, help="base URL (default $VLMHOOKS_PUBLIC_URL)"
     )
