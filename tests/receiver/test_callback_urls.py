@@ -134,4 +134,5 @@ def test_cli_refuses_bad_counts_in_one_line(
 ) -> None:
     assert cli.main(["callback-url", *argv]) == 2
     err = capsys.readouterr().err
-    assert (err.count("\n") == 1 and "--count" in err) or "--submission-id" in err
+    assert err.count("\n") == 1
+    assert "--count" in err or "--submission-id" in err
