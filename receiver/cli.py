@@ -29,8 +29,16 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def _require_schema(settings: Settings) -> None:
     """Refuse to serve a database with no schema: every callback would fail with a 500."""
+    from receiver.startup import missing_sqlite_file
     from vlmhooks import migrate
     from vlmhooks.db import make_engine
+
+    if missing_sqlite_file(settings.database_url) is not None:
+        # Connecting would create the file: refuse before, so no empty database is left.
+        raise ConfigError(
+            "the SQLite database file does not exist yet: run `vlm-receiver db upgrade` first "
+            "(or `vlm-receiver serve --migrate` for a local run)"
+        )
 
     engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
     try:
@@ -54,15 +62,22 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from receiver import startup
     from receiver.runtime import resolve_runtime
 
     # Fail here, with one line, rather than inside each worker's lifespan.
     settings.require_secret_keys()
     settings.require_lookup_auth()
     resolve_runtime(settings)  # e.g. VLMHOOKS_SERVERLESS=true on SQLite
+    if args.migrate:
+        print(f"database at revision {startup.migrate_to_head(settings) or 'base'}")
     _require_schema(settings)
     workers = args.workers or settings.web_concurrency
     port = args.port if args.port is not None else settings.port
+    startup.ensure_port_free(args.host, port)
+    # Warned once everything else is settled, so a refusal above stays one line.
+    for warning in startup.short_secret_key_warnings(settings):
+        print(f"vlm-receiver: warning: {warning}", file=sys.stderr)
     uvicorn.run(
         "receiver.app:create_app_from_environment",
         factory=True,
@@ -116,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="processes (default $WEB_CONCURRENCY, else 1)"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="run `db upgrade` first (local runs: Procfile.dev; deploys migrate in `release`)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     db = commands.add_parser("db", help="manage the database schema (Alembic)")
