@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from receiver import cli
+from tests.receiver.lookup_support import AUTH, running_receiver
 from tests.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +154,16 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         f"vlm-receiver: error: port {port} on 127.0.0.1 is already in use (another receiver?): "
         "stop it, or choose another port with --port or $PORT\n"
     )
+
+
+def test_the_root_is_an_index_of_links(sqlite_url: str) -> None:
+    with running_receiver(sqlite_url) as server, httpx.Client(base_url=server.url) as http:
+        index = http.get("/")
+        # Every link answers (the dashboard behind the key, like the lookup API).
+        answers = {
+            name: http.get(path, headers=AUTH).status_code
+            for name, path in index.json()["links"].items()
+        }
+    assert index.status_code == 200 and index.headers["content-type"] == "application/json"
+    assert index.json()["service"] == "vlmhooks receiver"
+    assert answers == {"dashboard": 200, "openapi": 200, "health": 200, "ready": 200}
