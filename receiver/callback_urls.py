@@ -60,6 +60,7 @@ def parse_request(body: bytes, content_type: str | None) -> CallbackUrlsRequest:
 
 
 async def create_callback_urls(request: Request) -> Response:
+    """201 with `count` signed URLs (or one bound to the given submission id)."""
     state = receiver_state(request)
     if not state.api_keys:
         raise MintingDisabled(
