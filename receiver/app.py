@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
+from receiver.callback_urls import callback_url_routes
 from receiver.callbacks import callback_routes
 from receiver.dashboard.routes import dashboard_routes
 from receiver.events import EventHub
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app = Starlette(
         routes=[
             *callback_routes(),
+            *callback_url_routes(),
             *lookup_routes(),
             *usage_routes(),
             *dashboard_routes(),

@@ -29,8 +29,16 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def _require_schema(settings: Settings) -> None:
     """Refuse to serve a database with no schema: every callback would fail with a 500."""
+    from receiver.startup import missing_sqlite_file
     from vlmhooks import migrate
     from vlmhooks.db import make_engine
+
+    if missing_sqlite_file(settings.database_url) is not None:
+        # Connecting would create the file: refuse before, so no empty database is left.
+        raise ConfigError(
+            "the SQLite database file does not exist yet: run `vlm-receiver db upgrade` first "
+            "(or `vlm-receiver serve --migrate` for a local run)"
+        )
 
     engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
     try:
@@ -54,15 +62,22 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from receiver import startup
     from receiver.runtime import resolve_runtime
 
     # Fail here, with one line, rather than inside each worker's lifespan.
     settings.require_secret_keys()
     settings.require_lookup_auth()
     resolve_runtime(settings)  # e.g. VLMHOOKS_SERVERLESS=true on SQLite
+    if args.migrate:
+        print(f"database at revision {startup.migrate_to_head(settings) or 'base'}")
     _require_schema(settings)
     workers = args.workers or settings.web_concurrency
     port = args.port if args.port is not None else settings.port
+    startup.ensure_port_free(args.host, port)
+    # Warned once everything else is settled, so a refusal above stays one line.
+    for warning in startup.short_secret_key_warnings(settings):
+        print(f"vlm-receiver: warning: {warning}", file=sys.stderr)
     uvicorn.run(
         "receiver.app:create_app_from_environment",
         factory=True,
@@ -81,16 +96,25 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_callback_url(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.shapes import MAX_CALLBACK_URLS
     from vlmhooks.storable import MAX_SUBMISSION_ID_CHARS
-    from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
+    from vlmhooks.tokens import CallbackTokens, mint_callback_urls
 
     tokens = CallbackTokens(settings.require_secret_keys(), max_age_seconds=settings.token_max_age)
-    submission_id = args.submission_id or new_submission_id()
-    if len(submission_id) > MAX_SUBMISSION_ID_CHARS or not submission_id.isprintable():
+    submission_id = args.submission_id
+    if submission_id is not None and (
+        not 1 <= len(submission_id) <= MAX_SUBMISSION_ID_CHARS or not submission_id.isprintable()
+    ):
         raise ConfigError(
             f"--submission-id must be 1-{MAX_SUBMISSION_ID_CHARS} printable characters"
         )
-    print(mint_callback_url(args.public_url or settings.public_url, tokens, submission_id))
+    if not 1 <= args.count <= MAX_CALLBACK_URLS:
+        raise ConfigError(f"--count must be 1-{MAX_CALLBACK_URLS}")
+    if submission_id is not None and args.count != 1:
+        raise ConfigError("--submission-id binds exactly one URL: drop --count or the id")
+    public_url = args.public_url or settings.public_url
+    for url, _ in mint_callback_urls(public_url, tokens, args.count, submission_id):
+        print(url)
     return 0
 
 
@@ -107,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="processes (default $WEB_CONCURRENCY, else 1)"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="run `db upgrade` first (local runs: Procfile.dev; deploys migrate in `release`)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     db = commands.add_parser("db", help="manage the database schema (Alembic)")
@@ -118,9 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=_cmd_db)
 
     callback_url = commands.add_parser(
-        "callback-url", help="print a signed callback URL for a request sent by any client"
+        "callback-url", help="print signed callback URLs for requests sent by any client"
     )
     callback_url.add_argument("--submission-id", default=None, help="bind to this submission id")
+    callback_url.add_argument(
+        "--count", type=int, default=1, help="how many URLs, one per line (default 1)"
+    )
     callback_url.add_argument(
         "--public-url", default=None, help="base URL (default $VLMHOOKS_PUBLIC_URL)"
     )

@@ -4,6 +4,9 @@ ProblemError (vlmhooks.errors)
 ├── AuthError                    401   the lookup API's bearer key is missing or wrong
 │   └── SessionInvalid                 the dashboard's session cookie expired or is forged
 ├── CrossSiteForm                403   a dashboard form was posted from another site
+├── MintingDisabled              403   no API keys: callback URLs are not handed out anonymously
+├── PayloadError (vlmhooks)
+│   └── InvalidRequest           422   a request body (not a callback) breaks its schema
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
 └── FetchBackFailed              502   the API could not confirm a called-back prediction
@@ -11,9 +14,17 @@ ProblemError (vlmhooks.errors)
 
 from __future__ import annotations
 
-from vlmhooks.errors import PayloadTooLarge, ProblemError
+from vlmhooks.errors import PayloadError, PayloadTooLarge, ProblemError
 
-__all__ = ["AuthError", "BodyTooLarge", "CrossSiteForm", "FetchBackFailed", "SessionInvalid"]
+__all__ = [
+    "AuthError",
+    "BodyTooLarge",
+    "CrossSiteForm",
+    "FetchBackFailed",
+    "InvalidRequest",
+    "MintingDisabled",
+    "SessionInvalid",
+]
 
 
 class AuthError(ProblemError):
@@ -52,3 +63,20 @@ class FetchBackFailed(ProblemError):
     status = 502
     title = "Fetch-back failed"
     type_slug = "fetch-back-failed"
+
+
+class MintingDisabled(ProblemError):
+    """403: a callback URL is a credential to post callbacks; anonymous reads do not hand
+    them out."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "minting-disabled"
+
+
+class InvalidRequest(PayloadError):
+    """422 with `errors: [{field, message}]`, like a callback that breaks the contract."""
+
+    status = 422
+    title = "Invalid request"
+    type_slug = "invalid-request"

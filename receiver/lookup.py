@@ -6,6 +6,7 @@ Every route here sits behind `RequireBearer`; callbacks and health checks do not
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -13,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from receiver.auth import RequireBearer
+from receiver.auth import ACCESS_TOKEN_PARAM, RequireBearer
+from receiver.known_query import KnownQuery
 from receiver.params import (
     bool_param,
     int_param,
@@ -23,8 +25,8 @@ from receiver.params import (
     wait_param,
 )
 from receiver.responses import json_response
-from receiver.shapes import DeliveryPage, PredictionPage
-from receiver.sse import stream_events
+from receiver.shapes import DeliveryPage
+from receiver.sse import EventStream, stream_events
 from receiver.state import receiver_state
 from schemas.enums import Status
 from vlmhooks.errors import NotFound
@@ -32,6 +34,8 @@ from vlmhooks.pagination import (
     CURSOR_PARAM,
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    MAX_SKIP,
+    SKIP_PARAM,
     decode_delivery_cursor,
     decode_prediction_cursor,
     encode_delivery_cursor,
@@ -46,6 +50,7 @@ from vlmhooks.reads import (
 )
 
 __all__ = [
+    "QUERY_PARAMETERS",
     "WAIT_CEILING_SECONDS",
     "get_prediction_endpoint",
     "get_submission_endpoint",
@@ -54,8 +59,34 @@ __all__ = [
     "lookup_routes",
 ]
 
+# The SSE stream is an ASGI app of its own, not a `Response`.
+Endpoint = Callable[[Request], Awaitable[Response | EventStream]]
+
 # However large the configured cap, a request is never held longer than this.
 WAIT_CEILING_SECONDS = 60.0
+
+# The query parameters each lookup route takes; any other is a 400 (`KnownQuery`). The
+# OpenAPI test checks these against the document, both ways.
+QUERY_PARAMETERS: dict[str, frozenset[str]] = {
+    "/v1/predictions": frozenset(
+        {
+            "status",
+            "domain",
+            "submission_id",
+            "created_after",
+            "created_before",
+            "limit",
+            SKIP_PARAM,
+            CURSOR_PARAM,
+        }
+    ),
+    "/v1/predictions/{prediction_id}": frozenset({"wait"}),
+    "/v1/submissions/{submission_id}": frozenset(),
+    "/v1/deliveries": frozenset(
+        {"prediction_id", "submission_id", "include_body", "limit", CURSOR_PARAM}
+    ),
+    "/v1/events": frozenset({"last_event_id", "after"}),
+}
 
 
 def _limit(request: Request) -> int:
@@ -88,8 +119,22 @@ async def get_prediction_endpoint(request: Request) -> Response:
     return json_response(prediction)
 
 
+def next_link(request: Request, cursor: str) -> str:
+    """RFC 8288 `Link: <...>; rel="next"`: this request's URL with the cursor, no offset.
+
+    The key never goes into a header a proxy may log: `access_token` is dropped.
+    """
+    url = request.url.remove_query_params([SKIP_PARAM, CURSOR_PARAM, ACCESS_TOKEN_PARAM])
+    return f'<{url.include_query_params(**{CURSOR_PARAM: cursor})}>; rel="next"'
+
+
 async def list_predictions_endpoint(request: Request) -> Response:
-    """`GET /v1/predictions`: newest first, filtered, keyset-paginated."""
+    """`GET /v1/predictions`: the API's shape (a plain list; `skip`/`limit`), newest first.
+
+    Keyset pagination rides alongside: the next page's URL is in the `Link` header. `skip`
+    counts from the cursor's position (from the newest row without one), and the next link
+    continues after the last row returned, so the two compose.
+    """
     state = receiver_state(request)
     query = request.query_params
     filters = PredictionFilters(
@@ -100,14 +145,16 @@ async def list_predictions_endpoint(request: Request) -> Response:
         created_before=timestamp_param(query, "created_before"),
     )
     limit = _limit(request)
+    skip = int_param(query, SKIP_PARAM, default=0, minimum=0, maximum=MAX_SKIP)
     cursor = query.get(CURSOR_PARAM)
     after = decode_prediction_cursor(cursor) if cursor is not None else None
-    page, next_key = await run_in_threadpool(list_predictions, state.engine, filters, after, limit)
-    body: PredictionPage = {
-        "data": page,
-        "next_cursor": None if next_key is None else encode_prediction_cursor(next_key),
-    }
-    return json_response(body)
+    page, next_key = await run_in_threadpool(
+        lambda: list_predictions(state.engine, filters, after, limit, skip=skip)
+    )
+    response = json_response(page)
+    if next_key is not None:
+        response.headers["Link"] = next_link(request, encode_prediction_cursor(next_key))
+    return response
 
 
 async def get_submission_endpoint(request: Request) -> Response:
@@ -148,25 +195,23 @@ async def list_deliveries_endpoint(request: Request) -> Response:
 
 
 def lookup_routes() -> list[BaseRoute]:
-    authenticated = [Middleware(RequireBearer)]
+    endpoints: dict[str, Endpoint] = {
+        "/v1/predictions": list_predictions_endpoint,
+        "/v1/predictions/{prediction_id}": get_prediction_endpoint,
+        "/v1/submissions/{submission_id}": get_submission_endpoint,
+        "/v1/deliveries": list_deliveries_endpoint,
+        "/v1/events": stream_events,
+    }
     return [
         Route(
-            "/v1/predictions", list_predictions_endpoint, methods=["GET"], middleware=authenticated
-        ),
-        Route(
-            "/v1/predictions/{prediction_id}",
-            get_prediction_endpoint,
+            path,
+            endpoint,
             methods=["GET"],
-            middleware=authenticated,
-        ),
-        Route(
-            "/v1/submissions/{submission_id}",
-            get_submission_endpoint,
-            methods=["GET"],
-            middleware=authenticated,
-        ),
-        Route(
-            "/v1/deliveries", list_deliveries_endpoint, methods=["GET"], middleware=authenticated
-        ),
-        Route("/v1/events", stream_events, methods=["GET"], middleware=authenticated),
+            # The key is checked first: an anonymous caller learns nothing about parameters.
+            middleware=[
+                Middleware(RequireBearer),
+                Middleware(KnownQuery, names=QUERY_PARAMETERS[path]),
+            ],
+        )
+        for path, endpoint in endpoints.items()
     ]

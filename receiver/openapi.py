@@ -1,4 +1,5 @@
-"""The receiver's OpenAPI 3.1 document: operations from `openapi_paths`, schemas generated
+"""The receiver's OpenAPI 3.1 document: operations from `openapi_paths` (reads),
+`openapi_tools` and `openapi_public`, schemas generated
 from the shape types by `openapi_schemas`; security follows the deployment.
 """
 
@@ -10,8 +11,11 @@ from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
 from receiver.dashboard.openapi import add_console_paths
-from receiver.openapi_paths import lookup_paths, problem, public_paths
+from receiver.openapi_parts import problem
+from receiver.openapi_paths import lookup_paths
+from receiver.openapi_public import public_paths
 from receiver.openapi_schemas import component_schemas
+from receiver.openapi_tools import tool_paths
 
 __all__ = ["API_VERSION", "OPENAPI_VERSION", "openapi_document"]
 
@@ -21,7 +25,7 @@ API_VERSION = "0.1.0"
 
 @functools.cache
 def _document(auth_required: bool) -> dict[str, Any]:
-    paths = lookup_paths()
+    paths = {**lookup_paths(), **tool_paths()}
     security: list[dict[str, list[str]]] = (
         [{"bearerAuth": []}, {"accessToken": []}] if auth_required else []
     )

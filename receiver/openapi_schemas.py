@@ -13,7 +13,16 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
-from receiver.shapes import CallbackAck, DeliveryPage, Health, PredictionPage, Problem, Ready
+from receiver.shapes import (
+    CallbackAck,
+    CallbackUrls,
+    CallbackUrlsRequest,
+    DeliveryPage,
+    Health,
+    Index,
+    Problem,
+    Ready,
+)
 from schemas.contract import PredictionResponse
 from schemas.enums import Status
 from vlmhooks.public import Prediction
@@ -29,7 +38,9 @@ DOCUMENTED_SHAPES: tuple[tuple[Any, JsonSchemaMode], ...] = (
     (PredictionResponse, "validation"),
     (Status, "validation"),
     (Prediction, "serialization"),
-    (PredictionPage, "serialization"),
+    (CallbackUrlsRequest, "validation"),
+    (CallbackUrls, "serialization"),
+    (Index, "serialization"),
     (DeliveryPage, "serialization"),
     (Submission, "serialization"),
     (CallbackAck, "serialization"),

@@ -1,4 +1,5 @@
-"""Operations routes: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+"""Operations routes: the index, liveness (also as the API's `/v1/health`), readiness,
+Prometheus metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from receiver.auth import RequireBearer
 from receiver.openapi import openapi_document
 from receiver.problems import problem_response
 from receiver.responses import json_response
-from receiver.shapes import Health, Ready
+from receiver.shapes import Health, Index, Ready
 from receiver.state import receiver_state
 from receiver.usage import CreditsByDomain
 from vlmhooks.reads import count_predictions_by_status
 from vlmhooks.usage import credits_by_domain
 
 __all__ = [
+    "INDEX",
     "READY_TIMEOUT_SECONDS",
     "PredictionsByStatus",
     "healthz",
@@ -38,6 +40,22 @@ __all__ = [
 
 # A readiness probe must answer even when the database hangs; the orchestrator retries.
 READY_TIMEOUT_SECONDS = 5.0
+
+
+INDEX: Index = {
+    "service": "vlmhooks receiver",
+    "links": {
+        "dashboard": "/dashboard",
+        "openapi": "/openapi.json",
+        "health": "/healthz",
+        "ready": "/readyz",
+    },
+}
+
+
+async def index(_request: Request) -> Response:
+    """`GET /`: a newcomer's first request lands on links, not on a 404."""
+    return json_response(INDEX)
 
 
 async def healthz(_request: Request) -> Response:
@@ -121,7 +139,11 @@ async def openapi_json(request: Request) -> Response:
 
 def ops_routes() -> list[BaseRoute]:
     return [
+        Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        # The public SDK calls `GET <base_url>/health` with its key when a client is made,
+        # to validate the key: so this one is authenticated, unlike /healthz.
+        Route("/v1/health", healthz, methods=["GET"], middleware=[Middleware(RequireBearer)]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"], middleware=[Middleware(RequireBearer)]),
         Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -95,3 +95,15 @@ def status_param(query: QueryParams, name: str) -> Status | None:
     except ValueError:
         allowed = ", ".join(status.value for status in Status)
         raise bad_parameter(name, f"expected one of {allowed}, got {raw!r}") from None
+
+
+def reject_unknown(query: QueryParams, known: frozenset[str]) -> None:
+    """A 400 naming the first parameter this route does not take.
+
+    A silently ignored parameter (`?skip=5` before the list took one, a misspelt
+    `?stauts=`) answers a different question than the one asked.
+    """
+    for name in query:
+        if name not in known:
+            expected = ", ".join(sorted(known)) or "none"
+            raise bad_parameter(name, f"unknown query parameter (this route takes: {expected})")

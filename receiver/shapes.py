@@ -8,26 +8,30 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired
 
-from pydantic import ConfigDict, with_config
+from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
 from typing_extensions import TypedDict
 
 from schemas.enums import Status
-from vlmhooks.public import PredictionBody
+from vlmhooks.public import UtcTimestamp
 from vlmhooks.records import Verdict
 from vlmhooks.shapes import Delivery
+from vlmhooks.storable import MAX_SUBMISSION_ID_CHARS
 
-__all__ = ["CallbackAck", "DeliveryPage", "Health", "PredictionPage", "Problem", "Ready"]
+__all__ = [
+    "MAX_CALLBACK_URLS",
+    "CallbackAck",
+    "CallbackUrl",
+    "CallbackUrls",
+    "CallbackUrlsRequest",
+    "DeliveryPage",
+    "Health",
+    "Index",
+    "IndexLinks",
+    "Problem",
+    "Ready",
+]
 
 _CLOSED = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-@with_config(_CLOSED)
-class PredictionPage(TypedDict):
-    """One page of predictions, newest first."""
-
-    data: list[PredictionBody]
-    next_cursor: str | None
-    """Pass as `cursor` for the next page; null on the last page."""
 
 
 @with_config(_CLOSED)
@@ -70,8 +74,66 @@ class Health(TypedDict):
 
 
 @with_config(_CLOSED)
+class IndexLinks(TypedDict):
+    """Where to go next; paths relative to this receiver."""
+
+    dashboard: str
+    openapi: str
+    health: str
+    ready: str
+
+
+@with_config(_CLOSED)
+class Index(TypedDict):
+    """`GET /`: what this service is and its main pages, for a person or a probe."""
+
+    service: Literal["vlmhooks receiver"]
+    links: IndexLinks
+
+
+@with_config(_CLOSED)
 class Ready(TypedDict):
     """The database answers and its schema is at the migrations' head."""
 
     status: Literal["ready"]
     revision: str | None
+
+
+# Enough for a batch job's worth of submissions in one call; small enough that a response
+# stays well under a megabyte and a loop of calls is the way to ask for more.
+MAX_CALLBACK_URLS = 1000
+
+
+class CallbackUrlsRequest(BaseModel):
+    """`POST /v1/callback-urls`: how many URLs, optionally bound to your own submission id."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    count: int = Field(1, ge=1, le=MAX_CALLBACK_URLS, strict=True)
+    """How many URLs; each gets a fresh submission id unless `submission_id` is given."""
+    submission_id: str | None = Field(None, min_length=1, max_length=MAX_SUBMISSION_ID_CHARS)
+    """Bind the URL to this id (then `count` must be 1): callbacks carry it back."""
+
+    @field_validator("submission_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("must be printable characters")
+        return value
+
+
+@with_config(_CLOSED)
+class CallbackUrl(TypedDict):
+    """A signed callback URL and the submission id its token carries."""
+
+    url: str
+    submission_id: str
+
+
+@with_config(_CLOSED)
+class CallbackUrls(TypedDict):
+    """Freshly signed callback URLs; send each as one request's `callback_url`."""
+
+    callback_urls: list[CallbackUrl]
+    expires_at: UtcTimestamp
+    """The tokens are refused after this (VLMHOOKS_TOKEN_MAX_AGE from now)."""

@@ -37,6 +37,7 @@ __all__ = [
     "RECEIVER_KEY_ENV",
     "ApiCall",
     "Endpoint",
+    "StoredPage",
     "api_message",
     "encode_request",
     "generate_call",
@@ -48,6 +49,7 @@ __all__ = [
     "resolve_api_key",
     "resolve_base_url",
     "stored_prediction_call",
+    "stored_predictions_call",
     "transport_error",
 ]
 
@@ -192,6 +194,44 @@ def stored_prediction_call(prediction_id: str, *, wait: float = 0) -> ApiCall[di
             READ_TIMEOUT_SECONDS + wait + LONG_POLL_SLACK_SECONDS, connect=CONNECT_TIMEOUT_SECONDS
         ),
     )
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    """One page of a receiver's `GET /v1/predictions`: the API's plain list, and the cursor
+    of the next page from its `Link: <...>; rel="next"` header (None on the last page)."""
+
+    predictions: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def parse_stored_page(response: httpx.Response) -> StoredPage:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise UnexpectedResponse(
+            f"{response.request.url.path} answered {response.status_code} without a JSON list "
+            "of predictions",
+            status_code=response.status_code,
+        )
+    following = response.links.get("next")
+    cursor = httpx.URL(following["url"]).params.get("cursor") if following else None
+    return StoredPage(body, cursor)
+
+
+def stored_predictions_call(
+    *, limit: int, skip: int = 0, cursor: str | None = None, filters: Mapping[str, str] = {}
+) -> ApiCall[StoredPage]:
+    """A receiver's `GET /v1/predictions`: filters, `skip`/`limit` as the API takes them, and
+    our keyset `cursor` (from the previous page's `Link` header)."""
+    params = {**filters, "limit": str(limit)}
+    if skip:
+        params["skip"] = str(skip)
+    if cursor is not None:
+        params["cursor"] = cursor
+    return ApiCall("GET", "/v1/predictions", parse_stored_page, params=params)
 
 
 def encode_request(request: PredictionRequest) -> bytes:

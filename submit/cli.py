@@ -42,6 +42,7 @@ from submit.lookup import (
     RECEIVER_URL_ENV,
     DatabaseSource,
     configured_engine,
+    describe_source,
     open_source,
     require_tables,
     wait_for_predictions,
@@ -120,7 +121,8 @@ def _cmd_images(args: argparse.Namespace) -> int:
     if pending:
         raise WaitTimeout(
             f"{len(pending)} prediction(s) still not finished after {args.wait_timeout:g} s "
-            f"(e.g. {pending[0]}); look them up later with `vlm-submit get ID`",
+            f"(e.g. {pending[0]}); look them up later with `vlm-submit get ID`, and if a "
+            "callback never arrives, `vlm-submit reconcile` polls the API for it",
             pending=tuple(pending),
         )
     return EXIT_FAILED if failed else EXIT_OK
@@ -267,13 +269,17 @@ def _summary_line(results: Sequence[SubmitResult], failed: Sequence[SubmitResult
 def _cmd_get(args: argparse.Namespace) -> int:
     settings = load_settings()
     with ExitStack() as stack:
-        engine = configured_engine(settings)
+        # An explicit --receiver-url is the user's choice: the database is not even opened.
+        engine = None if args.receiver_url else configured_engine(settings)
         if engine is not None:
             stack.callback(engine.dispose)
+            database = DatabaseSource(engine)
+            print(f"vlm-submit: {describe_source(database)}", file=sys.stderr)
             # The database also knows submissions: a submission id is answered too.
-            body = DatabaseSource(engine).find(args.id)
+            body = database.find(args.id)
         else:
             source = stack.enter_context(open_source(settings, receiver_url=args.receiver_url))
+            print(f"vlm-submit: {describe_source(source)}", file=sys.stderr)
             body = source.prediction(args.id)
     if body is None:
         raise NotFound(f"no prediction or submission {args.id!r} is stored yet")
@@ -381,7 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     get = commands.add_parser("get", help="show one prediction (or submission) by id")
     get.add_argument("id", metavar="ID")
-    get.add_argument("--receiver-url", default=None, help=f"default ${RECEIVER_URL_ENV}")
+    get.add_argument(
+        "--receiver-url",
+        default=None,
+        help=f"read from this receiver (beats DATABASE_URL; default ${RECEIVER_URL_ENV})",
+    )
     get.set_defaults(handler=_cmd_get)
 
     reconcile = commands.add_parser("reconcile", help="poll the API for missed callbacks")

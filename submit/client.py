@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -24,10 +24,12 @@ from submit.api_calls import (
     RECEIVER_KEY_ENV,
     ApiCall,
     Endpoint,
+    StoredPage,
     generate_call,
     health_call,
     prediction_call,
     stored_prediction_call,
+    stored_predictions_call,
 )
 from submit.retry import RetryPolicy, acall_with_retries, call_with_retries
 from vlmhooks.settings import Settings
@@ -238,3 +240,29 @@ class ReceiverClient:
         """The stored prediction; with ``wait`` the receiver holds the request up to that many
         seconds for it to become terminal. Raises ``NotFound`` when it has not arrived yet."""
         return self._sender.call(stored_prediction_call(prediction_id, wait=wait))
+
+    def list_predictions(
+        self,
+        *,
+        limit: int = 50,
+        skip: int = 0,
+        cursor: str | None = None,
+        filters: Mapping[str, str] = {},
+    ) -> StoredPage:
+        """One page, newest first: a plain list (the API's shape) and the next page's cursor."""
+        return self._sender.call(
+            stored_predictions_call(limit=limit, skip=skip, cursor=cursor, filters=filters)
+        )
+
+    def iter_predictions(
+        self, *, page_size: int = 200, filters: Mapping[str, str] = {}
+    ) -> Iterator[dict[str, Any]]:
+        """Every stored prediction, newest first, following the keyset cursor: nothing is
+        skipped or repeated while callbacks keep arriving."""
+        cursor: str | None = None
+        while True:
+            page = self.list_predictions(limit=page_size, cursor=cursor, filters=filters)
+            yield from page.predictions
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

@@ -1,7 +1,9 @@
 """Reading predictions back, and waiting for them to finish.
 
-Three sources answer in the receiver's own shape (`GET /v1/predictions/{id}`): the database
-(``DATABASE_URL``), a receiver's lookup API (``VLMHOOKS_RECEIVER_URL``), else the VLM Run API.
+Two sources answer in the receiver's own shape (`GET /v1/predictions/{id}`): the database
+(``DATABASE_URL``) and a receiver's lookup API (``--receiver-url``, which beats the database,
+or ``VLMHOOKS_RECEIVER_URL``, which does not). Without either, the VLM Run API answers in
+its own shape; `describe_source` says which one was read, so that is never silent.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "ReceiverSource",
     "WaitOutcome",
     "configured_engine",
+    "describe_source",
     "is_terminal",
     "open_source",
     "require_tables",
@@ -130,6 +133,21 @@ class ApiSource:
         return self.client.get_prediction(prediction_id).to_wire()
 
 
+def describe_source(source: PredictionSource) -> str:
+    """One line for people: where the answer came from (and, for the API, why)."""
+    if isinstance(source, DatabaseSource):
+        return f"read from the database ({source.engine.url.render_as_string(hide_password=True)})"
+    if isinstance(source, ReceiverSource):
+        return f"read from the receiver at {source.client.base_url}"
+    if isinstance(source, ApiSource):
+        return (
+            f"read from the VLM Run API at {source.client.base_url}: neither DATABASE_URL nor "
+            f"--receiver-url/{RECEIVER_URL_ENV} is set, so this is the API's shape (no "
+            "`vlmhooks` fields)"
+        )
+    return f"read from {source.name}"
+
+
 def is_terminal(body: dict[str, Any]) -> bool:
     try:
         return Status(str(body.get("status"))).is_terminal
@@ -207,10 +225,10 @@ def open_source(
     receiver_url: str | None = None,
     api: VlmRunClient | None = None,
 ) -> Iterator[PredictionSource]:
-    """The database when given, else the receiver at ``receiver_url`` (or $VLMHOOKS_RECEIVER_URL),
-    else the VLM Run API (``api``, or a client made from ``settings``). Clients it opens, it
-    closes."""
-    if engine is not None:
+    """The receiver at ``receiver_url`` when given (an explicit choice beats the database),
+    else the database when given, else the receiver at $VLMHOOKS_RECEIVER_URL, else the VLM
+    Run API (``api``, or a client made from ``settings``). Clients it opens, it closes."""
+    if engine is not None and not receiver_url:
         yield DatabaseSource(engine)
         return
     receiver_url = receiver_url or os.environ.get(RECEIVER_URL_ENV)

@@ -19,8 +19,12 @@ from schemas.contract import as_utc
 from vlmhooks.errors import PayloadError
 
 CURSOR_PARAM = "cursor"
+SKIP_PARAM = "skip"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# `skip` is the API's offset (the public SDK pages with it). An offset costs the database
+# every skipped row, so it is bounded; past it, follow the keyset cursor instead.
+MAX_SKIP = 100_000
 MAX_CURSOR_CHARS = 1024
 MAX_ROW_ID = 2**63 - 1  # PostgreSQL bigint
 PREDICTIONS_TAG = "p1"

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, GetPydanticSchema, WithJsonSchema, with_
 from sqlalchemy.engine import RowMapping
 from typing_extensions import TypedDict
 
-from schemas.contract import PredictionResponse, as_utc
+from schemas.contract import PredictionResponse, Usage, as_utc
 from schemas.enums import TERMINAL_STATUSES, Status
 
 __all__ = [
@@ -71,6 +71,8 @@ class Prediction(PredictionResponse):
     # and the tests need the model itself, so it is not built at import.
     model_config = ConfigDict(json_schema_serialization_defaults_required=True, defer_build=True)
 
+    usage: Usage = Field(default_factory=Usage)
+    """Always an object (`{}` when the API sent none): the public SDK requires one."""
     vlmhooks: VlmhooksFields
 
 
@@ -89,7 +91,8 @@ def public_prediction(row: RowMapping | dict[str, Any]) -> PredictionBody:
     body: PredictionBody = dict(row["extra"] or {})
     body.update(
         {
-            "usage": row["usage"],
+            # The API always sends usage and its SDK refuses a null; a callback may omit it.
+            "usage": row["usage"] if row["usage"] is not None else {},
             "id": row["id"],
             "created_at": iso_utc(row["created_at"]),
             "completed_at": iso_utc(row["completed_at"]),

@@ -70,9 +70,18 @@ def get_prediction(engine: Engine, prediction_id: str) -> PredictionBody | None:
 
 
 def list_predictions(
-    engine: Engine, filters: PredictionFilters, after: PredictionKey | None, limit: int
+    engine: Engine,
+    filters: PredictionFilters,
+    after: PredictionKey | None,
+    limit: int,
+    *,
+    skip: int = 0,
 ) -> tuple[list[PredictionBody], PredictionKey | None]:
-    """One page, newest first; the key of its last row when another page follows."""
+    """One page, newest first; the key of its last row when another page follows.
+
+    `skip` drops that many rows after the `after` position (or after the newest row when
+    there is none): the API's offset paging composed with our keyset cursor.
+    """
     table = PREDICTION
     query = sa.select(table)
     if filters.status is not None:
@@ -95,6 +104,8 @@ def list_predictions(
             )
         )
     query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
+    if skip:
+        query = query.offset(skip)
     with engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
     page = rows[:limit]

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_AGE_SECONDS",
     "CallbackTokens",
     "mint_callback_url",
+    "mint_callback_urls",
     "new_submission_id",
 ]
 
@@ -129,6 +130,20 @@ class CallbackTokens:
 def mint_callback_url(public_url: str, tokens: CallbackTokens, submission_id: str) -> str:
     """The `callback_url` to send with a submission: `<public_url>/v1/callbacks/<token>`."""
     return f"{public_url.rstrip('/')}{CALLBACK_PATH_PREFIX}{tokens.mint(submission_id)}"
+
+
+def mint_callback_urls(
+    public_url: str, tokens: CallbackTokens, count: int, submission_id: str | None = None
+) -> list[tuple[str, str]]:
+    """`count` (url, submission id) pairs; each URL gets a fresh id unless one is given.
+
+    One id for several URLs is refused: a submission id names one request, and predictions
+    called back through several URLs of one id could no longer be told apart.
+    """
+    if submission_id is not None and count != 1:
+        raise ValueError("a submission id binds exactly one callback URL")
+    ids = [submission_id] if submission_id else [new_submission_id() for _ in range(count)]
+    return [(mint_callback_url(public_url, tokens, each), each) for each in ids]
 
 
 def new_submission_id(*, now: float | None = None) -> str:

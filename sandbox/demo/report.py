@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sandbox.demo.servers import DemoSecrets
 from schemas.contract import as_utc
 from schemas.enums import Status
 from submit.submitter import SubmitResult
@@ -265,3 +266,33 @@ def print_lookups(
     out.print(f"  curl -H 'Authorization: Bearer {key}' '{receiver_url}/v1/predictions/{example}'")
     out.print(f"  curl -H 'Authorization: Bearer {key}' '{receiver_url}/v1/predictions'")
     out.print(f"Dashboard: {receiver_url}/dashboard (sign in with the lookup API key)")
+
+
+def print_exports(
+    out: Console,
+    *,
+    api_url: str,
+    receiver_url: str,
+    database_url: str,
+    demo_secrets: DemoSecrets,
+) -> None:
+    """A ready `export` block: paste it into another shell and `vlm-submit` (and the public
+    SDK) drive the running demo, its sandbox API and its receiver."""
+    variables = {
+        "VLMRUN_BASE_URL": api_url,
+        "VLMRUN_API_KEY": demo_secrets.sandbox_api_key,
+        "VLMHOOKS_PUBLIC_URL": receiver_url,
+        "VLMHOOKS_SECRET_KEYS": demo_secrets.callback_token_key,
+        "VLMHOOKS_RECEIVER_URL": receiver_url,
+        "VLMHOOKS_API_KEY": demo_secrets.lookup_api_key,
+        "DATABASE_URL": database_url,
+    }
+    out.print("To drive the running demo from another shell, paste:")
+    for name, value in variables.items():
+        out.print(f"  export {name}={shlex.quote(value)}")
+    out.print("  vlm-submit images --domain image.caption --wait path/to/image.png")
+    out.print(
+        "  python -c 'import os; from vlmrun.client import VLMRun; "
+        'print(VLMRun(api_key=os.environ["VLMHOOKS_API_KEY"], '
+        'base_url=os.environ["VLMHOOKS_RECEIVER_URL"] + "/v1").predictions.list())\''
+    )

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +31,7 @@ from sandbox.demo.report import (
     EXIT_INTERRUPTED,
     DemoRow,
     demo_row,
+    print_exports,
     print_lookups,
     report_outcome,
     result_table,
@@ -43,7 +45,8 @@ from schemas.contract import RequestMetadata
 from submit.client import ReceiverClient, VlmRunClient
 from submit.errors import SubmitError
 from submit.images import expand_image_inputs
-from submit.lookup import DatabaseSource, ReceiverSource, wait_for_predictions
+from submit.lookup import DatabaseSource, ReceiverSource, is_terminal, wait_for_predictions
+from submit.reconcile import reconcile_once
 from submit.submitter import SubmitItem, SubmitResult, Submitter
 from vlmhooks import migrate
 from vlmhooks.cli_args import table_width
@@ -56,6 +59,8 @@ __all__ = ["MAX_COUNT", "DemoOptions", "run_demo"]
 MAX_COUNT = 1000
 DATABASE_NAME = "vlmhooks.db"
 POLL_INTERVAL_SECONDS = 0.05
+# Each reconcile pass reads every unsettled prediction from the API: poll it less eagerly.
+RECONCILE_INTERVAL_SECONDS = 0.2
 # Once every prediction is terminal, late callbacks (duplicates, stale `running`) get this long
 # to land, so the table's callback counts are the whole story rather than a snapshot.
 SETTLE_SECONDS = 5.0
@@ -172,12 +177,15 @@ def _run(
         )
         sent = _submit(api, engine, tokens, receiver_url, samples, options.count)
         prediction_ids = [s.result.prediction_id for s in sent if s.result.prediction_id]
-        pending = wait_for_predictions(
-            receiver,
-            prediction_ids,
-            timeout=max(0.0, deadline - time.monotonic()),
-            poll_interval=POLL_INTERVAL_SECONDS,
-        ).pending
+        if plan.drop:
+            pending = _heal_by_reconcile(api, engine, prediction_ids, deadline, err)
+        else:
+            pending = wait_for_predictions(
+                receiver,
+                prediction_ids,
+                timeout=max(0.0, deadline - time.monotonic()),
+                poll_interval=POLL_INTERVAL_SECONDS,
+            ).pending
         if not pending:
             _settle_deliveries(servers, demo_secrets, plan, prediction_ids)
 
@@ -201,6 +209,13 @@ def _run(
             lookup_api_key=demo_secrets.lookup_api_key,
         )
         if options.keep_running:
+            print_exports(
+                out,
+                api_url=servers.api_url,
+                receiver_url=receiver_url,
+                database_url=database_url,
+                demo_secrets=demo_secrets,
+            )
             serve_until_interrupted(out, (servers.sandbox, servers.receiver))
     return code
 
@@ -270,6 +285,43 @@ def _submit(
         results = sorted(submitter.submit(items), key=lambda result: result.index)
         sent.extend(Sent(path.name, result) for result in results)
     return sent
+
+
+def _heal_by_reconcile(
+    api: VlmRunClient,
+    engine: Engine,
+    prediction_ids: Sequence[str],
+    deadline: float,
+    err: Console,
+) -> list[str]:
+    """`--faults drop`: no callback will ever come, so heal the way a deploy does, with
+    `vlm-submit reconcile`'s pass (poll the API, store what it holds) until all are terminal.
+
+    The ids still not terminal at the deadline are returned, as a callback wait would.
+    """
+    err.print(
+        "vlm-sandbox demo: --faults drop: no callback will come; healing by polling the API "
+        "(`vlm-submit reconcile`)..."
+    )
+    source = DatabaseSource(engine)
+    healed = 0
+    while True:
+        # older_than=0: every submission of this run is due at once.
+        healed += reconcile_once(engine, api, older_than=timedelta(0)).healed
+        pending = [
+            prediction_id
+            for prediction_id in prediction_ids
+            if not is_terminal(source.prediction(prediction_id) or {})
+        ]
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(RECONCILE_INTERVAL_SECONDS)
+    err.print(
+        f"vlm-sandbox demo: reconcile healed {healed} of {len(prediction_ids)} predictions "
+        "(stored with source 'poll'); in a deploy the Procfile's worker runs "
+        "`vlm-submit reconcile --every 60`"
+    )
+    return pending
 
 
 def _settle_deliveries(

@@ -71,6 +71,8 @@ def test_serve_defaults_come_from_the_environment(
 ) -> None:
     calls: list[dict[str, Any]] = []
     environment.setattr("uvicorn.run", lambda app, **kwargs: calls.append(kwargs))
+    # Nothing listens here (uvicorn is replaced), so whether the ports are free is moot.
+    environment.setattr("receiver.startup.ensure_port_free", lambda host, port: None)
     assert cli.main(["serve"]) == 0
     environment.setenv("PORT", "5123")
     environment.setenv("WEB_CONCURRENCY", "3")

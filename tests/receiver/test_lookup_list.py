@@ -20,17 +20,18 @@ def store(engine: Engine, body: dict[str, Any], submission_id: str | None = None
 
 
 def page_through(http: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    """Every row, following the `Link: rel="next"` URLs (the body is a plain list)."""
     rows: list[dict[str, Any]] = []
-    cursor = None
+    response = http.get("/v1/predictions", params=params)
     while True:
-        query = dict(params, **({"cursor": cursor} if cursor else {}))
-        response = http.get("/v1/predictions", params=query)
         assert response.status_code == 200, response.text
         body = response.json()
-        rows.extend(body["data"])
-        cursor = body["next_cursor"]
-        if cursor is None:
+        assert isinstance(body, list)
+        rows.extend(body)
+        following = response.links.get("next")
+        if following is None:
             return rows
+        response = http.get(following["url"])
 
 
 def test_newest_first_with_id_as_tiebreak(database_url: str, engine: Engine) -> None:
@@ -39,12 +40,13 @@ def test_newest_first_with_id_as_tiebreak(database_url: str, engine: Engine) -> 
     store(engine, prediction("c", created_at=BASE_TIME + timedelta(seconds=1)))
     store(engine, prediction("z", created_at=BASE_TIME - timedelta(days=1)))
     with running_receiver(database_url) as server, client(server) as http:
-        body = http.get("/v1/predictions").json()
+        whole = http.get("/v1/predictions")
         paged = page_through(http, limit=1)
-    assert [row["id"] for row in body["data"]] == ["c", "b", "a", "z"]
-    assert body["next_cursor"] is None
+    body = whole.json()
+    assert [row["id"] for row in body] == ["c", "b", "a", "z"]
+    assert "link" not in whole.headers
     assert [row["id"] for row in paged] == ["c", "b", "a", "z"]
-    assert body["data"][0]["vlmhooks"]["terminal"] is True
+    assert body[0]["vlmhooks"]["terminal"] is True
 
 
 def test_filters(database_url: str, engine: Engine) -> None:
@@ -90,6 +92,13 @@ BAD_PARAMETERS = [
     ("limit", "201"),
     ("limit", "ten"),
     ("limit", "-5"),
+    ("skip", "-1"),
+    ("skip", "ten"),
+    ("skip", ""),
+    ("skip", "100001"),
+    ("offset", "5"),
+    ("stauts", "completed"),
+    ("next_cursor", "x"),
     ("cursor", "not a cursor!"),
     ("cursor", ""),
     ("cursor", base64.urlsafe_b64encode(b'["p1", "2026-01-01T00:00:00+00:00"]').decode()),
@@ -115,7 +124,8 @@ def test_tampered_cursor_is_refused(database_url: str, engine: Engine) -> None:
     for index in range(3):
         store(engine, prediction(f"t{index}", created_at=BASE_TIME + timedelta(minutes=index)))
     with running_receiver(database_url) as server, client(server) as http:
-        cursor = http.get("/v1/predictions", params={"limit": 1}).json()["next_cursor"]
+        first = http.get("/v1/predictions", params={"limit": 1})
+        cursor = httpx.URL(first.links["next"]["url"]).params["cursor"]
         assert http.get("/v1/predictions", params={"cursor": cursor}).status_code == 200
         tampered = cursor[:-3] + ("A" if cursor[-3] != "A" else "B") + cursor[-2:]
         truncated = cursor[: len(cursor) // 2]

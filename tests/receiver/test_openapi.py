@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from starlette.routing import Route
 
 from receiver.app import create_app
+from receiver.lookup import QUERY_PARAMETERS
 from receiver.openapi import openapi_document
 from receiver.openapi_schemas import REF_TEMPLATE
 from schemas.contract import PredictionResponse
@@ -97,6 +98,18 @@ def test_every_route_is_documented_and_vice_versa(sqlite_url: str) -> None:
     assert ("/v1/callbacks/{token}", "POST") in routes
 
 
+def test_declared_query_parameters_are_the_documented_ones() -> None:
+    # Any parameter a route does not declare is a 400 (KnownQuery); the document lists them.
+    document = openapi_document(auth_required=True)
+    for path, names in QUERY_PARAMETERS.items():
+        documented = {
+            parameter["name"]
+            for parameter in document["paths"][path]["get"].get("parameters", ())
+            if parameter["in"] == "query"
+        }
+        assert documented == names, path
+
+
 def _concrete(path: str) -> str:
     return (
         path.replace("{prediction_id}", "p").replace("{submission_id}", "s").replace("{token}", "t")
@@ -172,7 +185,8 @@ def test_responses_match_their_documented_schemas(database_url: str, engine: Eng
         checks = [
             ("/v1/predictions/doc-1", "Prediction"),
             ("/v1/predictions/doc-2", "Prediction"),
-            ("/v1/predictions?limit=1", "PredictionPage"),
+            ("/v1/predictions?limit=1", "Prediction[]"),
+            ("/v1/predictions?skip=1", "Prediction[]"),
             ("/v1/deliveries?include_body=true", "DeliveryPage"),
             ("/v1/deliveries?prediction_id=doc-2", "DeliveryPage"),
             ("/v1/submissions/sub-x", "Submission"),
@@ -180,15 +194,24 @@ def test_responses_match_their_documented_schemas(database_url: str, engine: Eng
             ("/v1/submissions/missing", "Problem"),
             ("/v1/predictions/missing", "Problem"),
             ("/v1/predictions?limit=0", "Problem"),
+            ("/v1/predictions?skip=x", "Problem"),
+            ("/v1/predictions?offset=1", "Problem"),
             ("/healthz", "Health"),
+            ("/v1/health", "Health"),
             ("/readyz", "Ready"),
+            ("/", "Index"),
         ]
         for url, schema_name in checks:
             response = http.get(url)
             operation = _operation_for(document, url)
             assert str(response.status_code) in operation["responses"], url
-            errors = list(_validator(document, schema_name).iter_errors(response.json()))
-            assert errors == [], (url, [error.message for error in errors])
+            # A list answers a plain array of the named schema, like the API's.
+            name, is_list = schema_name.removesuffix("[]"), schema_name.endswith("[]")
+            bodies = response.json() if is_list else [response.json()]
+            assert isinstance(bodies, list) and bodies, url
+            for body in bodies:
+                errors = list(_validator(document, name).iter_errors(body))
+                assert errors == [], (url, [error.message for error in errors])
     # The validator itself can fail: a wrong shape, or a member no type declares, is reported.
     assert list(_validator(document, "Prediction").iter_errors({"id": 3}))
     health = _validator(document, "Health")

@@ -69,7 +69,7 @@ def test_signed_callbacks_and_lookups(database_url: str, kind: str, base64_body:
         assert (got.json()["id"], got.json()["status"]) == ("pred_1", "completed")
         assert got.json()["response"] == {"total": 42.5, "currency": "EUR"}
         listed = instance.get("/v1/predictions", "status=completed&limit=5")
-        assert [p["id"] for p in listed.json()["data"]] == ["pred_1"]
+        assert [p["id"] for p in listed.json()] == ["pred_1"]
         assert instance.get("/v1/predictions/pred_1", auth=False).status == 401
         assert instance.get("/v1/predictions/nope").status == 404
 

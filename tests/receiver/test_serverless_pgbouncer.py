@@ -5,6 +5,7 @@ instances (inline commits) and from a server (group commit), with polling instea
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -129,11 +130,11 @@ def test_lambda_instances_through_pgbouncer(pooled_postgres_url: str, postgres_u
             got = instance.get(f"/v1/predictions/p{index}")
             assert (got.status, got.json()["status"]) == (200, "completed")
         listed = instance.get("/v1/predictions", "limit=3")
-        assert [p["id"] for p in listed.json()["data"]] == ["p7", "p6", "p5"]
-        second_page = instance.get(
-            "/v1/predictions", f"limit=3&cursor={listed.json()['next_cursor']}"
-        )
-        assert [p["id"] for p in second_page.json()["data"]] == ["p4", "p3", "p2"]
+        assert [p["id"] for p in listed.json()] == ["p7", "p6", "p5"]
+        # The next page's URL is in the Link header; its query is all a Lambda event needs.
+        next_url = httpx.URL(re.fullmatch(r'<(.*)>; rel="next"', listed.header("link"))[1])
+        second_page = instance.get("/v1/predictions", next_url.query.decode())
+        assert [p["id"] for p in second_page.json()] == ["p4", "p3", "p2"]
 
         # ?wait: another instance commits meanwhile; this one polls the pooled database.
         def other_instance_completes() -> None:

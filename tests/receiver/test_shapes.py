@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from receiver.shapes import DeliveryPage, PredictionPage
+from receiver.shapes import DeliveryPage
 from schemas.contract import PredictionResponse
 from vlmhooks.public import Prediction, public_prediction
 from vlmhooks.reads import public_delivery
@@ -85,9 +85,11 @@ def delivery_row(**values: Any) -> dict[str, Any]:
 def test_public_prediction_is_a_prediction(row: dict[str, Any]) -> None:
     body = public_prediction(row)
     conforms(Prediction, body)
-    conforms(PredictionPage, {"data": [body], "next_cursor": None})
+    conforms(list[Prediction], [body])
     # Code written for the API parses it with the contract model, unchanged.
     assert PredictionResponse.model_validate(body).id == row["id"]
+    # The public SDK requires a usage object; a callback that sent none reads back as {}.
+    assert body["usage"] == (row["usage"] or {})
 
 
 @pytest.mark.parametrize("include_body", [False, True])

@@ -282,6 +282,8 @@ def test_wait_timeout_exits_3_naming_what_is_pending(
         )
     assert code == EXIT_TIMEOUT
     assert "1 prediction(s) still not finished after 0.3 s" in err
+    # The way out when a callback never comes.
+    assert "`vlm-submit reconcile`" in err
     assert "running" in out or "enqueued" in out
 
 

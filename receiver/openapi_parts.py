@@ -1,0 +1,46 @@
+"""Building blocks of the OpenAPI document's operations: parameters, bodies, problems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.openapi_schemas import Schema, schema_ref
+from receiver.problems import PROBLEM_MEDIA_TYPE
+from receiver.shapes import Problem
+
+__all__ = ["TEXT_PARAM", "TIME", "json_content", "path_param", "problem", "query_param"]
+
+TIME: Schema = {"type": "string", "format": "date-time"}
+# PostgreSQL text cannot hold NUL, so such a value is refused rather than looked up.
+TEXT_PARAM: Schema = {"type": "string", "pattern": "^[^\\u0000]*$"}
+
+
+def problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema_ref(Problem)}},
+    }
+
+
+def json_content(description: str, schema: Schema) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def query_param(name: str, description: str, schema: Schema) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1},
+    }

@@ -1,0 +1,60 @@
+"""The public `vlmrun` SDK in a virtual environment of its own, made once and reused.
+
+Its dependencies are pinned exactly (`pydantic==`, `Pillow==`, `rich==`, ...): installed
+beside vlmhooks they would move our own dependencies to its versions, so the parity tests
+drive it in a subprocess from its own environment, as a user's backend would.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SDK_REQUIREMENT = "vlmrun==0.9.2"
+# Set it to reuse an environment across checkouts (or to point at one made by hand).
+VENV_ENV = "VLMHOOKS_SDK_VENV"
+INSTALL_TIMEOUT_SECONDS = 600
+
+
+class SdkUnavailable(Exception):
+    """The environment could not be made (no index reachable): the caller skips."""
+
+
+def _location() -> Path:
+    configured = os.environ.get(VENV_ENV)
+    if configured:
+        return Path(configured)
+    name = SDK_REQUIREMENT.replace("==", "-")
+    return Path(tempfile.gettempdir()) / "vlmhooks-sdk" / name
+
+
+def sdk_python() -> Path:
+    """The interpreter of an environment with the SDK installed; made on first use.
+
+    A lock file serializes concurrent test runs; a marker written last means "complete", so
+    an install that was interrupted is redone rather than trusted.
+    """
+    venv = _location()
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return python
+        for command in (
+            [sys.executable, "-m", "venv", "--clear", str(venv)],
+            [str(python), "-m", "pip", "install", "--quiet", SDK_REQUIREMENT],
+        ):
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS
+            )
+            if result.returncode != 0:
+                tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+                raise SdkUnavailable(f"{' '.join(command[:4])}: {' / '.join(tail)}")
+        marker.write_text(SDK_REQUIREMENT + "\n")
+    return python
