@@ -21,7 +21,7 @@ INSTALL_TIMEOUT_SECONDS = 600
 
 
 class SdkUnavailable(Exception):
-    """The environment could not be made (no index reachable): the caller skips."""
+    """The environment could not be made (no index reachable): the test setup fails, never skips."""
 
 
 def _location() -> Path:

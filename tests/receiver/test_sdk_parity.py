@@ -29,7 +29,7 @@ def sdk() -> Path:
     try:
         return sdk_python()
     except SdkUnavailable as exc:
-        pytest.skip(f"the vlmrun SDK could not be installed: {exc}")
+        pytest.fail(f"the vlmrun SDK could not be installed: {exc}")
 
 
 def _store(engine: Engine, body: dict[str, Any]) -> None:
