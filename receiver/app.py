@@ -16,6 +16,7 @@ from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
+from receiver.replay_route import replay_routes
 from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
 from receiver.verify import SignaturePolicy
@@ -79,7 +80,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             engine.dispose()
 
     app = Starlette(
-        routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
+        routes=[*callback_routes(), *lookup_routes(), *replay_routes(), *ops_routes()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -11,7 +11,18 @@ from receiver.auth import ACCESS_TOKEN_PARAM
 from receiver.callbacks import CALLBACK_PATH
 from receiver.openapi_schemas import Schema, schema_ref
 from receiver.problems import PROBLEM_MEDIA_TYPE
-from receiver.shapes import CallbackAck, DeliveryPage, Health, PredictionPage, Problem, Ready
+from receiver.replay_route import REPLAY_PATH
+from receiver.shapes import (
+    CallbackAck,
+    DeliveryPage,
+    Health,
+    PredictionPage,
+    Problem,
+    Ready,
+    ReplayReport,
+    ReplayRequest,
+    SelfTestAck,
+)
 from schemas.contract import PredictionResponse
 from schemas.enums import Status
 from vlmhooks.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -148,6 +159,29 @@ def lookup_paths() -> dict[str, Any]:
                 "responses": {"200": _json("One page.", schema_ref(DeliveryPage)), "400": bad},
             }
         },
+        REPLAY_PATH: {
+            "post": {
+                "operationId": "replayDeliveries",
+                "summary": "Re-ingest stored deliveries (idempotent; `dry_run` changes nothing)",
+                "description": "Runs the callback's checks again over each selected delivery's "
+                "stored raw body, oldest first: provider signatures as of the time it was "
+                "received (with today's secrets), media type, JSON, contract, binding, then the "
+                "forward-only write; an unchanged prediction's json_schema verdict is re-checked. "
+                "A body cut at the audit cap, or refused at the signature check, is never "
+                "replayed. Needs a key even where reads are anonymous.",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": schema_ref(ReplayRequest)}},
+                },
+                "responses": {
+                    "200": _json("What each delivery did (or would do).", schema_ref(ReplayReport)),
+                    "400": problem("The body is not JSON."),
+                    "403": problem("No API keys are configured: replay is never anonymous."),
+                    "413": problem("The selection is over 16 KiB."),
+                    "422": problem("A selector is invalid; `errors` lists fields."),
+                },
+            }
+        },
         "/v1/events": {
             "get": {
                 "operationId": "streamEvents",
@@ -252,11 +286,16 @@ def public_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(
-                        "Stored (or a duplicate/stale delivery, acknowledged).",
-                        schema_ref(CallbackAck),
+                        "Stored (or a duplicate/stale delivery, acknowledged); for a "
+                        "`vlm-receiver check` self-test token, the self-test's answer (nothing "
+                        "stored).",
+                        {"oneOf": [schema_ref(CallbackAck), schema_ref(SelfTestAck)]},
                     ),
                     "400": problem("Not JSON, or the body ended early."),
-                    "401": problem("Bad or expired token, or a missing/wrong signature."),
+                    "401": problem(
+                        "Bad or expired token, or a missing/wrong signature (a self-test's "
+                        "problem names the `piece` that failed)."
+                    ),
                     "409": problem("The prediction id contradicts the submission's."),
                     "413": problem("The body is over VLMHOOKS_MAX_BODY_BYTES."),
                     "415": problem("The content type is not JSON."),

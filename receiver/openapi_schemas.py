@@ -13,7 +13,17 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
-from receiver.shapes import CallbackAck, DeliveryPage, Health, PredictionPage, Problem, Ready
+from receiver.shapes import (
+    CallbackAck,
+    DeliveryPage,
+    Health,
+    PredictionPage,
+    Problem,
+    Ready,
+    ReplayReport,
+    ReplayRequest,
+    SelfTestAck,
+)
 from schemas.contract import PredictionResponse
 from schemas.enums import Status
 from vlmhooks.public import Prediction
@@ -36,6 +46,9 @@ DOCUMENTED_SHAPES: tuple[tuple[Any, JsonSchemaMode], ...] = (
     (Problem, "serialization"),
     (Health, "serialization"),
     (Ready, "serialization"),
+    (ReplayRequest, "validation"),
+    (ReplayReport, "serialization"),
+    (SelfTestAck, "serialization"),
 )
 
 
