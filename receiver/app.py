@@ -16,6 +16,7 @@ from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
+from receiver.pruning import DeliveryPruner
 from receiver.replay_route import replay_routes
 from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
@@ -55,6 +56,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             # Serverless: nothing may outlive an invocation, so no hub; readers poll.
             await events.start()
         writer.start()
+        # Serverless: nothing may outlive an invocation; prune with `deliveries prune` instead.
+        pruner = None
+        if settings.delivery_retention is not None and not runtime.serverless:
+            pruner = DeliveryPruner(writer, settings.delivery_retention, clock=clock)
+            pruner.start()
         try:
             yield {
                 "receiver": ReceiverState(
@@ -72,6 +78,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 )
             }
         finally:
+            if pruner is not None:
+                await pruner.stop()
             writer.stop()
             await events.stop()
             if http is not None:
