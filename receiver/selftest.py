@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -48,6 +48,16 @@ _MARKER_PREFIX = "vlmhooks.self-test:"
 SelfTestPiece = Literal["token", "vlmrun_signature", "standard_webhooks", "payload"]
 
 
+class _ClockedSigner(TimestampSigner):
+    # itsdangerous reads time.time() for both signing and the max-age check.
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
 class SelfTestTokens:
     """Mint and verify self-test tokens: a nonce under the callback keys and a salt of its own."""
 
@@ -59,10 +69,12 @@ class SelfTestTokens:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._serializer = URLSafeTimedSerializer(
-            list(secret_keys), salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256}
+            list(secret_keys),
+            salt=_SALT,
+            signer=_ClockedSigner,
+            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
         )
         self._max_age = max_age_seconds
-        self._clock = clock
 
     def mint(self, nonce: str) -> str:
         return self._serializer.dumps({"n": nonce})
@@ -80,8 +92,8 @@ class SelfTestTokens:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokens_for(keys: tuple[str, ...]) -> SelfTestTokens:
-    return SelfTestTokens(keys)
+def _tokens_for(keys: tuple[str, ...], clock: Callable[[], float]) -> SelfTestTokens:
+    return SelfTestTokens(keys, clock=clock)
 
 
 def marker_id(nonce: str) -> str:
@@ -104,7 +116,7 @@ def self_test_body(nonce: str, created_at: str) -> bytes:
 async def answer_self_test(request: Request, state: ReceiverState) -> Response | None:
     """The answer to a self-test callback, or None when the token is not a self-test token."""
     keys = tuple(key.get_secret_value() for key in state.settings.secret_keys)
-    nonce = _tokens_for(keys).verify(request.path_params["token"])
+    nonce = _tokens_for(keys, state.clock).verify(request.path_params["token"])
     if nonce is None:
         return None
     verified: list[Any] = ["token"]
