@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from receiver.shapes import ReplayOutcome, ReplayReport, ReplayResult
+from receiver.shapes import MAX_REPLAY_LIMIT, ReplayOutcome, ReplayReport, ReplayResult
 from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
 from vlmhooks.batch import apply_prediction_writes
 from vlmhooks.errors import PredictionConflict, ProblemError
@@ -38,7 +38,6 @@ __all__ = [
 
 REPLAY_SOURCE = "replay"
 DEFAULT_REPLAY_LIMIT = 100
-MAX_REPLAY_LIMIT = 1000
 # Bodies that came with a provider signature (and a media type); the other sources (`sync`,
 # `poll`) were read from the API over its authenticated channel and stored in our encoding.
 _SIGNED_SOURCES = frozenset({"callback", "fetch"})

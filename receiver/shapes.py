@@ -6,9 +6,9 @@ Plain dicts at run time; the OpenAPI document is generated from these types (see
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import ConfigDict, with_config
+from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from schemas.enums import Status
@@ -17,6 +17,7 @@ from vlmhooks.records import DeliveryVerdict, Verdict
 from vlmhooks.shapes import Delivery
 
 __all__ = [
+    "MAX_REPLAY_LIMIT",
     "CallbackAck",
     "DeliveryPage",
     "Health",
@@ -89,6 +90,10 @@ class Ready(TypedDict):
     revision: str | None
 
 
+# A delivery id is a 64-bit identity on PostgreSQL; a larger number cannot name one.
+_MAX_ID = 2**63 - 1
+# Replay works in the receiver's write path: a bounded page per request.
+MAX_REPLAY_LIMIT = 1000
 ReplayOutcome = Literal["stored", "updated", "duplicate", "stale", "refused"]
 
 
@@ -104,10 +109,10 @@ class ReplayRequest(TypedDict, total=False):
     """received_at >= this (ISO 8601; UTC if no offset)."""
     received_before: str
     """received_at < this (ISO 8601; UTC if no offset)."""
-    after_id: int
+    after_id: Annotated[int, Field(ge=0, le=_MAX_ID)]
     """Only deliveries with a larger id: pass the previous answer's `next_after_id`."""
-    limit: int
-    """At most this many deliveries (default 100, at most 1000)."""
+    limit: Annotated[int, Field(ge=1, le=MAX_REPLAY_LIMIT)]
+    """At most this many deliveries (default 100)."""
     dry_run: bool
     """Report what would change and change nothing."""
 

@@ -160,7 +160,15 @@ def test_replay_needs_a_key_and_valid_selectors(database_url: str) -> None:
         assert receiver.client.post(url, json={}).status_code == 401
         bad = receiver.client.post(url, json={"verdict": ["lost"], "limit": 0}, headers=AUTH)
         assert bad.status_code == 422
-        assert {e["field"] for e in bad.json()["errors"]} == {"verdict.0"}
+        assert {e["field"] for e in bad.json()["errors"]} == {"verdict.0", "limit"}
+        for selector in (
+            {"after_id": 2**63},
+            {"received_after": "0001-01-01T00:00:00+01:00"},
+            {"prediction_id": "p\x00"},
+            {"unknown": 1},
+        ):
+            refused = receiver.client.post(url, json=selector, headers=AUTH)
+            assert refused.status_code == 422, (selector, refused.text)
         assert receiver.client.post(url, json={"limit": 5000}, headers=AUTH).status_code == 422
         assert receiver.client.post(url, content=b"{", headers=AUTH).status_code == 400
         assert replay(receiver)["results"] == []
