@@ -18,6 +18,8 @@ from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
+from receiver.pruning import DeliveryPruner
+from receiver.replay_route import replay_routes
 from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
 from receiver.usage import usage_routes
@@ -57,6 +59,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             # Serverless: nothing may outlive an invocation, so no hub; readers poll.
             await events.start()
         writer.start()
+        # Serverless: nothing may outlive an invocation; prune with `deliveries prune` instead.
+        pruner = None
+        if settings.delivery_retention is not None and not runtime.serverless:
+            pruner = DeliveryPruner(writer, settings.delivery_retention, clock=clock)
+            pruner.start()
         try:
             yield {
                 "receiver": ReceiverState(
@@ -74,6 +81,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 )
             }
         finally:
+            if pruner is not None:
+                await pruner.stop()
             writer.stop()
             await events.stop()
             if http is not None:
@@ -86,6 +95,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             *callback_routes(),
             *callback_url_routes(),
             *lookup_routes(),
+            *replay_routes(),
             *usage_routes(),
             *dashboard_routes(),
             *ops_routes(),

@@ -21,6 +21,7 @@ from receiver.errors import BodyTooLarge
 from receiver.fetch import fetch_prediction
 from receiver.group_commit import WriterStopped
 from receiver.problems import receiver_error_response
+from receiver.selftest import answer_self_test
 from receiver.shapes import CallbackAck
 from receiver.state import ReceiverState, receiver_state
 from receiver.verify import require_json_content_type, verify_provider_signatures
@@ -70,6 +71,11 @@ async def receive_callback(request: Request) -> Response:
                 f"callback token names a submission id over {MAX_SUBMISSION_ID_CHARS} characters"
             )
     except ProblemError as exc:
+        if type(exc) is TokenInvalid:
+            # Only now, so callbacks never pay for it: `vlm-receiver check`'s own token.
+            self_test = await answer_self_test(request, state)
+            if self_test is not None:
+                return self_test
         # Not logged: a request without a valid token must not be able to grow the audit log.
         state.metrics.callbacks.labels("rejected").inc()
         return _closing(receiver_error_response(exc))
@@ -79,6 +85,8 @@ async def receive_callback(request: Request) -> Response:
     delivery: DeliveryRecord | None = None
     claimed_id: str | None = None
     source = SOURCE_CALLBACK
+    body = b""
+    authenticated = False
     try:
         body = await _read_capped_body(request, state.settings.max_body_bytes)
         delivery = delivery_record(body, headers.items(), body_cap=state.settings.delivery_body_cap)
@@ -86,6 +94,7 @@ async def receive_callback(request: Request) -> Response:
         webhook_id = verify_provider_signatures(
             body, headers, state.signature_policy, now=state.clock()
         )
+        authenticated = True
         require_json_content_type(headers.get("content-type"))
         payload = decode_json(body)
         claimed_id = _claimed_id(payload)
@@ -104,6 +113,13 @@ async def receive_callback(request: Request) -> Response:
             head = exc.head if isinstance(exc, BodyTooLarge) else b""
             delivery = delivery_record(
                 head, headers.items(), body_cap=state.settings.delivery_body_cap
+            )
+        elif authenticated:
+            # Signed and refused (contract, JSON, media type, fetch-back): kept whole, up to
+            # the body cap, so `vlm-receiver deliveries replay` can recover it after a fix
+            # (ARCHITECTURE: replay). Unauthenticated bodies stay under the audit cap.
+            delivery = delivery_record(
+                body, headers.items(), body_cap=state.settings.max_body_bytes
             )
         await _log_rejection(state, exc, delivery, submission_id, claimed_id, source, received_at)
         response = receiver_error_response(exc)

@@ -1,4 +1,5 @@
-"""`vlm-receiver`: serve the app, manage the schema, mint callback URLs."""
+"""`vlm-receiver`: serve the app, manage the schema, mint callback URLs, replay and prune
+deliveries (`cli_deliveries.py`), check a deployment end to end (`check.py`)."""
 
 from __future__ import annotations
 
@@ -157,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url", default=None, help="base URL (default $VLMHOOKS_PUBLIC_URL)"
     )
     callback_url.set_defaults(handler=_cmd_callback_url)
+
+    # Each command group in its own module; this file stays the entry point.
+    from receiver.check import add_check_command
+    from receiver.cli_deliveries import add_deliveries_commands
+
+    add_deliveries_commands(commands)
+    add_check_command(commands)
     return parser
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from receiver.callbacks import CALLBACK_PATH
 from receiver.openapi_parts import json_content, path_param, problem
 from receiver.openapi_schemas import schema_ref
-from receiver.shapes import CallbackAck, Health, Index, Ready
+from receiver.shapes import CallbackAck, Health, Index, Ready, SelfTestAck
 from schemas.contract import PredictionResponse
 
 __all__ = ["public_paths"]
@@ -52,11 +52,16 @@ def public_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": json_content(
-                        "Stored (or a duplicate/stale delivery, acknowledged).",
-                        schema_ref(CallbackAck),
+                        "Stored (or a duplicate/stale delivery, acknowledged); for a "
+                        "`vlm-receiver check` self-test token, the self-test's answer (nothing "
+                        "stored).",
+                        {"oneOf": [schema_ref(CallbackAck), schema_ref(SelfTestAck)]},
                     ),
                     "400": problem("Not JSON, or the body ended early."),
-                    "401": problem("Bad or expired token, or a missing/wrong signature."),
+                    "401": problem(
+                        "Bad or expired token, or a missing/wrong signature (a self-test's "
+                        "problem names the `piece` that failed)."
+                    ),
                     "409": problem("The prediction id contradicts the submission's."),
                     "413": problem("The body is over VLMHOOKS_MAX_BODY_BYTES."),
                     "415": problem("The content type is not JSON."),

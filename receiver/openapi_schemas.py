@@ -22,6 +22,9 @@ from receiver.shapes import (
     Index,
     Problem,
     Ready,
+    ReplayReport,
+    ReplayRequest,
+    SelfTestAck,
 )
 from schemas.contract import PredictionResponse
 from schemas.enums import Status
@@ -47,6 +50,9 @@ DOCUMENTED_SHAPES: tuple[tuple[Any, JsonSchemaMode], ...] = (
     (Problem, "serialization"),
     (Health, "serialization"),
     (Ready, "serialization"),
+    (ReplayRequest, "validation"),
+    (ReplayReport, "serialization"),
+    (SelfTestAck, "serialization"),
 )
 
 

@@ -9,13 +9,46 @@ from typing import Any
 from receiver.callback_urls import CALLBACK_URLS_PATH, MAX_REQUEST_BYTES
 from receiver.openapi_parts import json_content, problem
 from receiver.openapi_schemas import schema_ref
-from receiver.shapes import MAX_CALLBACK_URLS, CallbackUrls, CallbackUrlsRequest, Health
+from receiver.replay_route import REPLAY_PATH
+from receiver.shapes import (
+    MAX_CALLBACK_URLS,
+    CallbackUrls,
+    CallbackUrlsRequest,
+    Health,
+    ReplayReport,
+    ReplayRequest,
+)
 
 __all__ = ["tool_paths"]
 
 
 def tool_paths() -> dict[str, Any]:
     return {
+        REPLAY_PATH: {
+            "post": {
+                "operationId": "replayDeliveries",
+                "summary": "Re-ingest stored deliveries (idempotent; `dry_run` changes nothing)",
+                "description": "Runs the callback's checks again over each selected delivery's "
+                "stored raw body, oldest first: provider signatures as of the time it was "
+                "received (with today's secrets), media type, JSON, contract, binding, then the "
+                "forward-only write; an unchanged prediction's json_schema verdict is re-checked. "
+                "A body cut at the audit cap, or refused at the signature check, is never "
+                "replayed. Needs a key even where reads are anonymous.",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": schema_ref(ReplayRequest)}},
+                },
+                "responses": {
+                    "200": json_content(
+                        "What each delivery did (or would do).", schema_ref(ReplayReport)
+                    ),
+                    "400": problem("The body is not JSON."),
+                    "403": problem("No API keys are configured: replay is never anonymous."),
+                    "413": problem("The selection is over 16 KiB."),
+                    "422": problem("A selector is invalid; `errors` lists fields."),
+                },
+            }
+        },
         "/v1/health": {
             "get": {
                 "operationId": "apiHealth",

@@ -6,19 +6,20 @@ Plain dicts at run time; the OpenAPI document is generated from these types (see
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired
+from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
 from typing_extensions import TypedDict
 
 from schemas.enums import Status
 from vlmhooks.public import UtcTimestamp
-from vlmhooks.records import Verdict
+from vlmhooks.records import DeliveryVerdict, Verdict
 from vlmhooks.shapes import Delivery
 from vlmhooks.storable import MAX_SUBMISSION_ID_CHARS
 
 __all__ = [
     "MAX_CALLBACK_URLS",
+    "MAX_REPLAY_LIMIT",
     "CallbackAck",
     "CallbackUrl",
     "CallbackUrls",
@@ -29,6 +30,11 @@ __all__ = [
     "IndexLinks",
     "Problem",
     "Ready",
+    "ReplayOutcome",
+    "ReplayReport",
+    "ReplayRequest",
+    "ReplayResult",
+    "SelfTestAck",
 ]
 
 _CLOSED = ConfigDict(extra="forbid", use_attribute_docstrings=True)
@@ -137,3 +143,69 @@ class CallbackUrls(TypedDict):
     callback_urls: list[CallbackUrl]
     expires_at: UtcTimestamp
     """The tokens are refused after this (VLMHOOKS_TOKEN_MAX_AGE from now)."""
+
+
+# A delivery id is a 64-bit identity on PostgreSQL; a larger number cannot name one.
+_MAX_ID = 2**63 - 1
+# Replay works in the receiver's write path: a bounded page per request.
+MAX_REPLAY_LIMIT = 1000
+ReplayOutcome = Literal["stored", "updated", "duplicate", "stale", "refused"]
+
+
+@with_config(_CLOSED)
+class ReplayRequest(TypedDict, total=False):
+    """Which stored deliveries to replay; every member narrows the selection."""
+
+    prediction_id: str
+    submission_id: str
+    verdict: list[DeliveryVerdict]
+    """Only deliveries that got one of these verdicts when received (e.g. `["rejected"]`)."""
+    received_after: str
+    """received_at >= this (ISO 8601; UTC if no offset)."""
+    received_before: str
+    """received_at < this (ISO 8601; UTC if no offset)."""
+    after_id: Annotated[int, Field(ge=0, le=_MAX_ID)]
+    """Only deliveries with a larger id: pass the previous answer's `next_after_id`."""
+    limit: Annotated[int, Field(ge=1, le=MAX_REPLAY_LIMIT)]
+    """At most this many deliveries (default 100)."""
+    dry_run: bool
+    """Report what would change and change nothing."""
+
+
+@with_config(_CLOSED)
+class ReplayResult(TypedDict):
+    """What replaying one stored delivery did (or, in a dry run, would do)."""
+
+    delivery_id: int
+    prediction_id: str | None
+    submission_id: str | None
+    original_verdict: DeliveryVerdict
+    outcome: ReplayOutcome
+    status: str | None
+    """The prediction's status after the replay; null when refused."""
+    reason: str | None
+    """Why it was refused (or why an unchanged prediction was updated)."""
+
+
+@with_config(_CLOSED)
+class ReplayReport(TypedDict):
+    """A replay's results, oldest delivery first."""
+
+    dry_run: bool
+    results: list[ReplayResult]
+    counts: dict[str, int]
+    """Results by outcome."""
+    next_after_id: int | None
+    """More deliveries match: pass as `after_id` to continue; null when done."""
+
+
+@with_config(_CLOSED)
+class SelfTestAck(TypedDict):
+    """A `vlm-receiver check` callback, fully verified and answered without storing anything."""
+
+    self_test: Literal[True]
+    nonce: str
+    verified: list[Literal["token", "vlmrun_signature", "standard_webhooks"]]
+    """The checks this receiver ran; a secret the checker holds must appear here."""
+    same_database: bool
+    """This receiver sees the checker's marker row: both use the same database."""

@@ -6,11 +6,13 @@ comma-separated (oldest first where order matters, e.g. rotation).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vlmhooks.durations import parse_duration
 from vlmhooks.errors import ConfigError
 from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
 
@@ -82,6 +84,10 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=_env("VLMHOOKS_DELIVERY_BODY_CAP"),
     )
+    # Deliveries (audit rows and raw bodies) older than this are pruned; None keeps them.
+    delivery_retention: timedelta | None = Field(
+        None, validation_alias=_env("VLMHOOKS_DELIVERY_RETENTION")
+    )
     fetch_back: bool = Field(False, validation_alias=_env("VLMHOOKS_FETCH_BACK"))
     max_wait: int = Field(
         DEFAULT_MAX_WAIT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_MAX_WAIT")
@@ -115,6 +121,13 @@ class Settings(BaseSettings):
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("delivery_retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_duration(value) if value.strip() else None
         return value
 
     def require_secret_keys(self) -> list[str]:

@@ -1,0 +1,22 @@
+"""Durations in settings and CLI options: `90s`, `15m`, `12h`, `30d`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+__all__ = ["parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`text` as a positive timedelta; `ValueError` naming the accepted format otherwise."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ValueError(f"expected a duration such as 90s, 15m, 12h or 30d, got {text!r}")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"the duration must be positive, got {text!r}")
+    return timedelta(seconds=seconds)
