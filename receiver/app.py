@@ -12,13 +12,16 @@ from starlette.applications import Starlette
 
 from receiver.callbacks import callback_routes
 from receiver.events import EventHub
+from receiver.forwarding import forwarding_routes
 from receiver.group_commit import GroupCommitter
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
 from receiver.state import ReceiverState
-from vlmhooks.db import make_engine
+from vlmhooks.db import is_sqlite, make_engine
+from vlmhooks.forward.relay import transaction_runner
+from vlmhooks.forward.runtime import Forwarding
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.signatures import parse_standard_webhook_secret
 from vlmhooks.tokens import CallbackTokens
@@ -33,6 +36,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     for secret in settings.standard_webhook_secrets:
         parse_standard_webhook_secret(secret.get_secret_value())
     tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
+    forwarding = Forwarding(settings, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -53,7 +57,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         http = httpx.AsyncClient(timeout=FETCH_BACK_TIMEOUT, headers=headers)
         await events.start()
         writer.start()
+        # SQLite has one writer: the relay's claims and acknowledgements join the group
+        # committer's batches rather than queue on the file lock against it.
+        relay_writes = writer.run if is_sqlite(engine) else transaction_runner(engine)
         try:
+            await forwarding.start(
+                engine,
+                run_relay=settings.forward_in_serve,
+                run_write=relay_writes,
+                changes=events,
+                registry=metrics.registry,
+            )
             yield {
                 "receiver": ReceiverState(
                     settings=settings,
@@ -68,6 +82,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 )
             }
         finally:
+            await forwarding.stop()
             writer.stop()
             await events.stop()
             await http.aclose()
@@ -75,7 +90,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             engine.dispose()
 
     app = Starlette(
-        routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
+        routes=[*callback_routes(), *lookup_routes(), *forwarding_routes(), *ops_routes()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

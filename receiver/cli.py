@@ -77,6 +77,16 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_forward(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from receiver.relay_process import run_forward
+
+    _require_schema(settings)
+    asyncio.run(run_forward(settings, metrics_port=args.metrics_port))
+    return 0
+
+
 def _cmd_callback_url(args: argparse.Namespace, settings: Settings) -> int:
     from vlmhooks.storable import MAX_SUBMISSION_ID_CHARS
     from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
@@ -105,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_cmd_serve)
+
+    forward = commands.add_parser(
+        "forward", help="run only the forwarding relay (VLMHOOKS_FORWARD_TO), no web server"
+    )
+    forward.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    forward.set_defaults(handler=_cmd_forward)
 
     db = commands.add_parser("db", help="manage the database schema (Alembic)")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
+from receiver.forwarding import forwarding_openapi_paths
 from receiver.problems import PROBLEM_MEDIA_TYPE
 from schemas.contract import PredictionResponse
 from vlmhooks.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -492,7 +493,7 @@ def _public_paths() -> dict[str, Any]:
 
 @functools.cache
 def _document(auth_required: bool) -> dict[str, Any]:
-    paths = _lookup_paths()
+    paths = {**_lookup_paths(), **forwarding_openapi_paths()}
     security: list[dict[str, list[str]]] = (
         [{"bearerAuth": []}, {"accessToken": []}] if auth_required else []
     )

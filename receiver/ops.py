@@ -20,7 +20,9 @@ from receiver.openapi import openapi_document
 from receiver.problems import problem_response
 from receiver.responses import json_response
 from receiver.state import receiver_state
+from schemas.contract import utc_now
 from vlmhooks import migrate
+from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog
 from vlmhooks.reads import count_predictions_by_status
 
 # A readiness probe must answer even when the database hangs; the orchestrator retries.
@@ -81,10 +83,12 @@ async def metrics(request: Request) -> Response:
     """Prometheus text: this process's counters plus database-wide predictions by status."""
     state = receiver_state(request)
     counts = await run_in_threadpool(count_predictions_by_status, state.engine)
+    forward_backlog = await run_in_threadpool(read_backlog, state.engine)
     # The database gauge is shared by every process, so it lives in a per-scrape registry
     # rather than in the process's own.
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(PredictionsByStatus(counts))
+    scrape.register(ForwardBacklogCollector(forward_backlog, utc_now()))
     body = generate_latest(state.metrics.registry) + generate_latest(scrape)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -23,6 +23,7 @@ from schemas.contract import PredictionResponse
 from schemas.enums import STATUS_RANK, Status
 from schemas.tables import Delivery, Prediction, PredictionEvent, Submission, WebhookMessage
 from vlmhooks.errors import PredictionConflict
+from vlmhooks.outbox import write_outbox_rows
 from vlmhooks.public import public_prediction
 
 Verdict = Literal["stored", "updated", "duplicate", "stale"]
@@ -406,6 +407,8 @@ class _Batch:
                 row.prediction_id: row.seq
                 for row in self.connection.execute(self.statements.insert_event, event_rows)
             }
+            # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
+            write_outbox_rows(self.connection, event_rows, seqs)
             for index in members:
                 outcome = self.outcomes[index]
                 if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
