@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from schemas.contract import utc_now
+from schemas.contract import as_utc, utc_now
 from schemas.tables import ForwardDestination, ForwardOutbox, PredictionEvent
 from vlmhooks.forward.destinations import Filters
 
@@ -195,8 +195,9 @@ def claim(
             prediction_id=row.prediction_id,
             type=row.type,
             attempts=row.attempts,
-            created_at=row.created_at,
-            timestamp=row.timestamp,
+            # SQLite hands back naive datetimes; every time we store is UTC.
+            created_at=as_utc(row.created_at),
+            timestamp=as_utc(row.timestamp),
             data=row.data,
         )
         for row in connection.execute(_PAYLOADS, {"ids": ids})

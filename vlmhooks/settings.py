@@ -24,6 +24,8 @@ DEFAULT_FORWARD_MAX_AGE_SECONDS = 24 * 3600
 DEFAULT_FORWARD_TIMEOUT_SECONDS = 10.0
 DEFAULT_FORWARD_LEASE_SECONDS = 60.0
 DEFAULT_FORWARD_POLL_INTERVAL = 1.0
+DEFAULT_FORWARD_BACKOFF_SECONDS = 1.0
+DEFAULT_FORWARD_BACKOFF_MAX_SECONDS = 300.0
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 StrList = Annotated[tuple[str, ...], NoDecode]
@@ -94,6 +96,14 @@ class Settings(BaseSettings):
     )
     forward_lease: float = Field(
         DEFAULT_FORWARD_LEASE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_FORWARD_LEASE")
+    )
+    forward_backoff: float = Field(
+        DEFAULT_FORWARD_BACKOFF_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_FORWARD_BACKOFF")
+    )
+    forward_backoff_max: float = Field(
+        DEFAULT_FORWARD_BACKOFF_MAX_SECONDS,
+        gt=0,
+        validation_alias=_env("VLMHOOKS_FORWARD_BACKOFF_MAX"),
     )
     forward_poll_interval: float = Field(
         DEFAULT_FORWARD_POLL_INTERVAL,

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from schemas.contract import utc_now
 from vlmhooks.errors import ConfigError
+from vlmhooks.forward.backoff import Backoff
 from vlmhooks.forward.destinations import Destination, parse_destinations, require_client
 from vlmhooks.forward.http import HttpPublisher, StandardWebhookSigner
 from vlmhooks.forward.metrics import ForwardMetrics
@@ -50,6 +51,7 @@ class Forwarding:
             max_age=float(settings.forward_max_age),
             lease=settings.forward_lease,
             poll_interval=settings.forward_poll_interval,
+            backoff=Backoff(settings.forward_backoff, settings.forward_backoff_max),
         )
         self.clock = clock
         self.relay: Relay | None = None
