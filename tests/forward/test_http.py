@@ -175,3 +175,19 @@ def test_credentials_never_reach_the_api_or_the_logs(
         assert secret not in text and secret not in logged and secret not in metrics
     assert "hookuser:***@" in text and "token=***" in text
     assert "vlmhooks_forward_backlog" in metrics
+
+
+@pytest.mark.postgres
+def test_two_receivers_on_one_postgresql_deliver_each_change_once(postgres_url: str) -> None:
+    with running_sink() as sink:
+        settings = forward_settings(postgres_url, f"{sink.url}/hook")
+        with running_receiver(settings) as first, running_receiver(settings) as second:
+            for status in STATUSES:
+                for n in range(PREDICTIONS * 2):
+                    # Alternate receivers: each stores changes both relays can see.
+                    (first if n % 2 else second).callback(f"pred_{n}", status)
+            total = PREDICTIONS * 2 * len(STATUSES)
+            sink.wait_for(lambda s: len(first_deliveries(s.accepted())) == total)
+            wait_until(lambda: first.forwarding()[0]["backlog"] == 0)
+    ids = [item.message_id for item in sink.accepted()]
+    assert len(ids) == len(set(ids)) == total
