@@ -54,9 +54,12 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from vlmhooks.forward.runtime import Forwarding
+
     # Fail here, with one line, rather than inside each worker's lifespan.
     settings.require_secret_keys()
     settings.require_lookup_auth()
+    Forwarding(settings)  # a malformed VLMHOOKS_FORWARD_TO is one line here, not per worker
     _require_schema(settings)
     workers = args.workers or settings.web_concurrency
     port = args.port if args.port is not None else settings.port
