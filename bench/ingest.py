@@ -115,8 +115,19 @@ def count_predictions(url: str) -> int:
 def bench_target(
     target: str, args: argparse.Namespace, requests_file: Path, workdir: Path
 ) -> Result:
+    return bench_target_env(target, args, requests_file, workdir, {})
+
+
+def bench_target_env(
+    target: str,
+    args: argparse.Namespace,
+    requests_file: Path,
+    workdir: Path,
+    extra_env: dict[str, str],
+) -> Result:
+    """One target on a fresh database; `extra_env` adds settings (bench.forwarding's)."""
     url = fresh_database(args.database, workdir)
-    env = receiver_env(url)
+    env = {**receiver_env(url), **extra_env}
     if target == "receiver":
         argv = receiver_argv(args.workers)
     else:
