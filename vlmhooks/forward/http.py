@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vlmhooks.errors import ConfigError
 from vlmhooks.forward.backoff import parse_retry_after
 from vlmhooks.forward.destinations import Destination
+from vlmhooks.forward.http_client import OriginClient, ProtocolError
 from vlmhooks.forward.publish import DELIVERED, Attempt, Message, error_text
 from vlmhooks.signatures import parse_standard_webhook_secret
 
@@ -63,34 +64,29 @@ class HttpPublisher:
         *,
         timeout: float,
         clock: Callable[[], float],
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._destination = destination
         self._signer = signer
         self._clock = clock
-        # No redirects: a signed delivery is for the URL the operator configured.
-        self._client = httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,
-            transport=transport,
-            headers={"user-agent": USER_AGENT},
-        )
+        # No redirects are followed: a signed delivery is for the URL the operator configured.
+        self._client = OriginClient(destination.url, timeout=timeout)
 
     async def publish(self, message: Message) -> Attempt:
         timestamp = int(self._clock())
         headers = {
             "content-type": "application/json",
+            "user-agent": USER_AGENT,
             "webhook-id": message.id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": self._signer.sign(message.id, timestamp, message.body),
         }
         try:
-            response = await self._client.post(
-                self._destination.url, content=message.body, headers=headers
-            )
-        except httpx.HTTPError as exc:
+            response = await self._client.post(message.body, headers)
+        except TimeoutError:
+            return Attempt("retry", "timed out")
+        except (OSError, EOFError, ProtocolError, ValueError, asyncio.LimitOverrunError) as exc:
             return Attempt("retry", self._destination.scrub(error_text(exc)))
-        status = response.status_code
+        status = response.status
         if 200 <= status < 300:
             return DELIVERED
         if status == 410:
