@@ -13,49 +13,80 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
+import signal
+import statistics
+import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from bench.harness import receiver_argv, receiver_env, run_server, uvicorn_argv
-from bench.ingest import bench_target_env, fresh_database, write_requests
+from bench.harness import receiver_argv, receiver_env, run_server
+from bench.ingest import Result, bench_target_env, fresh_database, write_requests
 from bench.openloop import encode_request, read_response
 from bench.payloads import signed_callbacks
 
-SINK_OUT = "BENCH_SINK_OUT"
 # whsec_ + base64("bench-forwarding-secret"): the sink does not verify, the relay signs.
 FORWARD_SECRET = "whsec_YmVuY2gtZm9yd2FyZGluZy1zZWNyZXQ="
 
 
-def sink_app() -> Starlette:
-    """The destination: 204 at once, arrival time per prediction id, written at shutdown."""
-    arrivals: list[tuple[float, str, str]] = []
+class SinkProtocol(asyncio.Protocol):
+    """The destination: 204 at once, arrival time and body kept in memory. Raw asyncio, not
+    uvicorn: on a 2-core machine a Starlette sink would take the CPU the receiver is being
+    measured with, and a real destination runs elsewhere."""
 
-    async def hook(request: Request) -> Response:
-        at = time.time()
-        data = orjson.loads(await request.body())["data"]
-        arrivals.append((at, data["id"], request.headers["webhook-id"]))
-        return Response(status_code=204)
+    def __init__(self, arrivals: list[tuple[float, bytes]]) -> None:
+        self.arrivals = arrivals
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
 
-    @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        lines = "".join(f"{at}\t{pid}\t{mid}\n" for at, pid, mid in arrivals)
-        # At shutdown, once: nothing else is waiting on this loop any more.
-        await asyncio.to_thread(Path(os.environ[SINK_OUT]).write_text, lines)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-    return Starlette(routes=[Route("/hook", hook, methods=["POST"])], lifespan=lifespan)
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].lower()
+            marker = head.find(b"content-length:")
+            length = int(head[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            self.arrivals.append((time.time(), body))
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+def run_sink(port: int, out: Path) -> None:
+    """`python -m bench.forwarding --sink PORT OUT`: serve until SIGTERM, then write
+    `time<TAB>prediction id` per request to OUT."""
+    arrivals: list[tuple[float, bytes]] = []
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        server = await loop.create_server(lambda: SinkProtocol(arrivals), "127.0.0.1", port)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(serve())
+    lines = (f"{at}\t{orjson.loads(body)['data']['id']}\n" for at, body in arrivals)
+    out.write_text("".join(lines))
+
+
+def relay_argv() -> list[str]:
+    """`vlm-receiver forward`, listening (for metrics) so the harness knows it is up."""
+    return ["vlm-receiver", "forward", "--metrics-port", "{port}"]
+
+
+def sink_argv(out: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.forwarding", "--sink", "{port}", str(out)]
 
 
 def forwarding_env(sink_url: str) -> dict[str, str]:
@@ -95,14 +126,14 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     requests = [encode_request(c.path, c.signature, c.body) for c in callbacks]
     out = workdir / "arrivals.tsv"
     database_url = fresh_database(args.database, workdir)
-    with run_server(uvicorn_argv("bench.forwarding:sink_app"), {SINK_OUT: str(out)}) as sink:
+    with run_server(sink_argv(out), {}) as sink:
         env = {**receiver_env(database_url), **forwarding_env(sink.url)}
         with run_server(receiver_argv(args.workers), env) as receiver:
             acked = asyncio.run(open_loop(receiver.port, requests, args.rate, args.connections))
             time.sleep(args.drain)  # let the relay finish before the sink writes its log
     first: dict[str, float] = {}
     for line in out.read_text().splitlines():
-        at, prediction_id, _message_id = line.split("\t")
+        at, prediction_id = line.split("\t")
         first.setdefault(prediction_id, float(at))
     delays = sorted(
         first[f"pred_fwd_{i:08d}"] - acked[i]
@@ -124,8 +155,49 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
+def throughput(args: argparse.Namespace, workdir: Path) -> None:
+    """Alternating runs (none, one, none, one, ...): the machine's background load drifts,
+    and alternating spreads the drift over both sides; the ratio is of the medians."""
+    requests_file = write_requests(args.requests)
+    runs: dict[str, list[Result]] = {"none": [], "one HTTP": []}
+    with run_server(sink_argv(workdir / "throughput-arrivals.tsv"), {}) as sink:
+        for _ in range(args.repeats):
+            runs["none"].append(bench_target_env("receiver", args, requests_file, workdir, {}))
+            with_one = forwarding_env(sink.url)
+            if args.relay == "process":
+                with_one["VLMHOOKS_FORWARD_IN_SERVE"] = "false"
+            runs["one HTTP"].append(
+                bench_target_env(
+                    "receiver",
+                    args,
+                    requests_file,
+                    workdir,
+                    with_one,
+                    beside=relay_argv() if args.relay == "process" else None,
+                )
+            )
+    print(
+        f"\n{args.database}, {args.workers} worker(s), {args.connections} connections, "
+        f"{args.duration}s per run, {args.repeats} runs each, relay in {args.relay}"
+    )
+    print("| destinations | req/s per run | median req/s | median p50 ms | median p99 ms |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    medians = {}
+    for name, results in runs.items():
+        rates = [r.requests_per_second for r in results]
+        medians[name] = statistics.median(rates)
+        print(
+            f"| {name} | {', '.join(f'{rate:,.0f}' for rate in rates)} | "
+            f"{medians[name]:,.0f} | {statistics.median(r.p50_ms for r in results):.2f} | "
+            f"{statistics.median(r.p99_ms for r in results):.2f} |"
+        )
+    ratio = medians["one HTTP"] / medians["none"]
+    print(f"\nwith one HTTP destination / without: {ratio:.2f}x (target >= 0.90x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sink", nargs=2, metavar=("PORT", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=int, default=15, help="each throughput run, s")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -135,31 +207,25 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--latency-duration", type=float, default=20)
     parser.add_argument("--drain", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--relay",
+        choices=["serve", "process"],
+        default="serve",
+        help="relay inside `serve` (default) or as `vlm-receiver forward` beside it",
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    if args.sink:
+        run_sink(int(args.sink[0]), Path(args.sink[1]))
+        return
     if shutil.which("wrk") is None:
         raise SystemExit("bench.forwarding: wrk is not installed (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not args.skip_throughput:
-            requests_file = write_requests(args.requests)
-            none = bench_target_env("receiver", args, requests_file, workdir, {})
-            sink_out = {SINK_OUT: str(workdir / "throughput-arrivals.tsv")}
-            with run_server(uvicorn_argv("bench.forwarding:sink_app"), sink_out) as sink:
-                one = bench_target_env(
-                    "receiver", args, requests_file, workdir, forwarding_env(sink.url)
-                )
-            print(f"\n{args.database}, {args.workers} worker(s), {args.connections} connections")
-            print("| destinations | req/s | p50 ms | p99 ms | non-2xx | rows |")
-            print("| --- | ---: | ---: | ---: | ---: | ---: |")
-            for name, r in (("none", none), ("one HTTP", one)):
-                print(
-                    f"| {name} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | "
-                    f"{r.p99_ms:.2f} | {r.non_2xx} | {r.rows} |"
-                )
-            ratio = one.requests_per_second / none.requests_per_second
-            print(f"\nwith one HTTP destination / without: {ratio:.2f}x (target >= 0.90x)")
+            throughput(args, workdir)
         figures = latency(args, workdir)
         print(
             f"\ncommit -> destination at {args.rate:,.0f}/s offered for {args.latency_duration}s: "

@@ -36,7 +36,7 @@ WriteRunner = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 DEFAULT_MAX_AGE_SECONDS = 24 * 3600
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_INTERVAL = 1.0
-DEFAULT_BATCH = 64
+DEFAULT_BATCH = 128
 log = logging.getLogger("vlmhooks.forward")
 
 
@@ -116,6 +116,7 @@ class Relay:
         self._jitter = jitter
         self.owner = relay_owner()
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy: dict[str, bool] = {}  # the last round found work: skip the idle look
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -140,11 +141,16 @@ class Relay:
             except Exception:
                 log.warning("closing a forwarding client failed", exc_info=True)
 
-    async def run_round(self, destination: Destination, *, limit: int | None = None) -> Round:
-        """Claim, publish and settle once; what `start` runs in a loop, and tests call."""
+    async def run_round(
+        self, destination: Destination, *, limit: int | None = None, look: bool = True
+    ) -> Round:
+        """Claim, publish and settle once; what `start` runs in a loop, and tests call.
+
+        `look` first checks on the read engine that anything is due, so an idle relay never
+        opens a write transaction; after a round that found work, the claim goes straight.
+        """
         now = self._now()
-        look = await asyncio.to_thread(self._has_due, destination.id, now)
-        if not look:
+        if look and not await asyncio.to_thread(self._has_due, destination.id, now):
             return Round()
         lease = timedelta(seconds=self.config.lease)
         batch = limit or self.config.batch
@@ -218,6 +224,7 @@ class Relay:
         """Rounds forever. After a round with no success the destination rests (backoff,
         or its Retry-After) and is then probed with one row until it answers again."""
         failures = 0
+        self._busy[destination.id] = False
         while True:
             try:
                 failures = await self._step(destination, failures)
@@ -241,7 +248,10 @@ class Relay:
             await self._sleep(self.config.poll_interval)  # until someone re-enables it
             return failures
         ticket = self._changes.ticket() if self._changes is not None else None
-        result = await self.run_round(destination, limit=1 if failures else None)
+        result = await self.run_round(
+            destination, limit=1 if failures else None, look=not self._busy[destination.id]
+        )
+        self._busy[destination.id] = result.attempted > 0
         if result.gone:
             log.warning(
                 "forwarding to %s is disabled: %s; `POST /v1/forwarding/%s/retry` enables it",
