@@ -42,6 +42,14 @@ def test_every_change_arrives_signed_and_in_order(database_url: str) -> None:
             sink.wait_for(lambda s: len(first_deliveries(s.accepted())) == PREDICTIONS * 3)
             wait_until(lambda: receiver.forwarding()[0]["backlog"] == 0)
             status = receiver.forwarding()[0]
+            metrics = receiver.client.get("/metrics", headers=AUTH).text
+            anonymous = receiver.client.get("/v1/forwarding")
+    assert anonymous.status_code == 401
+    total = PREDICTIONS * 3
+    labels = f'destination="{status["id"]}"'
+    assert f'vlmhooks_forward_attempts_total{{{labels},outcome="delivered"}} {total}.0' in metrics
+    assert f"vlmhooks_forward_latency_seconds_count{{{labels}}} {total}.0" in metrics
+    assert f"vlmhooks_forward_backlog{{{labels}}} 0.0" in metrics
     delivered = first_deliveries(sink.accepted())
     assert len(sink.accepted()) == len(delivered)  # nothing sent twice
     by_prediction = _statuses_by_prediction(sink)

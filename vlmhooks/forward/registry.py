@@ -97,7 +97,10 @@ def backlog(connection: Connection) -> dict[str, Backlog]:
     found: dict[str, dict[str, tuple[int, datetime | None]]] = {}
     for destination_id, state, count, oldest in rows:
         found.setdefault(destination_id, {})[state] = (count, oldest)
-    result: dict[str, Backlog] = {}
+    # Every active destination is listed, at zero when it has nothing waiting: a gauge that
+    # disappears when the backlog is empty reads as "unknown", not as "all delivered".
+    active = connection.execute(sa.select(DESTINATION.c.id).where(DESTINATION.c.active.is_(True)))
+    result = {destination_id: Backlog(0, 0, None) for destination_id in active.scalars()}
     for destination_id, states in found.items():
         pending, oldest = states.get(PENDING, (0, None))
         dead, _ = states.get(DEAD, (0, None))
