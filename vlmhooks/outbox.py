@@ -30,11 +30,13 @@ __all__ = [
     "DEAD",
     "PENDING",
     "Claimed",
+    "Lease",
     "Settlement",
     "claim",
     "has_due",
     "new_message_id",
     "settle",
+    "with_payloads",
     "write_outbox_rows",
 ]
 
@@ -124,7 +126,7 @@ def _eligible(now_param: str = "now") -> sa.Select[tuple[int]]:
     return (
         sa.select(OUTBOX.c.id)
         .where(
-            OUTBOX.c.destination_id == sa.bindparam("destination_id"),
+            OUTBOX.c.destination_id == sa.bindparam("for_destination"),
             OUTBOX.c.state == PENDING,
             OUTBOX.c.next_attempt_at <= now,
             sa.or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until <= now),
@@ -135,39 +137,51 @@ def _eligible(now_param: str = "now") -> sa.Select[tuple[int]]:
 
 
 # SQLite renders no FOR UPDATE: its writers are serialized (BEGIN IMMEDIATE), which makes
-# the select-then-lease below atomic there anyway.
+# the select-and-lease below atomic there anyway.
 _CLAIMABLE = _eligible().limit(sa.bindparam("limit")).with_for_update(skip_locked=True, of=OUTBOX)
 _HAS_DUE = _eligible().limit(1)
+# One statement: the claim runs on the process's single writer (SQLite), where every
+# statement is time the receiver's own commits wait for.
 _LEASE = (
     OUTBOX.update()
-    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .where(OUTBOX.c.id.in_(_CLAIMABLE.scalar_subquery()))
     .values(
         lease_until=sa.bindparam("lease_until"),
         lease_owner=sa.bindparam("owner"),
         attempts=OUTBOX.c.attempts + 1,
     )
-)
-_PAYLOADS = (
-    sa.select(
+    .returning(
         OUTBOX.c.id,
         OUTBOX.c.message_id,
         OUTBOX.c.prediction_id,
         OUTBOX.c.type,
         OUTBOX.c.attempts,
         OUTBOX.c.created_at,
-        EVENT.c.created_at.label("timestamp"),
-        EVENT.c.data,
+        OUTBOX.c.event_seq,
     )
-    .join(EVENT, EVENT.c.seq == OUTBOX.c.event_seq)
-    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(OUTBOX.c.id)
+)
+_PAYLOADS = sa.select(EVENT.c.seq, EVENT.c.created_at, EVENT.c.data).where(
+    EVENT.c.seq.in_(sa.bindparam("seqs", expanding=True))
 )
 
 
 def has_due(connection: Connection, destination_id: str, now: datetime) -> bool:
     """A read-only look before claiming, so an idle relay never opens a write transaction."""
-    row = connection.execute(_HAS_DUE, {"destination_id": destination_id, "now": now}).first()
+    row = connection.execute(_HAS_DUE, {"for_destination": destination_id, "now": now}).first()
     return row is not None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed row, before its payload is read."""
+
+    id: int
+    message_id: str
+    prediction_id: str
+    type: str
+    attempts: int
+    created_at: datetime
+    event_seq: int
 
 
 def claim(
@@ -178,29 +192,55 @@ def claim(
     lease: timedelta,
     owner: str,
     limit: int,
-) -> list[Claimed]:
+) -> list[Lease]:
     """Lease up to `limit` rows (one per prediction at most) inside the caller's transaction."""
-    ids = list(
-        connection.execute(
-            _CLAIMABLE, {"destination_id": destination_id, "now": now, "limit": limit}
-        ).scalars()
+    rows = connection.execute(
+        _LEASE,
+        {
+            "for_destination": destination_id,
+            "now": now,
+            "limit": limit,
+            "lease_until": now + lease,
+            "owner": owner,
+        },
     )
-    if not ids:
+    leases = [
+        Lease(
+            row.id,
+            row.message_id,
+            row.prediction_id,
+            row.type,
+            row.attempts,
+            # SQLite hands back naive datetimes; every time we store is UTC.
+            as_utc(row.created_at),
+            row.event_seq,
+        )
+        for row in rows
+    ]
+    return sorted(leases, key=lambda lease: lease.id)
+
+
+def with_payloads(connection: Connection, leases: Sequence[Lease]) -> list[Claimed]:
+    """The leased rows with their changes, read outside the write transaction: event rows
+    never change, so any connection may read them."""
+    if not leases:
         return []
-    connection.execute(_LEASE, {"ids": ids, "lease_until": now + lease, "owner": owner})
+    events = {
+        row.seq: row
+        for row in connection.execute(_PAYLOADS, {"seqs": [lease.event_seq for lease in leases]})
+    }
     return [
         Claimed(
-            id=row.id,
-            message_id=row.message_id,
-            prediction_id=row.prediction_id,
-            type=row.type,
-            attempts=row.attempts,
-            # SQLite hands back naive datetimes; every time we store is UTC.
-            created_at=as_utc(row.created_at),
-            timestamp=as_utc(row.timestamp),
-            data=row.data,
+            id=lease.id,
+            message_id=lease.message_id,
+            prediction_id=lease.prediction_id,
+            type=lease.type,
+            attempts=lease.attempts,
+            created_at=lease.created_at,
+            timestamp=as_utc(events[lease.event_seq].created_at),
+            data=events[lease.event_seq].data,
         )
-        for row in connection.execute(_PAYLOADS, {"ids": ids})
+        for lease in leases
     ]
 
 

@@ -19,7 +19,7 @@ from vlmhooks.forward.publish import Attempt, Message
 from vlmhooks.forward.registry import sync_destinations
 from vlmhooks.forward.relay import Relay, RelayConfig
 from vlmhooks.ingest import ingest_prediction
-from vlmhooks.outbox import OUTBOX, claim
+from vlmhooks.outbox import OUTBOX, claim, with_payloads
 from vlmhooks.store import DeliveryRecord, PredictionWrite, apply_prediction_write
 
 LEASE = timedelta(seconds=30)
@@ -90,7 +90,10 @@ def test_a_later_status_waits_for_the_earlier_one(engine: Engine) -> None:
         ("pred_2", "prediction.running"),
     ]
     assert again == []  # leased, and pred_1's later rows wait behind its first
-    assert first[0].data["status"] == "pending" and first[0].attempts == 1
+    assert first[0].attempts == 1
+    with engine.connect() as connection:
+        (payload, _) = with_payloads(connection, first)
+    assert payload.data["status"] == "pending" and payload.data["id"] == "pred_1"
 
 
 @pytest.mark.postgres

@@ -24,7 +24,7 @@ from vlmhooks.forward.destinations import Destination
 from vlmhooks.forward.metrics import ForwardMetrics
 from vlmhooks.forward.publish import Attempt, Publisher, encode_message
 from vlmhooks.forward.registry import DestinationState, destination_state
-from vlmhooks.outbox import Claimed, Settlement, claim, has_due, settle
+from vlmhooks.outbox import Claimed, Lease, Settlement, claim, has_due, settle, with_payloads
 
 __all__ = ["ChangeSignal", "Relay", "RelayConfig", "Round", "WriteRunner", "transaction_runner"]
 
@@ -154,11 +154,12 @@ class Relay:
             return Round()
         lease = timedelta(seconds=self.config.lease)
         batch = limit or self.config.batch
-        claimed: list[Claimed] = await self._run_write(
+        leases: list[Lease] = await self._run_write(
             lambda c: claim(c, destination.id, now=now, lease=lease, owner=self.owner, limit=batch)
         )
-        if not claimed:
+        if not leases:
             return Round()
+        claimed = await asyncio.to_thread(self._with_payloads, leases)
         publisher = self._publishers[destination.id]
         attempts = await asyncio.gather(
             *(publisher.publish(encode_message(row)) for row in claimed)
@@ -166,6 +167,10 @@ class Relay:
         result, settlement = self._judge(destination, claimed, attempts)
         await self._run_write(lambda c: settle(c, settlement))
         return result
+
+    def _with_payloads(self, leases: list[Lease]) -> list[Claimed]:
+        with self._engine.connect() as connection:
+            return with_payloads(connection, leases)
 
     def _has_due(self, destination_id: str, now: datetime) -> bool:
         with self._engine.connect() as connection:
