@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import socket
@@ -117,6 +118,7 @@ class Relay:
         self.owner = relay_owner()
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: dict[str, bool] = {}  # the last round found work: skip the idle look
+        self._disabled: dict[str, tuple[float, bool]] = {}  # destination: (read at, disabled)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -248,8 +250,14 @@ class Relay:
                 await self._sleep(delay)
 
     async def _step(self, destination: Destination, failures: int) -> int:
-        state = await asyncio.to_thread(self._state, destination.id)
-        if state is not None and state.disabled_reason is not None:
+        # Re-read at most once per poll interval: a 410 elsewhere, or a re-enable through
+        # the API in another process, is seen that late at worst.
+        checked_at, disabled = self._disabled.get(destination.id, (-math.inf, False))
+        if self._clock() - checked_at >= self.config.poll_interval:
+            state = await asyncio.to_thread(self._state, destination.id)
+            disabled = state is not None and state.disabled_reason is not None
+            self._disabled[destination.id] = (self._clock(), disabled)
+        if disabled:
             await self._sleep(self.config.poll_interval)  # until someone re-enables it
             return failures
         ticket = self._changes.ticket() if self._changes is not None else None
@@ -258,6 +266,7 @@ class Relay:
         )
         self._busy[destination.id] = result.attempted > 0
         if result.gone:
+            self._disabled[destination.id] = (self._clock(), True)
             log.warning(
                 "forwarding to %s is disabled: %s; `POST /v1/forwarding/%s/retry` enables it",
                 destination.target,
