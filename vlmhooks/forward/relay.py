@@ -38,6 +38,7 @@ DEFAULT_MAX_AGE_SECONDS = 24 * 3600
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_BATCH = 128
+STOP_GRACE_SECONDS = 5.0
 log = logging.getLogger("vlmhooks.forward")
 
 
@@ -116,7 +117,9 @@ class Relay:
         self._sleep = sleep
         self._jitter = jitter
         self.owner = relay_owner()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._in_round: set[str] = set()
         self._busy: dict[str, bool] = {}  # the last round found work: skip the idle look
         self._disabled: dict[str, tuple[float, bool]] = {}  # destination: (read at, disabled)
 
@@ -126,14 +129,21 @@ class Relay:
     def start(self) -> None:
         for destination in self.destinations:
             task = asyncio.create_task(self._loop(destination), name=f"forward-{destination.id}")
-            self._tasks.append(task)
+            self._tasks[destination.id] = task
 
     async def stop(self) -> None:
-        """Stop claiming; a round in flight is cancelled, its leases run out, and the rows
-        go again later (at least once)."""
-        for task in self._tasks:
+        """Stop claiming. A round in flight may finish (its acknowledgements written, so a
+        restart does not wait out its leases) for up to `STOP_GRACE_SECONDS`; past that it
+        is cancelled, its leases run out, and its rows go again later (at least once)."""
+        self._stopping = True
+        for destination_id, task in self._tasks.items():
+            if destination_id not in self._in_round:
+                task.cancel()
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
@@ -232,7 +242,7 @@ class Relay:
         or its Retry-After) and is then probed with one row until it answers again."""
         failures = 0
         self._busy[destination.id] = False
-        while True:
+        while not self._stopping:
             try:
                 failures = await self._step(destination, failures)
             except asyncio.CancelledError:
@@ -261,10 +271,16 @@ class Relay:
             await self._sleep(self.config.poll_interval)  # until someone re-enables it
             return failures
         ticket = self._changes.ticket() if self._changes is not None else None
-        result = await self.run_round(
-            destination, limit=1 if failures else None, look=not self._busy[destination.id]
-        )
+        self._in_round.add(destination.id)
+        try:
+            result = await self.run_round(
+                destination, limit=1 if failures else None, look=not self._busy[destination.id]
+            )
+        finally:
+            self._in_round.discard(destination.id)
         self._busy[destination.id] = result.attempted > 0
+        if self._stopping:
+            return failures
         if result.gone:
             self._disabled[destination.id] = (self._clock(), True)
             log.warning(
