@@ -7,6 +7,7 @@ import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -93,7 +94,8 @@ def test_a_later_status_waits_for_the_earlier_one(engine: Engine) -> None:
     assert first[0].attempts == 1
     with engine.connect() as connection:
         (payload, _) = with_payloads(connection, first)
-    assert payload.data["status"] == "pending" and payload.data["id"] == "pred_1"
+    data = orjson.loads(payload.data_json)
+    assert data["status"] == "pending" and data["id"] == "pred_1"
 
 
 @pytest.mark.postgres

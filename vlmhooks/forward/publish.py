@@ -40,10 +40,10 @@ class Message:
 
 
 def encode_message(claimed: Claimed) -> Message:
-    """The Standard Webhooks payload shape: `{"type", "timestamp", "data"}`."""
-    body = orjson.dumps(
-        {"type": claimed.type, "timestamp": iso_utc(claimed.timestamp), "data": claimed.data}
-    )
+    """The Standard Webhooks payload shape: `{"type", "timestamp", "data"}`, with `data`
+    spliced in as the stored JSON text."""
+    head = orjson.dumps({"type": claimed.type, "timestamp": iso_utc(claimed.timestamp)})
+    body = head[:-1] + b',"data":' + claimed.data_json.encode() + b"}"
     return Message(claimed.message_id, claimed.type, body, claimed.timestamp)
 
 

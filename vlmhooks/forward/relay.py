@@ -39,6 +39,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_BATCH = 128
 STOP_GRACE_SECONDS = 5.0
+DEFAULT_GATHER_SECONDS = 0.005
 log = logging.getLogger("vlmhooks.forward")
 
 
@@ -58,6 +59,7 @@ class RelayConfig:
     lease: float = DEFAULT_LEASE_SECONDS
     poll_interval: float = DEFAULT_POLL_INTERVAL
     batch: int = DEFAULT_BATCH
+    gather: float = DEFAULT_GATHER_SECONDS
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -293,6 +295,10 @@ class Relay:
         if result.attempted == 0:
             if self._changes is not None:
                 await self._changes.wait(ticket, self.config.poll_interval)
+                # Commits come in bursts (and our own claims and acknowledgements commit
+                # too): a few ms of gathering turns many looks at one change into one
+                # round over several, for a few ms of latency.
+                await self._sleep(self.config.gather)
             else:
                 await self._sleep(self.config.poll_interval)
             return failures
