@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -121,7 +122,10 @@ class Relay:
         self.owner = relay_owner()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
-        self._in_round: set[str] = set()
+        # Destinations whose loop is only waiting: `stop` cancels those at once; the others
+        # are inside a round or a database read, which a cancel would not stop (a thread
+        # goes on) and would leave holding a connection.
+        self._resting: set[str] = set()
         self._busy: dict[str, bool] = {}  # the last round found work: skip the idle look
         self._disabled: dict[str, tuple[float, bool]] = {}  # destination: (read at, disabled)
 
@@ -139,7 +143,7 @@ class Relay:
         is cancelled, its leases run out, and its rows go again later (at least once)."""
         self._stopping = True
         for destination_id, task in self._tasks.items():
-            if destination_id not in self._in_round:
+            if destination_id in self._resting:
                 task.cancel()
         tasks = list(self._tasks.values())
         if tasks:
@@ -259,7 +263,7 @@ class Relay:
                     destination.scrub(f"{type(exc).__name__}: {exc}"),
                     delay,
                 )
-                await self._sleep(delay)
+                await self._rest(destination, self._sleep(delay))
 
     async def _step(self, destination: Destination, failures: int) -> int:
         # Re-read at most once per poll interval: a 410 elsewhere, or a re-enable through
@@ -270,16 +274,13 @@ class Relay:
             disabled = state is not None and state.disabled_reason is not None
             self._disabled[destination.id] = (self._clock(), disabled)
         if disabled:
-            await self._sleep(self.config.poll_interval)  # until someone re-enables it
+            # Until someone re-enables it.
+            await self._rest(destination, self._sleep(self.config.poll_interval))
             return failures
         ticket = self._changes.ticket() if self._changes is not None else None
-        self._in_round.add(destination.id)
-        try:
-            result = await self.run_round(
-                destination, limit=1 if failures else None, look=not self._busy[destination.id]
-            )
-        finally:
-            self._in_round.discard(destination.id)
+        result = await self.run_round(
+            destination, limit=1 if failures else None, look=not self._busy[destination.id]
+        )
         self._busy[destination.id] = result.attempted > 0
         if self._stopping:
             return failures
@@ -294,13 +295,13 @@ class Relay:
             return failures
         if result.attempted == 0:
             if self._changes is not None:
-                await self._changes.wait(ticket, self.config.poll_interval)
+                await self._rest(destination, self._changes.wait(ticket, self.config.poll_interval))
                 # Commits come in bursts (and our own claims and acknowledgements commit
                 # too): a few ms of gathering turns many looks at one change into one
                 # round over several, for a few ms of latency.
-                await self._sleep(self.config.gather)
+                await self._rest(destination, self._sleep(self.config.gather))
             else:
-                await self._sleep(self.config.poll_interval)
+                await self._rest(destination, self._sleep(self.config.poll_interval))
             return failures
         if result.delivered:
             if failures:
@@ -309,8 +310,20 @@ class Relay:
         failures += 1
         if failures == 1:
             log.warning("forwarding to %s failing: %s", destination.target, result.error)
-        await self._sleep(self.config.backoff.delay(failures, self._jitter, result.retry_after))
+        delay = self.config.backoff.delay(failures, self._jitter, result.retry_after)
+        await self._rest(destination, self._sleep(delay))
         return failures
+
+    async def _rest(self, destination: Destination, waiting: Awaitable[None]) -> None:
+        if self._stopping:
+            if inspect.iscoroutine(waiting):
+                waiting.close()
+            return
+        self._resting.add(destination.id)
+        try:
+            await waiting
+        finally:
+            self._resting.discard(destination.id)
 
     def _state(self, destination_id: str) -> DestinationState | None:
         with self._engine.connect() as connection:
