@@ -9,6 +9,7 @@ Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
@@ -115,13 +116,29 @@ def count_predictions(url: str) -> int:
 def bench_target(
     target: str, args: argparse.Namespace, requests_file: Path, workdir: Path
 ) -> Result:
+    return bench_target_env(target, args, requests_file, workdir, {})
+
+
+def bench_target_env(
+    target: str,
+    args: argparse.Namespace,
+    requests_file: Path,
+    workdir: Path,
+    extra_env: dict[str, str],
+    beside: list[str] | None = None,
+) -> Result:
+    """One target on a fresh database; `extra_env` adds settings and `beside` a process to
+    run next to it on the same database (bench.forwarding's)."""
     url = fresh_database(args.database, workdir)
-    env = receiver_env(url)
+    env = {**receiver_env(url), **extra_env}
     if target == "receiver":
         argv = receiver_argv(args.workers)
     else:
         argv = uvicorn_argv(f"bench.apps:{target}_app")
-    with run_server(argv, env) as server:
+    with contextlib.ExitStack() as stack:
+        if beside is not None:
+            stack.enter_context(run_server(beside, env))
+        server = stack.enter_context(run_server(argv, env))
         run_wrk(server.url, requests_file, args, duration=2)  # warm-up
         output = run_wrk(server.url, requests_file, args, duration=args.duration)
     rows = None if target == "bare" else count_predictions(url)

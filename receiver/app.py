@@ -13,6 +13,7 @@ from receiver.callback_urls import callback_url_routes
 from receiver.callbacks import callback_routes
 from receiver.dashboard.routes import dashboard_routes
 from receiver.events import EventHub
+from receiver.forwarding import forwarding_routes
 from receiver.group_commit import GroupCommitter
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
@@ -24,6 +25,8 @@ from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
 from receiver.usage import usage_routes
 from receiver.verify import SignaturePolicy
+from vlmhooks.forward.relay import transaction_runner
+from vlmhooks.forward.runtime import Forwarding
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.tokens import CallbackTokens
 
@@ -42,6 +45,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     signature_policy = SignaturePolicy.from_settings(settings)
     tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
     runtime = resolve_runtime(settings)
+    forwarding = Forwarding(settings, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -64,7 +68,18 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         if settings.delivery_retention is not None and not runtime.serverless:
             pruner = DeliveryPruner(writer, settings.delivery_retention, clock=clock)
             pruner.start()
+        # SQLite has one writer: the relay's claims and acknowledgements join the group
+        # committer's batches rather than queue on the file lock against it.
+        relay_writes = writer.run if engine.dialect.name == "sqlite" else transaction_runner(engine)
         try:
+            await forwarding.start(
+                engine,
+                # Serverless: nothing may outlive an invocation; run `vlm-receiver forward`.
+                run_relay=settings.forward_in_serve and not runtime.serverless,
+                run_write=relay_writes,
+                changes=events,
+                registry=metrics.registry,
+            )
             yield {
                 "receiver": ReceiverState(
                     settings=settings,
@@ -81,6 +96,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 )
             }
         finally:
+            await forwarding.stop()
             if pruner is not None:
                 await pruner.stop()
             writer.stop()
@@ -96,6 +112,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             *callback_url_routes(),
             *lookup_routes(),
             *replay_routes(),
+            *forwarding_routes(),
             *usage_routes(),
             *dashboard_routes(),
             *ops_routes(),

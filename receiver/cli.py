@@ -65,6 +65,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from receiver import startup
     from receiver.runtime import resolve_runtime
+    from vlmhooks.forward.runtime import Forwarding
 
     # Fail here, with one line, rather than inside each worker's lifespan.
     settings.require_secret_keys()
@@ -72,6 +73,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     resolve_runtime(settings)  # e.g. VLMHOOKS_SERVERLESS=true on SQLite
     if args.migrate:
         print(f"database at revision {startup.migrate_to_head(settings) or 'base'}")
+    Forwarding(settings)  # a malformed VLMHOOKS_FORWARD_TO is one line here, not per worker
     _require_schema(settings)
     workers = args.workers or settings.web_concurrency
     port = args.port if args.port is not None else settings.port
@@ -93,6 +95,16 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Their clients reconnect with Last-Event-ID and lose nothing.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    return 0
+
+
+def _cmd_forward(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from receiver.relay_process import run_forward
+
+    _require_schema(settings)
+    asyncio.run(run_forward(settings, metrics_port=args.metrics_port))
     return 0
 
 
@@ -138,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run `db upgrade` first (local runs: Procfile.dev; deploys migrate in `release`)",
     )
     serve.set_defaults(handler=_cmd_serve)
+
+    forward = commands.add_parser(
+        "forward", help="run only the forwarding relay (VLMHOOKS_FORWARD_TO), no web server"
+    )
+    forward.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    forward.set_defaults(handler=_cmd_forward)
 
     db = commands.add_parser("db", help="manage the database schema (Alembic)")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from receiver.auth import ACCESS_TOKEN_PARAM
 from receiver.dashboard.openapi import add_console_paths
+from receiver.forwarding import forwarding_openapi_paths
 from receiver.openapi_parts import problem
 from receiver.openapi_paths import lookup_paths
 from receiver.openapi_public import public_paths
@@ -25,7 +26,7 @@ API_VERSION = "0.1.0"
 
 @functools.cache
 def _document(auth_required: bool) -> dict[str, Any]:
-    paths = {**lookup_paths(), **tool_paths()}
+    paths = {**lookup_paths(), **tool_paths(), **forwarding_openapi_paths()}
     security: list[dict[str, list[str]]] = (
         [{"bearerAuth": []}, {"accessToken": []}] if auth_required else []
     )

@@ -24,6 +24,8 @@ from receiver.responses import json_response
 from receiver.shapes import Health, Index, Ready
 from receiver.state import receiver_state
 from receiver.usage import CreditsByDomain
+from schemas.contract import utc_now
+from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog
 from vlmhooks.reads import count_predictions_by_status
 from vlmhooks.usage import credits_by_domain
 
@@ -122,11 +124,13 @@ async def metrics(request: Request) -> Response:
     state = receiver_state(request)
     counts = await run_in_threadpool(count_predictions_by_status, state.engine)
     credits = await run_in_threadpool(credits_by_domain, state.engine)
+    forward_backlog = await run_in_threadpool(read_backlog, state.engine)
     # The database gauge is shared by every process, so it lives in a per-scrape registry
     # rather than in the process's own.
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(PredictionsByStatus(counts))
     scrape.register(CreditsByDomain(credits))
+    scrape.register(ForwardBacklogCollector(forward_backlog, utc_now()))
     body = generate_latest(state.metrics.registry) + generate_latest(scrape)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

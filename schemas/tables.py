@@ -1,6 +1,7 @@
 """The SQLModel tables: what we sent (Submission), what we hold (Prediction), every
-callback received (Delivery), the change feed behind SSE (PredictionEvent) and the
-Standard Webhooks ids already seen (WebhookMessage)."""
+callback received (Delivery), the change feed behind SSE (PredictionEvent), the
+Standard Webhooks ids already seen (WebhookMessage), and forwarding's destination registry
+(ForwardDestination) and transactional outbox (ForwardOutbox)."""
 
 from __future__ import annotations
 
@@ -132,4 +133,65 @@ class WebhookMessage(SQLModel, table=True):
     received_at: datetime = Field(sa_column=_time_column(index=True))
 
 
-TABLES = (Submission, Prediction, Delivery, PredictionEvent, WebhookMessage)
+class ForwardDestination(SQLModel, table=True):
+    """A destination some process was configured with (`VLMHOOKS_FORWARD_TO`), never its
+    credentials: the write path reads the active ones, so every writer fans out alike."""
+
+    __tablename__ = "forward_destination"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=8)
+    target: str  # the URL with credentials masked
+    events: list[str] | None = Field(default=None, sa_column=_json_column())
+    domain: str | None = Field(default=None, max_length=128)  # an fnmatch pattern
+    active: bool = True
+    disabled_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+    disabled_reason: str | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+    last_delivered_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+    updated_at: datetime = Field(sa_column=_time_column())
+
+
+class ForwardOutbox(SQLModel, table=True):
+    """One stored change still to deliver to one destination (pending) or given up on (dead).
+
+    Written in the change's own transaction; deleted once the destination acknowledges.
+    The payload is the change's event row (`event_seq`), not a copy of it.
+    """
+
+    __tablename__ = "forward_outbox"
+    __table_args__ = (
+        sa.Index("ix_forward_outbox_destination_state_id", "destination_id", "state", "id"),
+        sa.Index(
+            "ix_forward_outbox_destination_prediction_id", "destination_id", "prediction_id", "id"
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
+    destination_id: str = Field(max_length=64)
+    message_id: str = Field(max_length=64)
+    event_seq: int = Field(
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("prediction_event.seq"), nullable=False)
+    )
+    prediction_id: str = Field(max_length=128)
+    type: str = Field(max_length=32)
+    state: str = Field(default="pending", max_length=8)
+    attempts: int = 0
+    created_at: datetime = Field(sa_column=_time_column())
+    next_attempt_at: datetime = Field(sa_column=_time_column())
+    lease_until: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+    lease_owner: str | None = Field(default=None, max_length=64)
+    last_error: str | None = None
+    dead_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
+
+
+TABLES = (
+    Submission,
+    Prediction,
+    Delivery,
+    PredictionEvent,
+    WebhookMessage,
+    ForwardDestination,
+    ForwardOutbox,
+)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from schemas.enums import STATUS_RANK
 from vlmhooks.audit import delivery_row
 from vlmhooks.errors import PredictionConflict
+from vlmhooks.outbox import write_outbox_rows
 from vlmhooks.public import public_prediction
 from vlmhooks.records import (
     DeliveryVerdict,
@@ -236,6 +237,8 @@ class _Batch:
                 row.prediction_id: row.seq
                 for row in self.connection.execute(self.statements.insert_event, event_rows)
             }
+            # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
+            write_outbox_rows(self.connection, event_rows, seqs)
             for index in members:
                 outcome = self.outcomes[index]
                 if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):

@@ -34,6 +34,12 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DELIVERY_BODY_CAP_BYTES = 64 * 1024
 DEFAULT_MAX_WAIT_SECONDS = 60
 DEFAULT_SESSION_MAX_AGE_SECONDS = 8 * 3600
+DEFAULT_FORWARD_MAX_AGE_SECONDS = 24 * 3600
+DEFAULT_FORWARD_TIMEOUT_SECONDS = 10.0
+DEFAULT_FORWARD_LEASE_SECONDS = 60.0
+DEFAULT_FORWARD_POLL_INTERVAL = 1.0
+DEFAULT_FORWARD_BACKOFF_SECONDS = 1.0
+DEFAULT_FORWARD_BACKOFF_MAX_SECONDS = 300.0
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 
@@ -109,12 +115,41 @@ class Settings(BaseSettings):
     session_max_age: int = Field(
         DEFAULT_SESSION_MAX_AGE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_SESSION_MAX_AGE")
     )
+    # Forwarding (vlmhooks/forward). None = not set: this process leaves the database's
+    # destination registry as it is; "" = set and empty: forward nowhere. repr=False: the
+    # URLs may carry credentials.
+    forward_to: str | None = Field(None, repr=False, validation_alias=_env("VLMHOOKS_FORWARD_TO"))
+    forward_secret: SecretList = Field((), validation_alias=_env("VLMHOOKS_FORWARD_SECRET"))
+    forward_max_age: int = Field(
+        DEFAULT_FORWARD_MAX_AGE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_FORWARD_MAX_AGE")
+    )
+    forward_in_serve: bool = Field(True, validation_alias=_env("VLMHOOKS_FORWARD_IN_SERVE"))
+    forward_timeout: float = Field(
+        DEFAULT_FORWARD_TIMEOUT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_FORWARD_TIMEOUT")
+    )
+    forward_lease: float = Field(
+        DEFAULT_FORWARD_LEASE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_FORWARD_LEASE")
+    )
+    forward_backoff: float = Field(
+        DEFAULT_FORWARD_BACKOFF_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_FORWARD_BACKOFF")
+    )
+    forward_backoff_max: float = Field(
+        DEFAULT_FORWARD_BACKOFF_MAX_SECONDS,
+        gt=0,
+        validation_alias=_env("VLMHOOKS_FORWARD_BACKOFF_MAX"),
+    )
+    forward_poll_interval: float = Field(
+        DEFAULT_FORWARD_POLL_INTERVAL,
+        gt=0,
+        validation_alias=_env("VLMHOOKS_FORWARD_POLL_INTERVAL"),
+    )
 
     @field_validator(
         "secret_keys",
         "vlmrun_webhook_secrets",
         "standard_webhook_secrets",
         "api_keys",
+        "forward_secret",
         mode="before",
     )
     @classmethod

@@ -122,7 +122,7 @@ def test_procfile_declares_release_web_and_worker() -> None:
         ["honcho", "check"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
     )
     assert check.returncode == 0, check.stderr
-    assert "Valid procfile detected (release, web, worker)" in check.stderr + check.stdout
+    assert "Valid procfile detected (release, web, worker, forward)" in check.stderr + check.stdout
 
 
 def test_honcho_runs_release_then_web(tmp_path: Path) -> None:

@@ -1,0 +1,74 @@
+"""Standard Webhooks signing (known answer, several secrets) and retry timing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from tests.forward.support import SECRET_NEW, SECRET_OLD
+from vlmhooks.errors import ConfigError, SignatureInvalid
+from vlmhooks.forward.backoff import Backoff, parse_retry_after
+from vlmhooks.forward.http import StandardWebhookSigner
+from vlmhooks.signatures import verify_standard_webhook
+
+# The Standard Webhooks reference test vector.
+REFERENCE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+REFERENCE_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+REFERENCE_TIMESTAMP = 1614265330
+REFERENCE_BODY = b'{"test": 2432232314}'
+REFERENCE_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_known_answer() -> None:
+    signer = StandardWebhookSigner([REFERENCE_SECRET])
+    assert signer.sign(REFERENCE_ID, REFERENCE_TIMESTAMP, REFERENCE_BODY) == REFERENCE_SIGNATURE
+
+
+def test_every_secret_signs_and_each_verifies_alone() -> None:
+    signature = StandardWebhookSigner([SECRET_OLD, SECRET_NEW]).sign("msg_1", 1000, b"{}")
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": "1000", "webhook-signature": signature}
+    for secret in (SECRET_OLD, SECRET_NEW):
+        verify_standard_webhook(b"{}", headers, [secret], now=1000)
+    with pytest.raises(SignatureInvalid):
+        other = "whsec_" + base64.b64encode(b"another-secret").decode()
+        verify_standard_webhook(b"{}", headers, [other], now=1000)
+    key = base64.b64decode(SECRET_OLD.removeprefix("whsec_"))
+    expected = hmac.new(key, b"msg_1.1000.{}", hashlib.sha256).digest()
+    assert "v1," + base64.b64encode(expected).decode() in signature.split(" ")
+
+
+@pytest.mark.parametrize(
+    ("secrets", "complaint"),
+    [([], "VLMHOOKS_FORWARD_SECRET is not set"), (["nope"], "whsec_"), (["whpk_" + "A" * 43], "")],
+)
+def test_unusable_secrets_stop_start_up(secrets: list[str], complaint: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        StandardWebhookSigner(secrets)
+    assert complaint in caught.value.detail
+
+
+def test_backoff_doubles_with_equal_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(initial=1.0, maximum=8.0)
+    assert [backoff.delay(n, lambda: 0.0) for n in (1, 2, 3, 4, 5, 9)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        4.0,
+        4.0,
+    ]
+    assert [backoff.delay(n, lambda: 1.0) for n in (1, 2, 3, 4, 9)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert backoff.delay(1, lambda: 0.0, retry_after=30.0) == 30.0
+    assert backoff.delay(1, lambda: 0.0, retry_after=10**9) == 3600.0
+
+
+def test_retry_after_as_seconds_or_http_date() -> None:
+    now = 1795521600.0  # 2026-11-24T12:00:00Z
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after("Tue, 24 Nov 2026 12:01:00 GMT", now) == 60.0
+    assert parse_retry_after("Tue, 24 Nov 2026 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None

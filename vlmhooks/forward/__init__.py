@@ -1,0 +1,6 @@
+"""Forwarding: every stored change delivered to the operator's webhooks, Redis Streams,
+NATS JetStream or RabbitMQ, through the transactional outbox (`vlmhooks.outbox`).
+
+Kept empty of imports: the write path imports `destinations` and must not pull in the
+relay and its clients. Start from `vlmhooks.forward.runtime.Forwarding`.
+"""
