@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from schemas.contract import as_utc, utc_now
-from schemas.tables import ForwardDestination, ForwardOutbox, PredictionEvent
+from schemas.tables import ForwardDestination, ForwardOutbox
 from vlmhooks.forward.destinations import Filters
+from vlmhooks.tables import EVENT, table_of
 
 __all__ = [
     "DEAD",
@@ -40,9 +41,8 @@ __all__ = [
     "write_outbox_rows",
 ]
 
-OUTBOX = ForwardOutbox.__table__  # type: ignore[attr-defined]
-DESTINATION = ForwardDestination.__table__  # type: ignore[attr-defined]
-EVENT = PredictionEvent.__table__  # type: ignore[attr-defined]
+OUTBOX = table_of(ForwardOutbox)
+DESTINATION = table_of(ForwardDestination)
 PENDING, DEAD = "pending", "dead"
 ERROR_WIDTH = 500
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from vlmhooks.store import DeliveryRecord, PredictionWrite, apply_prediction_write
 
 from schemas.contract import PredictionResponse, utc_now
 from tests.receiver.callback_harness import prediction_body
+from vlmhooks.batch import apply_prediction_write
 from vlmhooks.forward.backoff import Backoff
 from vlmhooks.forward.destinations import Destination, parse_destinations
 from vlmhooks.forward.publish import Attempt, Message
@@ -22,6 +22,7 @@ from vlmhooks.forward.registry import sync_destinations
 from vlmhooks.forward.relay import Relay, RelayConfig
 from vlmhooks.ingest import ingest_prediction
 from vlmhooks.outbox import OUTBOX, claim, with_payloads
+from vlmhooks.records import DeliveryRecord, PredictionWrite
 
 LEASE = timedelta(seconds=30)
 
