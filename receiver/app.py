@@ -12,10 +12,12 @@ from starlette.applications import Starlette
 from receiver.callbacks import callback_routes
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
+from receiver.logs import install_redaction
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
+from receiver.refusals import RefusalLog
 from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
 from receiver.verify import SignaturePolicy
@@ -37,6 +39,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     signature_policy = SignaturePolicy.from_settings(settings)
     tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
     runtime = resolve_runtime(settings)
+    install_redaction()  # before the first request: the access log must never see a secret
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -67,6 +70,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                     api_keys=api_keys,
                     signature_policy=signature_policy,
                     clock=clock,
+                    refusals=RefusalLog(metrics.refusals),
                     serverless=runtime.serverless,
                 )
             }

@@ -23,6 +23,12 @@ class ReceiverMetrics:
             ["verdict"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "vlmhooks_callback_refusals",
+            "Callbacks refused, by reason (the problem type: invalid-token, invalid-signature, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.ingest_latency = Histogram(
             "vlmhooks_ingest_latency_seconds",
             "Time from request start to durable acknowledgement",

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from receiver.events import EventHub
 from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
+from receiver.refusals import RefusalLog
 from receiver.verify import SignaturePolicy
 from vlmhooks.settings import Settings
 from vlmhooks.tokens import CallbackTokens
@@ -32,6 +33,7 @@ class ReceiverState:
     api_keys: tuple[str, ...]  # lookup API bearer keys; empty = anonymous reads allowed
     signature_policy: SignaturePolicy  # parsed once by create_app
     clock: Callable[[], float]
+    refusals: RefusalLog  # one log line per refused callback, counted by reason
     serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
 
 
