@@ -25,7 +25,7 @@ class ReceiverMetrics:
         )
         self.refusals = Counter(
             "vlmhooks_callback_refusals",
-            "Callbacks refused, by reason (the problem type: invalid-token, invalid-signature, ...)",
+            "Callbacks refused, by reason (the problem type: invalid-token, ...)",
             ["reason"],
             registry=self.registry,
         )
