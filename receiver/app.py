@@ -11,12 +11,14 @@ from starlette.applications import Starlette
 
 from receiver.callbacks import callback_routes
 from receiver.events import EventHub
+from receiver.fanout import FanOut
 from receiver.group_commit import GroupCommitter
 from receiver.logs import install_redaction
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
+from receiver.protocol import SHUTDOWN_HOOK
 from receiver.refusals import RefusalLog
 from receiver.runtime import open_engines, resolve_runtime
 from receiver.state import ReceiverState
@@ -53,9 +55,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             inline=runtime.serverless,
         )
         http = _fetch_back_client(settings) if settings.fetch_back else None
+        fanout: FanOut | None = None
         if not runtime.serverless:
             # Serverless: nothing may outlive an invocation, so no hub; readers poll.
             await events.start()
+            fanout = FanOut(engine, events, subscriber_buffer_bytes=settings.sse_buffer_bytes)
+            await fanout.start()
         writer.start()
         try:
             yield {
@@ -72,9 +77,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                     clock=clock,
                     refusals=RefusalLog(metrics.refusals),
                     serverless=runtime.serverless,
-                )
+                    fanout=fanout,
+                ),
+                # receiver/protocol.py calls it when the server starts shutting down.
+                SHUTDOWN_HOOK: fanout.begin_shutdown if fanout is not None else _no_op,
             }
         finally:
+            if fanout is not None:
+                await fanout.stop()
             writer.stop()
             await events.stop()
             if http is not None:
@@ -103,6 +113,10 @@ def _fetch_back_client(settings: Settings) -> httpx.AsyncClient:
         headers["Authorization"] = f"Bearer {settings.vlmrun_api_key.get_secret_value()}"
     timeout = httpx.Timeout(FETCH_BACK_TIMEOUT_SECONDS, connect=FETCH_BACK_CONNECT_TIMEOUT_SECONDS)
     return httpx.AsyncClient(timeout=timeout, headers=headers)
+
+
+def _no_op() -> None:
+    return None
 
 
 def create_app_from_environment() -> Starlette:

@@ -5,8 +5,11 @@ Every route here sits behind `RequireBearer`; callbacks and health checks do not
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -15,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from receiver.auth import RequireBearer
 from receiver.dashboard import dashboard
+from receiver.fanout import FanOut
 from receiver.params import (
     bool_param,
     int_param,
@@ -71,7 +75,10 @@ async def get_prediction_endpoint(request: Request) -> Response:
     prediction_id: str = request.path_params["prediction_id"]
     cap = min(float(state.settings.max_wait), WAIT_CEILING_SECONDS)
     wait = wait_param(request.query_params, "wait", cap)
+    if wait > 0 and state.fanout is not None:
+        return await _wait_for_terminal(state.fanout, state.engine, prediction_id, wait)
     deadline = time.monotonic() + wait
+    # Serverless (or no wait): each request reads for itself; nothing outlives it.
     while True:
         # Taken before the read, so a commit landing between read and wait still wakes us.
         ticket = state.events.ticket()
@@ -82,6 +89,35 @@ async def get_prediction_endpoint(request: Request) -> Response:
         if remaining <= 0 or await request.is_disconnected():
             break
         await state.events.wait(ticket, remaining)
+    if prediction is None:
+        raise NotFound(
+            f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
+        )
+    return json_response(prediction)
+
+
+async def _wait_for_terminal(
+    fanout: FanOut, engine: Engine, prediction_id: str, wait: float
+) -> Response:
+    """Long poll through the shared pump: no query and no CPU while waiting.
+
+    The waiter is registered before the first read, so a completion committed in between
+    resolves it. It resolves with the event's data (the same shape GET returns), or with
+    None when the server starts shutting down; then, as after the wait, the current state
+    is the answer.
+    """
+    waiter = await fanout.waiter(prediction_id)
+    try:
+        prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+        if prediction is not None and Status(prediction["status"]).is_terminal:
+            return json_response(prediction)
+        with contextlib.suppress(TimeoutError):
+            completed = await asyncio.wait_for(asyncio.shield(waiter), timeout=wait)
+            if completed is not None:
+                return json_response(completed)
+    finally:
+        fanout.forget(prediction_id, waiter)
+    prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
     if prediction is None:
         raise NotFound(
             f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
 from receiver.events import EventHub
+from receiver.fanout import FanOut
 from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
 from receiver.refusals import RefusalLog
@@ -34,6 +35,7 @@ class ReceiverState:
     signature_policy: SignaturePolicy  # parsed once by create_app
     clock: Callable[[], float]
     refusals: RefusalLog  # one log line per refused callback, counted by reason
+    fanout: FanOut | None = None  # shared reads for SSE and long polls; None when serverless
     serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
 
 

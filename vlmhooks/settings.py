@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_WAIT_SECONDS",
+    "DEFAULT_SSE_BUFFER_BYTES",
     "DEFAULT_TOKEN_MAX_AGE_SECONDS",
     "DEFAULT_VLMRUN_BASE_URL",
     "Settings",
@@ -48,6 +49,7 @@ DEFAULT_KEEPALIVE_TIMEOUT_SECONDS = 5
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONCURRENT_CALLBACKS = 32
 DEFAULT_BACKLOG = 2048
+DEFAULT_SSE_BUFFER_BYTES = 4 * 1024 * 1024
 # uvicorn's own default: only a proxy on this host may set X-Forwarded-For.
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
@@ -124,6 +126,9 @@ class Settings(BaseSettings):
         DEFAULT_MAX_CONCURRENT_CALLBACKS,
         ge=1,
         validation_alias=_env("VLMHOOKS_MAX_CONCURRENT_CALLBACKS"),
+    )
+    sse_buffer_bytes: int = Field(
+        DEFAULT_SSE_BUFFER_BYTES, ge=1024, validation_alias=_env("VLMHOOKS_SSE_BUFFER_BYTES")
     )
     backlog: int = Field(DEFAULT_BACKLOG, ge=1, validation_alias=_env("VLMHOOKS_BACKLOG"))
     # uvicorn's own variable name, so its documentation applies as written.
