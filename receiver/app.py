@@ -61,6 +61,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             await events.start()
             fanout = FanOut(engine, events, subscriber_buffer_bytes=settings.sse_buffer_bytes)
             await fanout.start()
+            watched = fanout  # bound for the gauges' callbacks
+            metrics.listeners.labels("sse").set_function(lambda: watched.subscribers)
+            metrics.listeners.labels("long_poll").set_function(lambda: watched.long_polls)
         writer.start()
         try:
             yield {

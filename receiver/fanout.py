@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,8 +39,30 @@ __all__ = [
 EVENT_BATCH = 500
 DEFAULT_SUBSCRIBER_BUFFER_BYTES = DEFAULT_SSE_BUFFER_BYTES
 SUBSCRIBER_BUFFER_EVENTS = 10_000
+FINGERPRINT_TRUST_SECONDS = 10.0
 
 log = logging.getLogger("vlmhooks.fanout")
+
+
+def sqlite_fingerprint(engine: Engine) -> Callable[[], tuple[int, ...]] | None:
+    """For a SQLite file: a stat of the database and its WAL, which every commit changes."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    paths = (database, database + "-wal")
+
+    def fingerprint() -> tuple[int, ...]:
+        values: list[int] = []
+        for path in paths:
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                values += (0, 0, 0)
+            else:
+                values += (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        return tuple(values)
+
+    return fingerprint
 
 
 def format_event(event: StoredEvent) -> bytes:
@@ -116,6 +141,11 @@ class FanOut:
         self._pump_task: asyncio.Task[None] | None = None
         self.draining = False
         self.reads = 0  # change-feed reads by the pump (a test and bench/fanout.py look)
+        # SQLite has no NOTIFY: other processes' commits are seen by polling. The files'
+        # sizes and times change with every commit, so an unchanged stat needs no query.
+        self._fingerprint = sqlite_fingerprint(engine)
+        self._seen_fingerprint: tuple[int, ...] | None = None
+        self._read_at = 0.0
 
     async def start(self) -> None:
         self._pump_task = asyncio.create_task(self._pump(), name="vlmhooks-fanout")
@@ -141,8 +171,16 @@ class FanOut:
                     future.set_result(None)
 
     @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)
+
+    @property
+    def long_polls(self) -> int:
+        return sum(len(futures) for futures in self._waiters.values())
+
+    @property
     def listeners(self) -> int:
-        return len(self._subscriptions) + sum(len(f) for f in self._waiters.values())
+        return self.subscribers + self.long_polls
 
     async def subscribe(self) -> Subscription:
         """Register before reading any backlog: events after this point are queued."""
@@ -188,26 +226,44 @@ class FanOut:
                     self._stale = False
 
     async def _pump(self) -> None:
+        woken = True
         while True:
             ticket = self._hub.ticket()
+            generation = self._hub.generation
             try:
-                if self.listeners:
+                if not self.listeners:
+                    self._stale = True
+                elif woken or self._files_changed():
                     async with self._lock:
                         if not self._stale:
                             await self._deliver_new()
-                else:
-                    self._stale = True
             except Exception:
                 # A failed read (database restarting) must not end the feed for good.
                 log.warning("could not read the change feed; retrying", exc_info=True)
             await self._hub.wait(ticket, self._hub.recheck_interval)
+            # A commit here or a NOTIFY bumps the generation; a bare poll tick does not.
+            woken = self._hub.generation != generation
+
+    def _files_changed(self) -> bool:
+        if self._fingerprint is None:
+            return True  # PostgreSQL: the poll is LISTEN's safety net, rare and cheap
+        if time.monotonic() - self._read_at > FINGERPRINT_TRUST_SECONDS:
+            return True  # a stat is a hint (coarse file times), not a proof
+        return self._fingerprint() != self._seen_fingerprint
 
     async def _deliver_new(self) -> None:
+        if self._fingerprint is not None:
+            self._seen_fingerprint = self._fingerprint()  # before the read: no commit slips by
+        self._read_at = time.monotonic()
         while True:
             batch = await run_in_threadpool(events_after, self._engine, self._position, EVENT_BATCH)
             self.reads += 1
             for event in batch:
                 self._deliver(event)
+                if self._subscriptions:
+                    # Let the streams write between events: a burst larger than a buffer
+                    # should drop only the subscribers that cannot keep up.
+                    await asyncio.sleep(0)
             if batch:
                 self._position = batch[-1].seq
             if len(batch) < EVENT_BATCH:
