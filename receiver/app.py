@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
+from receiver.callback_slots import CallbackSlots
 from receiver.callbacks import callback_routes
 from receiver.events import EventHub
 from receiver.fanout import FanOut
@@ -98,6 +100,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app = Starlette(
         routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Bounds memory: at most this many callbacks read and decoded at once (README).
+        middleware=[Middleware(CallbackSlots, limit=settings.max_concurrent_callbacks)],
         lifespan=lifespan,
     )
     # A webhook sender does not follow redirects: `/v1/callbacks/<token>/` must get a

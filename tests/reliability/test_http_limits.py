@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from receiver import callback_slots
 from tests.reliability.rawsocket import (
     connect,
     hardened_receiver,
@@ -121,3 +122,23 @@ def test_connections_over_the_limit_get_503(sqlite_url: str) -> None:
             time.sleep(0.01)
         response = httpx.get(f"{server.url}/healthz")
     assert response.status_code == 503
+
+
+def test_callbacks_over_the_concurrency_bound_wait_then_get_503(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(callback_slots, "SLOT_WAIT_SECONDS", SHORT)
+    settings = limited_settings(sqlite_url, max_concurrent_callbacks=1, body_timeout=30.0)
+    token = CallbackTokens(settings.require_secret_keys()).mint("sub_slots")
+    head = f"POST /v1/callbacks/{token} HTTP/1.1\r\nhost: x\r\n".encode()
+    with hardened_receiver(settings) as server, connect(server) as holder:
+        # The one slot is held by a callback whose body is still arriving.
+        holder.sendall(head + b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        deadline = time.monotonic() + 10
+        while True:
+            second = httpx.post(f"{server.url}/v1/callbacks/{token}", content=b"{}")
+            if second.status_code == 503 or time.monotonic() > deadline:
+                break
+        assert second.status_code == 503
+        assert second.headers["retry-after"] == "5"
+        assert second.headers["content-type"] == "application/problem+json"
