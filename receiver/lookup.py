@@ -6,8 +6,8 @@ Every route here sits behind `RequireBearer`; callbacks and health checks do not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from asyncio import FIRST_COMPLETED
 
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -76,7 +76,7 @@ async def get_prediction_endpoint(request: Request) -> Response:
     cap = min(float(state.settings.max_wait), WAIT_CEILING_SECONDS)
     wait = wait_param(request.query_params, "wait", cap)
     if wait > 0 and state.fanout is not None:
-        return await _wait_for_terminal(state.fanout, state.engine, prediction_id, wait)
+        return await _wait_for_terminal(request, state.fanout, state.engine, prediction_id, wait)
     deadline = time.monotonic() + wait
     # Serverless (or no wait): each request reads for itself; nothing outlives it.
     while True:
@@ -96,8 +96,13 @@ async def get_prediction_endpoint(request: Request) -> Response:
     return json_response(prediction)
 
 
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _wait_for_terminal(
-    fanout: FanOut, engine: Engine, prediction_id: str, wait: float
+    request: Request, fanout: FanOut, engine: Engine, prediction_id: str, wait: float
 ) -> Response:
     """Long poll through the shared pump: no query and no CPU while waiting.
 
@@ -111,10 +116,14 @@ async def _wait_for_terminal(
         prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
         if prediction is not None and Status(prediction["status"]).is_terminal:
             return json_response(prediction)
-        with contextlib.suppress(TimeoutError):
-            completed = await asyncio.wait_for(asyncio.shield(waiter), timeout=wait)
-            if completed is not None:
-                return json_response(completed)
+        # A client that goes away ends the wait: its task must not outlive it for a minute.
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait((waiter, gone), timeout=wait, return_when=FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if waiter.done() and (completed := waiter.result()) is not None:
+            return json_response(completed)
     finally:
         fanout.forget(prediction_id, waiter)
     prediction = await run_in_threadpool(get_prediction, engine, prediction_id)

@@ -145,10 +145,18 @@ class EventStream:
             if not frames:
                 await _write(send, KEEPALIVE_COMMENT)
                 continue
-            for seq, frame in frames:
-                if seq > self.last_seq:  # the backlog may already have written it
+            fresh = [frame for seq, frame in frames if seq > self.last_seq]
+            # (the backlog may already have written the first ones)
+            self.last_seq = max(self.last_seq, frames[-1][0])
+            if not fresh:
+                continue
+            if sum(len(frame) for frame in fresh) <= WRITE_SLICE_BYTES:
+                # One write for a commit batch's events: a send per event per subscriber
+                # was most of what each subscriber cost.
+                await _write(send, b"".join(fresh))
+            else:
+                for frame in fresh:
                     await _write_frame(send, frame)
-                    self.last_seq = seq
 
     async def _pump(self, send: Send) -> None:
         await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
