@@ -57,9 +57,12 @@ def status_kib(pid: int, name: str) -> int:
 
 
 @contextmanager
-def receiver(database: str, source: Path, workdir: Path) -> Iterator[Server]:
+def receiver(
+    database: str, source: Path, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
     url = fresh_database(database, workdir)
     env = {
+        **(extra_env or {}),
         "DATABASE_URL": url,
         "VLMHOOKS_SECRET_KEYS": BENCH_SECRET_KEY,
         "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
