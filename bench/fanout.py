@@ -68,9 +68,11 @@ def receiver(
         "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": BENCH_WEBHOOK_SECRET,
         "VLMHOOKS_ALLOW_ANONYMOUS_READS": "true",
         "VLMHOOKS_LOG_LEVEL": "warning",
-        "PYTHONPATH": str(source),
     }
-    argv = [sys.executable, "-m", "receiver.cli", "serve", "--host", "127.0.0.1",
+    # -c with the checkout first on sys.path: the harness runs servers from this repository.
+    launcher = f"import sys; sys.path.insert(0, {str(source)!r}); from receiver.cli import main; "
+    launcher += "sys.exit(main())"
+    argv = [sys.executable, "-c", launcher, "serve", "--host", "127.0.0.1",
             "--port", "{port}", "--workers", "1"]  # fmt: skip
     with run_server(argv, env) as server:
         yield server

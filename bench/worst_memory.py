@@ -2,7 +2,7 @@
 connections holding a request head just under the header cap.
 
     python -m bench.worst_memory                     # SQLite; the figures in bench/README.md
-    python -m bench.worst_memory --slots 8,32 --body-mib 10 --connections 1000
+    python -m bench.worst_memory --budgets-mib 16,32,64 --body-mib 10 --connections 900
 
 Peak RSS is the server's VmHWM. Every body is a valid, signed callback of `--body-mib`
 MiB (a long `response.text`), so the whole path runs: read, decode, validate, store.
@@ -62,10 +62,34 @@ async def held_heads(port: int, connections: int) -> list[asyncio.StreamWriter]:
     return writers
 
 
+async def unfinished_heads(port: int, count: int, size: int) -> list[int]:
+    """`count` connections each sending one header of `size` bytes that never ends; returns
+    how many bytes each got out before the server closed it."""
+
+    async def one() -> int:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sent = 0
+        block = b"a" * 65536
+        try:
+            writer.write(b"POST /v1/callbacks/x HTTP/1.1\r\nhost: b\r\nx-filler: ")
+            while sent < size:
+                writer.write(block)
+                await asyncio.wait_for(writer.drain(), timeout=10)
+                sent += len(block)
+        except (ConnectionError, TimeoutError):
+            pass
+        writer.close()
+        return sent
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--slots", default="8,32", help="VLMHOOKS_MAX_CONCURRENT_CALLBACKS values")
+    parser.add_argument(
+        "--budgets-mib", default="16,32,64", help="VLMHOOKS_CALLBACK_BYTES_IN_FLIGHT values, MiB"
+    )
     parser.add_argument("--body-mib", type=float, default=10.0, help="body size (cap: 10 MiB)")
     parser.add_argument("--connections", type=int, default=900)
     args = parser.parse_args()
@@ -74,18 +98,29 @@ def main() -> None:
     path = f"/v1/callbacks/{tokens.mint(BENCH_SUBMISSION_ID)}"
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        print(f"# {args.database}; {args.body_mib:g} MiB bodies, twice as many as the slots")
-        print("slots | idle RSS (MiB) | peak RSS (MiB) | growth per slot (MiB)")
-        for slots in (int(value) for value in args.slots.split(",")):
-            env = {"VLMHOOKS_MAX_CONCURRENT_CALLBACKS": str(slots)}
+        print(f"# {args.database}; {args.body_mib:g} MiB bodies, all sent at once")
+        print("budget (MiB) | callbacks | idle RSS (MiB) | peak RSS (MiB) | growth / budget")
+        for budget_mib in (int(value) for value in args.budgets_mib.split(",")):
+            env = {"VLMHOOKS_CALLBACK_BYTES_IN_FLIGHT": str(budget_mib * 1024 * 1024)}
+            count = 3 * max(1, int(budget_mib // args.body_mib)) + 2
             with receiver(args.database, REPO, workdir, extra_env=env) as server:
                 idle = status_kib(server.pid, "VmRSS")
-                requests = [big_request(i, body_bytes, path) for i in range(2 * slots)]
+                requests = [big_request(i, body_bytes, path) for i in range(count)]
                 statuses = asyncio.run(concurrent_callbacks(server.port, requests))
                 peak = status_kib(server.pid, "VmHWM")
-            per_slot = (peak - idle) / 1024 / slots
-            print(f"{slots:>5} | {idle / 1024:>14.1f} | {peak / 1024:>14.1f} | {per_slot:>21.1f}")
-            print(f"      statuses: {sorted(set(statuses))}")
+            ratio = (peak - idle) / 1024 / budget_mib
+            print(
+                f"{budget_mib:>12} | {count:>9} | {idle / 1024:>14.1f} | {peak / 1024:>14.1f} "
+                f"| {ratio:>15.1f}   statuses {sorted(set(statuses))}"
+            )
+        with receiver(args.database, REPO, workdir) as server:
+            idle = status_kib(server.pid, "VmRSS")
+            sent = asyncio.run(unfinished_heads(server.port, 4, 32 * 1024 * 1024))
+            peak = status_kib(server.pid, "VmHWM")
+        print(
+            f"4 unfinished 32 MiB headers: closed after at most {max(sent) // 1024} KiB written; "
+            f"RSS {idle / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB"
+        )
         with receiver(args.database, REPO, workdir) as server:
             idle = status_kib(server.pid, "VmRSS")
 

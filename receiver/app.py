@@ -100,8 +100,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app = Starlette(
         routes=[*callback_routes(), *lookup_routes(), *ops_routes()],
         exception_handlers=EXCEPTION_HANDLERS,
-        # Bounds memory: at most this many callbacks read and decoded at once (README).
-        middleware=[Middleware(CallbackSlots, limit=settings.max_concurrent_callbacks)],
+        # Bounds memory: callback bytes read and decoded at once (README, "Limits").
+        middleware=[
+            Middleware(
+                CallbackSlots,
+                budget=settings.callback_bytes_in_flight,
+                body_cap=settings.max_body_bytes,
+            )
+        ],
         lifespan=lifespan,
     )
     # A webhook sender does not follow redirects: `/v1/callbacks/<token>/` must get a

@@ -17,13 +17,13 @@ from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
 __all__ = [
     "DEFAULT_BACKLOG",
     "DEFAULT_BODY_TIMEOUT_SECONDS",
+    "DEFAULT_CALLBACK_BYTES_IN_FLIGHT",
     "DEFAULT_DATABASE_URL",
     "DEFAULT_DELIVERY_BODY_CAP_BYTES",
     "DEFAULT_FORWARDED_ALLOW_IPS",
     "DEFAULT_HEADER_TIMEOUT_SECONDS",
     "DEFAULT_KEEPALIVE_TIMEOUT_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
-    "DEFAULT_MAX_CONCURRENT_CALLBACKS",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_WAIT_SECONDS",
@@ -47,7 +47,8 @@ DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 DEFAULT_KEEPALIVE_TIMEOUT_SECONDS = 5
 DEFAULT_MAX_CONNECTIONS = 1000
-DEFAULT_MAX_CONCURRENT_CALLBACKS = 32
+# Callback body bytes admitted at once (each counts its Content-Length): the memory bound.
+DEFAULT_CALLBACK_BYTES_IN_FLIGHT = 32 * 1024 * 1024
 DEFAULT_BACKLOG = 2048
 DEFAULT_SSE_BUFFER_BYTES = 4 * 1024 * 1024
 # uvicorn's own default: only a proxy on this host may set X-Forwarded-For.
@@ -122,10 +123,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         DEFAULT_MAX_CONNECTIONS, ge=1, validation_alias=_env("VLMHOOKS_MAX_CONNECTIONS")
     )
-    max_concurrent_callbacks: int = Field(
-        DEFAULT_MAX_CONCURRENT_CALLBACKS,
-        ge=1,
-        validation_alias=_env("VLMHOOKS_MAX_CONCURRENT_CALLBACKS"),
+    callback_bytes_in_flight: int = Field(
+        DEFAULT_CALLBACK_BYTES_IN_FLIGHT,
+        ge=1024,
+        validation_alias=_env("VLMHOOKS_CALLBACK_BYTES_IN_FLIGHT"),
     )
     sse_buffer_bytes: int = Field(
         DEFAULT_SSE_BUFFER_BYTES, ge=1024, validation_alias=_env("VLMHOOKS_SSE_BUFFER_BYTES")

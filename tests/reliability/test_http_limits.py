@@ -124,19 +124,22 @@ def test_connections_over_the_limit_get_503(sqlite_url: str) -> None:
     assert response.status_code == 503
 
 
-def test_callbacks_over_the_concurrency_bound_wait_then_get_503(
+def test_callbacks_over_the_byte_budget_wait_then_get_503(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(callback_slots, "SLOT_WAIT_SECONDS", SHORT)
-    settings = limited_settings(sqlite_url, max_concurrent_callbacks=1, body_timeout=30.0)
+    settings = limited_settings(
+        sqlite_url, callback_bytes_in_flight=4096, max_body_bytes=8192, body_timeout=30.0
+    )
     token = CallbackTokens(settings.require_secret_keys()).mint("sub_slots")
     head = f"POST /v1/callbacks/{token} HTTP/1.1\r\nhost: x\r\n".encode()
     with hardened_receiver(settings) as server, connect(server) as holder:
-        # The one slot is held by a callback whose body is still arriving.
-        holder.sendall(head + b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        # The budget is held by a callback whose 4000-byte body is still arriving.
+        holder.sendall(head + b"content-type: application/json\r\ncontent-length: 4000\r\n\r\n{")
         deadline = time.monotonic() + 10
         while True:
-            second = httpx.post(f"{server.url}/v1/callbacks/{token}", content=b"{}")
+            # 200 bytes more than the budget has left.
+            second = httpx.post(f"{server.url}/v1/callbacks/{token}", content=b" " * 300)
             if second.status_code == 503 or time.monotonic() > deadline:
                 break
         assert second.status_code == 503
