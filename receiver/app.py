@@ -20,10 +20,9 @@ from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
-from receiver.protocol import SHUTDOWN_HOOK
 from receiver.refusals import RefusalLog
 from receiver.runtime import open_engines, resolve_runtime
-from receiver.state import ReceiverState
+from receiver.state import SHUTDOWN_HOOK, ReceiverState
 from receiver.verify import SignaturePolicy
 from vlmhooks.settings import Settings, load_settings
 from vlmhooks.tokens import CallbackTokens

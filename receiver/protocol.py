@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from receiver.state import SHUTDOWN_HOOK
 from vlmhooks.settings import (
     DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_HEADER_TIMEOUT_SECONDS,
@@ -25,10 +26,8 @@ from vlmhooks.settings import (
     load_settings,
 )
 
-__all__ = ["SHUTDOWN_HOOK", "HttpLimits", "LimitedHttpProtocol", "limited_protocol"]
+__all__ = ["HttpLimits", "LimitedHttpProtocol", "limited_protocol"]
 
-# The lifespan state key under which the app leaves a callable for the start of shutdown.
-SHUTDOWN_HOOK = "vlmhooks.on_server_shutdown"
 PROBLEM_TYPE_BASE = "https://vlmhooks.dev/problems/"
 
 

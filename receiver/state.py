@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     import httpx
 
 
+# The lifespan state key under which the app leaves a callable for the start of shutdown
+# (called by receiver/protocol.py; kept here so the app never imports uvicorn).
+SHUTDOWN_HOOK = "vlmhooks.on_server_shutdown"
+
+
 @dataclass
 class ReceiverState:
     settings: Settings

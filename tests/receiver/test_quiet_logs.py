@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,6 +32,21 @@ from vlmhooks.tables import DELIVERY
 
 WEBHOOK_SECRET = "quiet-logs-webhook-secret"
 JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(autouse=True)
+def access_log_captured(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """uvicorn's own logging config (applied by other tests' servers) stops its access logger
+    from propagating; hand its records to caplog directly for these tests."""
+    access = logging.getLogger("uvicorn.access")
+    propagate = access.propagate
+    access.propagate = False
+    access.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        access.removeHandler(caplog.handler)
+        access.propagate = propagate
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
