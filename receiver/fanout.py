@@ -222,7 +222,10 @@ class FanOut:
         if self._stale:
             async with self._lock:
                 if self._stale:
+                    if self._fingerprint is not None:
+                        self._seen_fingerprint = self._fingerprint()
                     self._position = await run_in_threadpool(last_event_seq, self._engine)
+                    self._read_at = time.monotonic()
                     self._stale = False
 
     async def _pump(self) -> None:
