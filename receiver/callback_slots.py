@@ -16,7 +16,9 @@ import asyncio
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from receiver.problems import problem_response
+from receiver.errors import CallbacksBusy
+from receiver.problems import receiver_error_response
+from receiver.state import ReceiverState
 from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["SLOT_WAIT_SECONDS", "ByteBudget", "CallbackSlots"]
@@ -88,12 +90,14 @@ class CallbackSlots:
         try:
             await asyncio.wait_for(self.budget.acquire(size), timeout=self.wait_seconds)
         except TimeoutError:
-            response = problem_response(
-                503,
-                "Service Unavailable",
-                "too many callback bytes are being received at once; retry shortly",
-                slug="busy",
-            )
+            busy = CallbacksBusy("too many callback bytes are being received at once; retry later")
+            state = scope.get("state", {}).get("receiver")
+            if isinstance(state, ReceiverState):
+                # Before the token check: counted, and logged within the unauthenticated rate.
+                state.refusals.record(
+                    busy, submission_id=None, prediction_id=None, authenticated=False
+                )
+            response = receiver_error_response(busy)
             response.headers["retry-after"] = str(RETRY_AFTER_SECONDS)
             await response(scope, receive, send)
             return

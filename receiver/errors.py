@@ -4,14 +4,15 @@ ProblemError (vlmhooks.errors)
 ├── AuthError                    401   the lookup API's bearer key is missing or wrong
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
-└── FetchBackFailed              502   the API could not confirm a called-back prediction
+├── FetchBackFailed              502   the API could not confirm a called-back prediction
+└── CallbacksBusy                503   no room in the callback byte budget in time
 """
 
 from __future__ import annotations
 
 from vlmhooks.errors import PayloadTooLarge, ProblemError
 
-__all__ = ["AuthError", "BodyTooLarge", "FetchBackFailed"]
+__all__ = ["AuthError", "BodyTooLarge", "CallbacksBusy", "FetchBackFailed"]
 
 
 class AuthError(ProblemError):
@@ -34,3 +35,11 @@ class FetchBackFailed(ProblemError):
     status = 502
     title = "Fetch-back failed"
     type_slug = "fetch-back-failed"
+
+
+class CallbacksBusy(ProblemError):
+    """503 with Retry-After: the callback byte budget stayed full (receiver/callback_slots.py)."""
+
+    status = 503
+    title = "Service Unavailable"
+    type_slug = "busy"

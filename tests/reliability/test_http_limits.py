@@ -145,3 +145,5 @@ def test_callbacks_over_the_byte_budget_wait_then_get_503(
         assert second.status_code == 503
         assert second.headers["retry-after"] == "5"
         assert second.headers["content-type"] == "application/problem+json"
+        metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'vlmhooks_callback_refusals_total{reason="busy"}' in metrics
