@@ -8,21 +8,26 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
+from receiver.callback_slots import CallbackSlots
 from receiver.callback_urls import callback_url_routes
 from receiver.callbacks import callback_routes
 from receiver.dashboard.routes import dashboard_routes
 from receiver.events import EventHub
+from receiver.fanout import FanOut
 from receiver.forwarding import forwarding_routes
 from receiver.group_commit import GroupCommitter
+from receiver.logs import install_redaction
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
 from receiver.ops import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
 from receiver.pruning import DeliveryPruner
+from receiver.refusals import RefusalLog
 from receiver.replay_route import replay_routes
 from receiver.runtime import open_engines, resolve_runtime
-from receiver.state import ReceiverState
+from receiver.state import SHUTDOWN_HOOK, ReceiverState
 from receiver.usage import usage_routes
 from receiver.verify import SignaturePolicy
 from vlmhooks.forward.relay import transaction_runner
@@ -46,6 +51,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
     runtime = resolve_runtime(settings)
     forwarding = Forwarding(settings, clock=clock)
+    install_redaction()  # before the first request: the access log must never see a secret
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -59,9 +65,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             inline=runtime.serverless,
         )
         http = _fetch_back_client(settings) if settings.fetch_back else None
+        fanout: FanOut | None = None
         if not runtime.serverless:
             # Serverless: nothing may outlive an invocation, so no hub; readers poll.
             await events.start()
+            fanout = FanOut(engine, events, subscriber_buffer_bytes=settings.sse_buffer_bytes)
+            await fanout.start()
+            watched = fanout  # bound for the gauges' callbacks
+            metrics.listeners.labels("sse").set_function(lambda: watched.subscribers)
+            metrics.listeners.labels("long_poll").set_function(lambda: watched.long_polls)
         writer.start()
         # Serverless: nothing may outlive an invocation; prune with `deliveries prune` instead.
         pruner = None
@@ -92,13 +104,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                     api_keys=api_keys,
                     signature_policy=signature_policy,
                     clock=clock,
+                    refusals=RefusalLog(metrics.refusals),
                     serverless=runtime.serverless,
-                )
+                    fanout=fanout,
+                ),
+                # receiver/protocol.py calls it when the server starts shutting down.
+                SHUTDOWN_HOOK: fanout.begin_shutdown if fanout is not None else _no_op,
             }
         finally:
             await forwarding.stop()
             if pruner is not None:
                 await pruner.stop()
+            if fanout is not None:
+                await fanout.stop()
             writer.stop()
             await events.stop()
             if http is not None:
@@ -118,6 +136,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             *ops_routes(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Bounds memory: callback bytes read and decoded at once (README, "Limits").
+        middleware=[
+            Middleware(
+                CallbackSlots,
+                budget=settings.callback_bytes_in_flight,
+                body_cap=settings.max_body_bytes,
+            )
+        ],
         lifespan=lifespan,
     )
     # A webhook sender does not follow redirects: `/v1/callbacks/<token>/` must get a
@@ -136,6 +162,10 @@ def _fetch_back_client(settings: Settings) -> httpx.AsyncClient:
         headers["Authorization"] = f"Bearer {settings.vlmrun_api_key.get_secret_value()}"
     timeout = httpx.Timeout(FETCH_BACK_TIMEOUT_SECONDS, connect=FETCH_BACK_CONNECT_TIMEOUT_SECONDS)
     return httpx.AsyncClient(timeout=timeout, headers=headers)
+
+
+def _no_op() -> None:
+    return None
 
 
 def create_app_from_environment() -> Starlette:

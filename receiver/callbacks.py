@@ -76,8 +76,10 @@ async def receive_callback(request: Request) -> Response:
             self_test = await answer_self_test(request, state)
             if self_test is not None:
                 return self_test
-        # Not logged: a request without a valid token must not be able to grow the audit log.
+        # No audit row: a request without a valid token must not be able to grow the audit
+        # log. One rate-limited log line (never the token) tells the operator why.
         state.metrics.callbacks.labels("rejected").inc()
+        state.refusals.record(exc, submission_id=None, prediction_id=None, authenticated=False)
         return _closing(receiver_error_response(exc))
 
     received_at = datetime.fromtimestamp(state.clock(), UTC)
@@ -149,6 +151,7 @@ async def receive_callback(request: Request) -> Response:
         return response
     if isinstance(outcome, PredictionConflict):
         state.metrics.callbacks.labels("rejected").inc()
+        state.refusals.record(outcome, submission_id=submission_id, prediction_id=prediction.id)
         return receiver_error_response(outcome)
     state.metrics.callbacks.labels(outcome.verdict).inc()
     state.metrics.ingest_latency.observe(time.perf_counter() - started)
@@ -174,6 +177,7 @@ async def _log_rejection(
     received_at: datetime,
 ) -> None:
     state.metrics.callbacks.labels("rejected").inc()
+    state.refusals.record(error, submission_id=submission_id, prediction_id=prediction_id)
 
     def op(connection: Connection) -> None:
         log_rejected_delivery(

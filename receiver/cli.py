@@ -57,14 +57,12 @@ def _require_schema(settings: Settings) -> None:
         )
 
 
-GRACEFUL_SHUTDOWN_SECONDS = 10
-
-
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from receiver import startup
     from receiver.runtime import resolve_runtime
+    from receiver.server import uvicorn_options
     from vlmhooks.forward.runtime import Forwarding
 
     # Fail here, with one line, rather than inside each worker's lifespan.
@@ -88,12 +86,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=workers,
         log_level=settings.log_level,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
         access_log=args.access_log,
-        # SSE streams never end on their own; without a bound, SIGTERM waits on them forever.
-        # Their clients reconnect with Last-Event-ID and lose nothing.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **uvicorn_options(settings),
     )
     return 0
 

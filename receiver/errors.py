@@ -9,7 +9,8 @@ ProblemError (vlmhooks.errors)
 │   └── InvalidRequest           422   a request body (not a callback) breaks its schema
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
-└── FetchBackFailed              502   the API could not confirm a called-back prediction
+├── FetchBackFailed              502   the API could not confirm a called-back prediction
+└── CallbacksBusy                503   no room in the callback byte budget in time
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vlmhooks.errors import PayloadError, PayloadTooLarge, ProblemError
 __all__ = [
     "AuthError",
     "BodyTooLarge",
+    "CallbacksBusy",
     "CrossSiteForm",
     "FetchBackFailed",
     "InvalidRequest",
@@ -80,3 +82,11 @@ class InvalidRequest(PayloadError):
     status = 422
     title = "Invalid request"
     type_slug = "invalid-request"
+
+
+class CallbacksBusy(ProblemError):
+    """503 with Retry-After: the callback byte budget stayed full (receiver/callback_slots.py)."""
+
+    status = 503
+    title = "Service Unavailable"
+    type_slug = "busy"

@@ -5,9 +5,12 @@ Every route here sits behind `RequireBearer`; callbacks and health checks do not
 
 from __future__ import annotations
 
+import asyncio
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -15,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.auth import ACCESS_TOKEN_PARAM, RequireBearer
+from receiver.fanout import FanOut
 from receiver.known_query import KnownQuery
 from receiver.params import (
     bool_param,
@@ -101,7 +105,10 @@ async def get_prediction_endpoint(request: Request) -> Response:
     prediction_id: str = request.path_params["prediction_id"]
     cap = min(float(state.settings.max_wait), WAIT_CEILING_SECONDS)
     wait = wait_param(request.query_params, "wait", cap)
+    if wait > 0 and state.fanout is not None:
+        return await _wait_for_terminal(request, state.fanout, state.engine, prediction_id, wait)
     deadline = time.monotonic() + wait
+    # Serverless (or no wait): each request reads for itself; nothing outlives it.
     while True:
         # Taken before the read, so a commit landing between read and wait still wakes us.
         ticket = state.events.ticket()
@@ -126,6 +133,44 @@ def next_link(request: Request, cursor: str) -> str:
     """
     url = request.url.remove_query_params([SKIP_PARAM, CURSOR_PARAM, ACCESS_TOKEN_PARAM])
     return f'<{url.include_query_params(**{CURSOR_PARAM: cursor})}>; rel="next"'
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _wait_for_terminal(
+    request: Request, fanout: FanOut, engine: Engine, prediction_id: str, wait: float
+) -> Response:
+    """Long poll through the shared pump: no query and no CPU while waiting.
+
+    The waiter is registered before the first read, so a completion committed in between
+    resolves it. It resolves with the event's data (the same shape GET returns), or with
+    None when the server starts shutting down; then, as after the wait, the current state
+    is the answer.
+    """
+    waiter = await fanout.waiter(prediction_id)
+    try:
+        prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+        if prediction is not None and Status(prediction["status"]).is_terminal:
+            return json_response(prediction)
+        # A client that goes away ends the wait: its task must not outlive it for a minute.
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait((waiter, gone), timeout=wait, return_when=FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if waiter.done() and (completed := waiter.result()) is not None:
+            return json_response(completed)
+    finally:
+        fanout.forget(prediction_id, waiter)
+    prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+    if prediction is None:
+        raise NotFound(
+            f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
+        )
+    return json_response(prediction)
 
 
 async def list_predictions_endpoint(request: Request) -> Response:

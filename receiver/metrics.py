@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -23,10 +23,22 @@ class ReceiverMetrics:
             ["verdict"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "vlmhooks_callback_refusals",
+            "Callbacks refused, by reason (the problem type: invalid-token, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.ingest_latency = Histogram(
             "vlmhooks_ingest_latency_seconds",
             "Time from request start to durable acknowledgement",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.listeners = Gauge(
+            "vlmhooks_event_listeners",
+            "Open SSE streams (kind=sse) and waiting long polls (kind=long_poll)",
+            ["kind"],
             registry=self.registry,
         )
         self.commit_batch_size = Histogram(

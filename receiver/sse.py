@@ -12,21 +12,28 @@ import contextlib
 import time
 
 import anyio
-import orjson
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from receiver.events import EventHub
+from receiver.fanout import EVENT_BATCH, FanOut, Subscription, format_event
 from receiver.params import parse_int
 from receiver.state import receiver_state
 from vlmhooks.pagination import MAX_ROW_ID
-from vlmhooks.reads import StoredEvent, events_after, last_event_seq
+from vlmhooks.reads import events_after, last_event_seq
 
-EVENT_BATCH = 500
+__all__ = ["EventStream", "format_event", "resume_position", "stream_events"]
+
 RECONNECT_MILLISECONDS = 2000
 KEEPALIVE_COMMENT = b": keep-alive\n\n"
+# Sent when the server starts shutting down: reconnect soon (another instance may be up).
+SHUTDOWN_HINT = b"retry: %d\n: the server is shutting down; reconnect with Last-Event-ID\n\n"
+SHUTDOWN_RECONNECT_MILLISECONDS = 500
+# A large event goes out in slices, so a slow client's socket buffer holds one slice,
+# not a copy of the whole event per subscriber.
+WRITE_SLICE_BYTES = 64 * 1024
 LAST_EVENT_ID_HEADER = "last-event-id"
 RESUME_QUERY_PARAMS = ("last_event_id", "after")
 EVENT_STREAM_HEADERS = [
@@ -35,15 +42,6 @@ EVENT_STREAM_HEADERS = [
     # Reverse proxies (nginx) otherwise buffer the stream and hold events back.
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def format_event(event: StoredEvent) -> bytes:
-    """One SSE frame; the JSON is single-line, so one `data:` line carries it."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
-        event.seq,
-        event.type.encode("utf-8"),
-        orjson.dumps(event.data),
-    )
 
 
 def resume_position(request: Request) -> int | None:
@@ -71,10 +69,17 @@ class EventStream:
     """
 
     def __init__(
-        self, engine: Engine, hub: EventHub, after: int, *, max_seconds: float | None = None
+        self,
+        engine: Engine,
+        hub: EventHub,
+        after: int,
+        *,
+        fanout: FanOut | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         self.engine = engine
         self.hub = hub
+        self.fanout = fanout
         self.last_seq = after
         self.max_seconds = max_seconds
 
@@ -88,9 +93,13 @@ class EventStream:
                 tasks.start_soon(self._cancel_on_disconnect, receive, tasks.cancel_scope)
                 # OSError: the client went away mid-write; nothing is left to tell it.
                 with contextlib.suppress(OSError):
-                    await self._pump(send)
-                    if self.max_seconds is not None:
+                    if self.fanout is not None:
+                        await self._stream_live(send, self.fanout)
                         await _finish(send)
+                    else:
+                        await self._pump(send)
+                        if self.max_seconds is not None:
+                            await _finish(send)
                 tasks.cancel_scope.cancel()
         except asyncio.CancelledError:
             # The server cancels open streams at graceful-shutdown timeout: end the body
@@ -103,6 +112,51 @@ class EventStream:
         while message["type"] != "http.disconnect":
             message = await receive()
         scope.cancel()
+
+    async def _stream_live(self, send: Send, fanout: FanOut) -> None:
+        """The backlog from the database, then the shared live frames; ends when dropped."""
+        subscription = await fanout.subscribe()  # first: nothing after the backlog is missed
+        try:
+            await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+            await self._write_backlog(send)
+            await self._write_live(send, subscription)
+        finally:
+            fanout.unsubscribe(subscription)
+
+    async def _write_backlog(self, send: Send) -> None:
+        while True:
+            batch = await run_in_threadpool(events_after, self.engine, self.last_seq, EVENT_BATCH)
+            for event in batch:
+                await _write_frame(send, format_event(event))
+            if batch:
+                self.last_seq = batch[-1].seq
+            if len(batch) < EVENT_BATCH:
+                return
+
+    async def _write_live(self, send: Send, subscription: Subscription) -> None:
+        keepalive = self.hub.keepalive_interval
+        while True:
+            frames = await subscription.take(keepalive)
+            if subscription.closing:
+                await _write(send, SHUTDOWN_HINT % SHUTDOWN_RECONNECT_MILLISECONDS)
+                return
+            if subscription.overflowed:
+                return  # too slow: the client resumes from its Last-Event-ID
+            if not frames:
+                await _write(send, KEEPALIVE_COMMENT)
+                continue
+            fresh = [frame for seq, frame in frames if seq > self.last_seq]
+            # (the backlog may already have written the first ones)
+            self.last_seq = max(self.last_seq, frames[-1][0])
+            if not fresh:
+                continue
+            if sum(len(frame) for frame in fresh) <= WRITE_SLICE_BYTES:
+                # One write for a commit batch's events: a send per event per subscriber
+                # was most of what each subscriber cost.
+                await _write(send, b"".join(fresh))
+            else:
+                for frame in fresh:
+                    await _write_frame(send, frame)
 
     async def _pump(self, send: Send) -> None:
         await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
@@ -137,6 +191,15 @@ async def _write(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
+async def _write_frame(send: Send, frame: bytes) -> None:
+    if len(frame) <= WRITE_SLICE_BYTES:
+        await _write(send, frame)
+        return
+    view = memoryview(frame)
+    for start in range(0, len(frame), WRITE_SLICE_BYTES):
+        await _write(send, bytes(view[start : start + WRITE_SLICE_BYTES]))
+
+
 async def _finish(send: Send) -> None:
     with contextlib.suppress(OSError):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -148,5 +211,8 @@ async def stream_events(request: Request) -> EventStream:
     after = resume_position(request)
     if after is None:
         after = await run_in_threadpool(last_event_seq, state.engine)
-    max_seconds = float(state.settings.max_wait) if state.serverless else None
-    return EventStream(state.engine, state.events, after, max_seconds=max_seconds)
+    if state.serverless:
+        # No pump outlives an invocation: the stream reads for itself and ends.
+        max_seconds = float(state.settings.max_wait)
+        return EventStream(state.engine, state.events, after, max_seconds=max_seconds)
+    return EventStream(state.engine, state.events, after, fanout=state.fanout)

@@ -12,14 +12,21 @@ from starlette.requests import Request
 
 from receiver.dashboard.sessions import DashboardSessions
 from receiver.events import EventHub
+from receiver.fanout import FanOut
 from receiver.group_commit import GroupCommitter
 from receiver.metrics import ReceiverMetrics
+from receiver.refusals import RefusalLog
 from receiver.verify import SignaturePolicy
 from vlmhooks.settings import Settings
 from vlmhooks.tokens import CallbackTokens
 
 if TYPE_CHECKING:
     import httpx
+
+
+# The lifespan state key under which the app leaves a callable for the start of shutdown
+# (called by receiver/protocol.py; kept here so the app never imports uvicorn).
+SHUTDOWN_HOOK = "vlmhooks.on_server_shutdown"
 
 
 @dataclass
@@ -34,6 +41,8 @@ class ReceiverState:
     api_keys: tuple[str, ...]  # lookup API bearer keys; empty = anonymous reads allowed
     signature_policy: SignaturePolicy  # parsed once by create_app
     clock: Callable[[], float]
+    refusals: RefusalLog  # one log line per refused callback, counted by reason
+    fanout: FanOut | None = None  # shared reads for SSE and long polls; None when serverless
     serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
 
     @cached_property

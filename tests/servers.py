@@ -28,9 +28,8 @@ class UvicornThread:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", port or 0))
         self.port = int(self.socket.getsockname()[1])
-        self.config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **config
-        )
+        config.setdefault("log_level", "warning")
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on", **config)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True

@@ -13,6 +13,9 @@ from vlmhooks.errors import ConfigError
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "make_engine", "normalize_database_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A statement's parameters are callback bodies, headers and raw deliveries: an error message
+# (logged, or shown by a CLI) must name the statement, never repeat them.
+HIDE_PARAMETERS = True
 
 
 def normalize_database_url(url: str) -> str:
@@ -77,6 +80,7 @@ def make_engine(
         engine = sa.create_engine(
             url,
             echo=echo,
+            hide_parameters=HIDE_PARAMETERS,
             json_serializer=_dumps_json,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -95,6 +99,7 @@ def make_engine(
     return sa.create_engine(
         url,
         echo=echo,
+        hide_parameters=HIDE_PARAMETERS,
         connect_args=connect_args,
         pool_size=pool_size,
         max_overflow=pool_size,

@@ -17,10 +17,19 @@ from vlmhooks.errors import ConfigError
 from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
 
 __all__ = [
+    "DEFAULT_BACKLOG",
+    "DEFAULT_BODY_TIMEOUT_SECONDS",
+    "DEFAULT_CALLBACK_BYTES_IN_FLIGHT",
     "DEFAULT_DATABASE_URL",
     "DEFAULT_DELIVERY_BODY_CAP_BYTES",
+    "DEFAULT_FORWARDED_ALLOW_IPS",
+    "DEFAULT_HEADER_TIMEOUT_SECONDS",
+    "DEFAULT_KEEPALIVE_TIMEOUT_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_WAIT_SECONDS",
+    "DEFAULT_SSE_BUFFER_BYTES",
     "DEFAULT_TOKEN_MAX_AGE_SECONDS",
     "DEFAULT_VLMRUN_BASE_URL",
     "Settings",
@@ -40,6 +49,19 @@ DEFAULT_FORWARD_LEASE_SECONDS = 60.0
 DEFAULT_FORWARD_POLL_INTERVAL = 1.0
 DEFAULT_FORWARD_BACKOFF_SECONDS = 1.0
 DEFAULT_FORWARD_BACKOFF_MAX_SECONDS = 300.0
+# Limits on what any client, credentials or not, can hold (README, "Limits").
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+# The API gives up on a callback after 30 s, so a body still arriving then is worthless.
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+DEFAULT_KEEPALIVE_TIMEOUT_SECONDS = 5
+DEFAULT_MAX_CONNECTIONS = 1000
+# Callback body bytes admitted at once (each counts its Content-Length): the memory bound.
+DEFAULT_CALLBACK_BYTES_IN_FLIGHT = 32 * 1024 * 1024
+DEFAULT_BACKLOG = 2048
+DEFAULT_SSE_BUFFER_BYTES = 4 * 1024 * 1024
+# uvicorn's own default: only a proxy on this host may set X-Forwarded-For.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 
@@ -99,6 +121,34 @@ class Settings(BaseSettings):
         DEFAULT_MAX_WAIT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_MAX_WAIT")
     )
     log_level: str = Field("info", validation_alias=_env("VLMHOOKS_LOG_LEVEL"))
+    max_header_bytes: int = Field(
+        DEFAULT_MAX_HEADER_BYTES, ge=1024, validation_alias=_env("VLMHOOKS_MAX_HEADER_BYTES")
+    )
+    header_timeout: float = Field(
+        DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_HEADER_TIMEOUT")
+    )
+    body_timeout: float = Field(
+        DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_BODY_TIMEOUT")
+    )
+    keepalive_timeout: int = Field(
+        DEFAULT_KEEPALIVE_TIMEOUT_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_KEEPALIVE_TIMEOUT")
+    )
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS, ge=1, validation_alias=_env("VLMHOOKS_MAX_CONNECTIONS")
+    )
+    callback_bytes_in_flight: int = Field(
+        DEFAULT_CALLBACK_BYTES_IN_FLIGHT,
+        ge=1024,
+        validation_alias=_env("VLMHOOKS_CALLBACK_BYTES_IN_FLIGHT"),
+    )
+    sse_buffer_bytes: int = Field(
+        DEFAULT_SSE_BUFFER_BYTES, ge=1024, validation_alias=_env("VLMHOOKS_SSE_BUFFER_BYTES")
+    )
+    backlog: int = Field(DEFAULT_BACKLOG, ge=1, validation_alias=_env("VLMHOOKS_BACKLOG"))
+    # uvicorn's own variable name, so its documentation applies as written.
+    forwarded_allow_ips: str = Field(
+        DEFAULT_FORWARDED_ALLOW_IPS, validation_alias=_env("FORWARDED_ALLOW_IPS")
+    )
     # Serverless deploys (receiver/runtime.py): None means "inside AWS Lambda or not".
     serverless: bool | None = Field(None, validation_alias=_env("VLMHOOKS_SERVERLESS"))
     serverless_allow_sqlite: bool = Field(

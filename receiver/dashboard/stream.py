@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.types import Send
 
 from receiver.events import EventHub
+from receiver.fanout import EVENT_BATCH
 from receiver.params import bad_parameter, parse_int
 from receiver.sse import (
-    EVENT_BATCH,
     KEEPALIVE_COMMENT,
     LAST_EVENT_ID_HEADER,
     RECONNECT_MILLISECONDS,

@@ -1,0 +1,218 @@
+"""uvicorn's httptools protocol with the limits httptools lacks (README, "Limits").
+
+httptools buffers a request line and headers for as long as a client sends them, and
+uvicorn times out only idle keep-alive connections. This subclass caps the request head
+(431 at once, the rest never read), closes a connection whose head or body does not
+arrive in time (408), and tells the app when the server starts shutting down, so open
+long polls and event streams can answer before the graceful-shutdown budget runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from receiver.state import SHUTDOWN_HOOK
+from vlmhooks.settings import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    DEFAULT_MAX_HEADER_BYTES,
+    Settings,
+    load_settings,
+)
+
+__all__ = ["HttpLimits", "LimitedHttpProtocol", "limited_protocol"]
+
+PROBLEM_TYPE_BASE = "https://vlmhooks.dev/problems/"
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(settings.max_header_bytes, settings.header_timeout, settings.body_timeout)
+
+
+def _problem(status: int, title: str, slug: str, detail: str) -> bytes:
+    body = orjson.dumps(
+        {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    )
+    head = (
+        f"HTTP/1.1 {status} {title}\r\n"
+        "content-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """One connection; `limits` None means "read VLMHOOKS_* from the environment".
+
+    `vlm-receiver serve` names this class by import path, because uvicorn's worker
+    processes import it afresh; a test builds a subclass with `limited_protocol(limits)`.
+    """
+
+    limits: ClassVar[HttpLimits | None] = None
+    _environment_limits: ClassVar[HttpLimits | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = self._resolve_limits()
+        # Bytes of the current request head received so far; reset when the head ends.
+        self._reading_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def _resolve_limits(cls) -> HttpLimits:
+        if cls.limits is not None:
+            return cls.limits
+        if LimitedHttpProtocol._environment_limits is None:
+            LimitedHttpProtocol._environment_limits = HttpLimits.from_settings(load_settings())
+        return LimitedHttpProtocol._environment_limits
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # uvicorn arms no timer before the first byte: a silent connection would stay forever.
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused or timed out: nothing more is parsed or buffered
+        if not self._reading_head:
+            # Body bytes (bounded by the app's own cap). Should a pipelined request's head
+            # start in this chunk, its first bytes go uncounted: at most one read's worth.
+            super().data_received(data)
+            return
+        room = self._limits.max_header_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        # Feed only what still fits: either the head ends inside it, or it is too large.
+        self._head_bytes = self._limits.max_header_bytes
+        if room > 0:
+            super().data_received(data[:room])
+        if self.transport.is_closing():
+            return
+        if self._reading_head:
+            self._refuse_head()
+            return
+        super().data_received(data[room:])
+
+    # httptools parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._cancel_head_timer()
+        self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_timed_out)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        self._reading_head = True
+        self._head_bytes = 0
+        super().on_message_complete()
+
+    # uvicorn server
+
+    def shutdown(self) -> None:
+        hook: Callable[[], None] | None = self.app_state.get(SHUTDOWN_HOOK)
+        if hook is not None:
+            hook()  # idempotent: called once per open connection
+        super().shutdown()
+
+    # limits
+
+    def _refuse_head(self) -> None:
+        self.logger.warning(
+            "request head over %d bytes from %s: refused with 431",
+            self._limits.max_header_bytes,
+            self.client[0] if self.client else "?",
+        )
+        self._close_with(
+            _problem(
+                431,
+                "Request Header Fields Too Large",
+                "header-too-large",
+                f"the request line and headers exceed {self._limits.max_header_bytes} bytes",
+            )
+        )
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        detail = f"the request head did not arrive within {self._limits.header_timeout:g} s"
+        self._close_with(_problem(408, "Request Timeout", "request-timeout", detail))
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_complete:
+            # Answered without reading the body (e.g. a 401); the rest is not worth waiting for.
+            self.transport.close()
+            return
+        detail = f"the request body did not arrive within {self._limits.body_timeout:g} s"
+        self._close_with(_problem(408, "Request Timeout", "request-timeout", detail))
+
+    def _close_with(self, response: bytes) -> None:
+        cycle = self.cycle
+        answering = False
+        if cycle is not None and not cycle.response_complete:
+            # The app may still be reading the body or about to answer: from now on its
+            # receive() says "disconnected" and its sends are dropped.
+            answering = cycle.response_started
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not answering:  # a half-sent response must not be followed by another
+            self.transport.write(response)
+        self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self._limits.header_timeout, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+
+def limited_protocol(limits: HttpLimits) -> type[LimitedHttpProtocol]:
+    """A protocol class bound to explicit limits (one server in this process, e.g. a test)."""
+    return type("BoundLimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})
