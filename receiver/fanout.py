@@ -44,15 +44,24 @@ FINGERPRINT_TRUST_SECONDS = 10.0
 log = logging.getLogger("vlmhooks.fanout")
 
 
-def sqlite_fingerprint(engine: Engine) -> Callable[[], tuple[int, ...]] | None:
-    """For a SQLite file: a stat of the database and its WAL, which every commit changes."""
+def sqlite_fingerprint(engine: Engine) -> Callable[[], tuple[int | bytes, ...]] | None:
+    """For a SQLite file: what every commit changes, read without a query.
+
+    File sizes and times alone are not enough: a WAL grows before its commit is visible, so a
+    stat taken in between equals the next one and the commit is missed; a WAL reused after a
+    checkpoint keeps its size, and mtimes move in kernel ticks. The wal-index
+    header (the first 48 bytes of `-shm`) holds a change counter and the last frame, which
+    every WAL commit updates; the database header's change counter (bytes 24-27) does the
+    same for a file in rollback-journal mode.
+    """
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     paths = (database, database + "-wal")
+    headers = ((database, 24, 4), (database + "-shm", 0, 48))
 
-    def fingerprint() -> tuple[int, ...]:
-        values: list[int] = []
+    def fingerprint() -> tuple[int | bytes, ...]:
+        values: list[int | bytes] = []
         for path in paths:
             try:
                 stat = os.stat(path)
@@ -60,6 +69,13 @@ def sqlite_fingerprint(engine: Engine) -> Callable[[], tuple[int, ...]] | None:
                 values += (0, 0, 0)
             else:
                 values += (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        for path, offset, size in headers:
+            try:
+                with open(path, "rb") as file:
+                    file.seek(offset)
+                    values.append(file.read(size))
+            except OSError:
+                values.append(b"")
         return tuple(values)
 
     return fingerprint
@@ -141,10 +157,10 @@ class FanOut:
         self._pump_task: asyncio.Task[None] | None = None
         self.draining = False
         self.reads = 0  # change-feed reads by the pump (a test and bench/fanout.py look)
-        # SQLite has no NOTIFY: other processes' commits are seen by polling. The files'
-        # sizes and times change with every commit, so an unchanged stat needs no query.
+        # SQLite has no NOTIFY: other processes' commits are seen by polling. An unchanged
+        # fingerprint (see sqlite_fingerprint) means no commit, so no query is needed.
         self._fingerprint = sqlite_fingerprint(engine)
-        self._seen_fingerprint: tuple[int, ...] | None = None
+        self._seen_fingerprint: tuple[int | bytes, ...] | None = None
         self._read_at = 0.0
 
     async def start(self) -> None:
@@ -251,7 +267,7 @@ class FanOut:
         if self._fingerprint is None:
             return True  # PostgreSQL: the poll is LISTEN's safety net, rare and cheap
         if time.monotonic() - self._read_at > FINGERPRINT_TRUST_SECONDS:
-            return True  # a stat is a hint (coarse file times), not a proof
+            return True  # a safety net: the fingerprint is a file read, not a transaction
         return self._fingerprint() != self._seen_fingerprint
 
     async def _deliver_new(self) -> None:

@@ -30,6 +30,7 @@ from tests.receiver.lookup_support import (
 )
 from tests.reliability.rawsocket import hardened_receiver, read_until_closed
 from tests.servers import UvicornThread
+from vlmhooks.db import make_engine
 from vlmhooks.ingest import ingest_prediction
 
 DEADLINE = 20.0
@@ -236,3 +237,22 @@ def test_shutdown_answers_long_polls_and_hints_streams(database_url: str, engine
         assert time.monotonic() - started < 10  # well inside the 15 s budget
     finally:
         server.thread.join(timeout=30)
+
+
+def test_the_sqlite_fingerprint_sees_every_commit_even_in_a_reused_wal(sqlite_url: str) -> None:
+    # A restarted WAL is overwritten in place (same size), so only times would tell, and they
+    # move in ticks. Worse, a WAL grows before its commit is visible: a stat taken in between
+    # matched the next one, and the commit waited for the 10 s safety read. The wal-index
+    # header in the fingerprint changes exactly when a commit becomes visible.
+    writer = make_engine(sqlite_url)
+    fingerprint = fanout_module.sqlite_fingerprint(writer)
+    assert fingerprint is not None
+    try:
+        for index in range(40):
+            with writer.begin() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+            before = fingerprint()
+            store(writer, f"fp{index}", "running")
+            assert fingerprint() != before, f"commit {index} left the fingerprint unchanged"
+    finally:
+        writer.dispose()
