@@ -3,8 +3,9 @@
 ProblemError (vlmhooks.errors)
 ├── AuthError                    401   the lookup API's bearer key is missing or wrong
 │   └── SessionInvalid                 the dashboard's session cookie expired or is forged
-├── CrossSiteForm                403   a dashboard form was posted from another site
+├── CrossSiteForm                403   a dashboard form (or replay) was posted from another site
 ├── MintingDisabled              403   no API keys: callback URLs are not handed out anonymously
+├── ReplayDisabled               403   no API keys: stored data is never rewritten anonymously
 ├── PayloadError (vlmhooks)
 │   └── InvalidRequest           422   a request body (not a callback) breaks its schema
 ├── PayloadTooLarge (vlmhooks)
@@ -25,6 +26,7 @@ __all__ = [
     "FetchBackFailed",
     "InvalidRequest",
     "MintingDisabled",
+    "ReplayDisabled",
     "SessionInvalid",
 ]
 
@@ -44,7 +46,7 @@ class SessionInvalid(AuthError):
 
 
 class CrossSiteForm(ProblemError):
-    """403: the Origin of a sign-in or sign-out post is not this site."""
+    """403: a dashboard post (sign-in, sign-out, replay) came from another site's page."""
 
     status = 403
     title = "Forbidden"
@@ -74,6 +76,14 @@ class MintingDisabled(ProblemError):
     status = 403
     title = "Forbidden"
     type_slug = "minting-disabled"
+
+
+class ReplayDisabled(ProblemError):
+    """403: replay rewrites stored data; anonymous reads do not open it (API and dashboard)."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "forbidden"
 
 
 class InvalidRequest(PayloadError):

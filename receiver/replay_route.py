@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from receiver.auth import RequireBearer
 from receiver.body import read_body
-from receiver.problems import problem_response
+from receiver.errors import ReplayDisabled
 from receiver.replay import (
     DEFAULT_REPLAY_LIMIT,
     ReplaySelection,
@@ -25,13 +25,13 @@ from receiver.replay import (
     replay_selected,
 )
 from receiver.responses import json_response
-from receiver.shapes import ReplayRequest, ReplayResult
-from receiver.state import receiver_state
+from receiver.shapes import ReplayReport, ReplayRequest, ReplayResult
+from receiver.state import ReceiverState, receiver_state
 from schemas.contract import as_utc
 from vlmhooks.errors import ContractViolation, PayloadError
 from vlmhooks.ingest import field_errors
 
-__all__ = ["REPLAY_PATH", "replay_deliveries", "replay_routes"]
+__all__ = ["REPLAY_PATH", "replay_deliveries", "replay_routes", "require_replay_keys", "run_replay"]
 
 REPLAY_PATH = "/v1/deliveries/replay"
 # A selection is a handful of fields; anything larger is a mistake, not a request.
@@ -53,24 +53,23 @@ class _Parsed:
     dry_run: bool
 
 
-async def replay_deliveries(request: Request) -> Response:
-    state = receiver_state(request)
+def require_replay_keys(state: ReceiverState) -> None:
+    """Anonymous reads may be open; a write never is (`ReplayDisabled` otherwise)."""
     if not state.api_keys:
-        # Anonymous reads may be open; a write never is.
-        return problem_response(
-            403,
-            "Forbidden",
-            "replay changes stored data: set VLMHOOKS_API_KEYS and send a key",
-            slug="forbidden",
-        )
-    body = await read_body(request.stream(), limit=MAX_REQUEST_BYTES)
-    parsed = _parse(body)
+        raise ReplayDisabled("replay changes stored data: set VLMHOOKS_API_KEYS and send a key")
+
+
+async def run_replay(
+    state: ReceiverState, selection: ReplaySelection, *, dry_run: bool
+) -> ReplayReport:
+    """Replay one page of `selection` through the group committer, like every other write
+    of this process; a dry run is the same work, rolled back by raising inside it."""
     now = datetime.fromtimestamp(state.clock(), UTC)
     policy = state.signature_policy
 
     def op(connection: Connection) -> list[ReplayResult]:
-        results = replay_selected(connection, parsed.selection, policy, now=now)
-        if parsed.dry_run:
+        results = replay_selected(connection, selection, policy, now=now)
+        if dry_run:
             raise _DryRunDone(results)
         return results
 
@@ -78,8 +77,16 @@ async def replay_deliveries(request: Request) -> Response:
         results = await state.writer.run(op)
     except _DryRunDone as done:
         results = done.results
-    more = len(results) == parsed.selection.limit
-    return json_response(replay_report(results, dry_run=parsed.dry_run, more=more))
+    more = len(results) == selection.limit
+    return replay_report(results, dry_run=dry_run, more=more)
+
+
+async def replay_deliveries(request: Request) -> Response:
+    state = receiver_state(request)
+    require_replay_keys(state)
+    body = await read_body(request.stream(), limit=MAX_REQUEST_BYTES)
+    parsed = _parse(body)
+    return json_response(await run_replay(state, parsed.selection, dry_run=parsed.dry_run))
 
 
 def _parse(body: bytes) -> _Parsed:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from receiver.dashboard.pages import ASSETS
+from receiver.dashboard.replay import MAX_REQUEST_BYTES, DashboardReplayRequest
 from receiver.dashboard.sessions import SESSION_COOKIE
+from receiver.openapi_schemas import schema_ref
 from receiver.problems import PROBLEM_MEDIA_TYPE
+from receiver.shapes import ReplayReport
 from vlmhooks.pagination import MAX_ROW_ID
 from vlmhooks.usage import DEFAULT_USAGE_GROUPS, MAX_USAGE_GROUPS, UsageLedger
 
@@ -99,6 +104,42 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "summary": "One prediction's detail page (HTML)",
                 "parameters": [_PREDICTION_ID],
                 "responses": _page("The page; it holds no data itself.", auth_required),
+            }
+        },
+        "/dashboard/predictions/{prediction_id}/replay": {
+            "post": {
+                "operationId": "dashboardReplayPrediction",
+                "summary": "Replay this prediction's stored deliveries (the detail page's button)",
+                "description": "`POST /v1/deliveries/replay` narrowed to the deliveries that name "
+                "this prediction, for a browser signed in with the session cookie (the bearer "
+                "header works too). The page sends `dry_run: true` first and replays only when "
+                "the operator confirms. Refused when posted from another site's page; needs a "
+                "key even where reads are anonymous.",
+                "parameters": [_PREDICTION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": TypeAdapter(DashboardReplayRequest).json_schema()
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _content(
+                        "What each delivery did (or would do).",
+                        "application/json",
+                        schema_ref(ReplayReport),
+                    ),
+                    "400": _problem("The body is not JSON."),
+                    "403": _problem(
+                        "Posted from another site, or no API keys are configured "
+                        "(replay is never anonymous)."
+                    ),
+                    "404": _problem("No stored delivery names this prediction."),
+                    "413": _problem(f"The body is over {MAX_REQUEST_BYTES} bytes."),
+                    "415": _problem("The content type is not JSON."),
+                    "422": _problem("`dry_run` is missing or not a boolean; see `errors`."),
+                },
             }
         },
         "/dashboard/data/overview": {

@@ -1,5 +1,6 @@
 """Every dashboard route with its middleware: security headers on all of them, and the
 key-or-session check on all but sign-in, sign-out and the static assets (which hold no data).
+Routes that change data check their origin themselves (`receiver.dashboard.origin`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from receiver.dashboard.access import SIGN_IN_PATH, RequireDashboardAccess
 from receiver.dashboard.data import delivery_body_data, overview_data, prediction_data
 from receiver.dashboard.headers import SecurityHeaders
 from receiver.dashboard.pages import overview_page, prediction_page, sign_in_page, static_asset
+from receiver.dashboard.replay import replay_prediction
 from receiver.dashboard.signin import sign_in, sign_out
 from receiver.dashboard.stream import dashboard_events
 
@@ -34,6 +36,12 @@ def dashboard_routes() -> list[BaseRoute]:
             "/dashboard/data/predictions/{prediction_id}",
             prediction_data,
             methods=["GET"],
+            middleware=guarded,
+        ),
+        Route(
+            "/dashboard/predictions/{prediction_id}/replay",
+            replay_prediction,
+            methods=["POST"],
             middleware=guarded,
         ),
         Route(

@@ -7,15 +7,15 @@ scoped to /dashboard and expiring. A post from another site's page is refused.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from receiver.body import declared_length, read_body
 from receiver.dashboard.access import SIGN_IN_PATH, safe_next
+from receiver.dashboard.origin import require_same_origin
 from receiver.dashboard.sessions import SESSION_COOKIE, SESSION_PATH
-from receiver.errors import CrossSiteForm
 from receiver.state import ReceiverState, receiver_state
 from vlmhooks.errors import UnsupportedMediaType
 
@@ -24,28 +24,6 @@ __all__ = ["sign_in", "sign_out"]
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 # A key and a return path; anything longer is not our form.
 MAX_FORM_BYTES = 8 * 1024
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _require_same_origin(request: Request, state: ReceiverState) -> None:
-    # Sec-Fetch-Site is set by the browser and unaffected by our no-referrer policy, under
-    # which a form post carries `Origin: null`; Origin is the fallback for older browsers.
-    # A tool that sends neither is not a cross-site page.
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        if fetch_site != "same-origin":
-            raise CrossSiteForm(f"the form was posted from a {fetch_site} page, not this site")
-        return
-    origin = request.headers.get("origin")
-    if origin is None:
-        return
-    allowed = {_origin(str(request.base_url)), _origin(state.settings.public_url)}
-    if origin.lower() not in allowed:
-        raise CrossSiteForm(f"the form was posted from {origin}, not from this site")
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -66,7 +44,7 @@ def _is_https(request: Request, state: ReceiverState) -> bool:
 async def sign_in(request: Request) -> Response:
     """Check the key from the form; on success set the cookie and go where the user was going."""
     state = receiver_state(request)
-    _require_same_origin(request, state)
+    require_same_origin(request, state)
     form = await _read_form(request)
     target = safe_next(form.get("next"))
     if not state.api_keys:  # reads were opened explicitly: there is nothing to sign in to
@@ -92,7 +70,7 @@ async def sign_out(request: Request) -> Response:
     """Forget the cookie in this browser. Sessions are stateless: a copied cookie lives on
     until it expires, or until its key is dropped from VLMHOOKS_API_KEYS."""
     state = receiver_state(request)
-    _require_same_origin(request, state)
+    require_same_origin(request, state)
     response = RedirectResponse(f"{SIGN_IN_PATH}?signed_out=1", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE,

@@ -65,9 +65,9 @@ var vlm = (function () {
     window.location.assign(SIGN_IN + "?error=" + encodeURIComponent(reason) + "&next=" + encodeURIComponent(next));
   }
 
-  // GET JSON; a 401 means the session ended: back to the form, then here again.
-  function fetchJSON(url) {
-    return fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" }).then(
+  // Fetch JSON; a 401 means the session ended: back to the form, then here again.
+  function requestJSON(url, init) {
+    return fetch(url, init).then(
       function (response) {
         if (response.status === 401) {
           signInAgain("expired");
@@ -83,6 +83,21 @@ var vlm = (function () {
         });
       }
     );
+  }
+
+  function fetchJSON(url) {
+    return requestJSON(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  }
+
+  // POST a JSON body; the cookie authenticates it, the browser's Sec-Fetch-Site proves the
+  // page is ours (the server refuses cross-site posts).
+  function postJSON(url, body) {
+    return requestJSON(url, {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify(body),
+    });
   }
 
   function showError(error) {
@@ -216,6 +231,7 @@ var vlm = (function () {
     fetchJSON: fetchJSON,
     json: json,
     openStream: openStream,
+    postJSON: postJSON,
     predictionLink: predictionLink,
     setAllOpen: setAllOpen,
     svg: svg,

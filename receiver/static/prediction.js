@@ -206,6 +206,77 @@
     event.target.textContent = raw.hidden ? "Show as text" : "Show as tree";
   });
 
+  // Replay: a dry run first, shown per delivery; the real replay only on "Confirm".
+  var REPLAY_ORDER = ["stored", "updated", "duplicate", "stale", "refused"];
+  var replayUrl = "/dashboard/predictions/" + encodeURIComponent(predictionId) + "/replay";
+  var replayStart = document.getElementById("replay-start");
+  var replayConfirm = document.getElementById("replay-confirm");
+  var replayCancel = document.getElementById("replay-cancel");
+
+  // A dry run changed nothing: say what the replay would do, not what it did.
+  var WOULD = { stored: "would store", updated: "would update" };
+
+  function outcomeLabel(outcome, dryRun) {
+    return dryRun && WOULD[outcome] ? WOULD[outcome] : outcome;
+  }
+
+  function replaySummary(text, kind) {
+    var summary = document.getElementById("replay-summary");
+    summary.textContent = text;
+    summary.dataset.kind = kind;
+    summary.hidden = !text;
+  }
+
+  function renderReplay(report) {
+    var table = document.getElementById("replay-results");
+    var body = vlm.clear(table.querySelector("tbody"));
+    report.results.forEach(function (r) {
+      var tr = el("tr", { className: "outcome-" + vlm.text(r.outcome) });
+      tr.dataset.deliveryId = String(r.delivery_id);
+      [
+        el("td", { className: "num", text: r.delivery_id }),
+        el("td", { text: r.original_verdict }),
+        el("td", { className: "outcome", text: outcomeLabel(r.outcome, report.dry_run) }),
+        el("td", { text: r.status }),
+        el("td", { className: "reason", text: r.reason }),
+      ].forEach(function (cell) { tr.appendChild(cell); });
+      body.appendChild(tr);
+    });
+    table.hidden = false;
+    var parts = REPLAY_ORDER.filter(function (o) { return report.counts[o]; }).map(function (o) {
+      return report.counts[o] + " " + outcomeLabel(o, report.dry_run);
+    });
+    var text = (report.dry_run ? "Dry run, nothing changed: " : "Replayed: ") + parts.join(", ") + ".";
+    if (report.next_after_id !== null) text += " More deliveries remain: replay them with the API (after_id " + report.next_after_id + ").";
+    var replayable = report.results.some(function (r) { return r.outcome !== "refused"; });
+    if (report.dry_run && !replayable) text += " Nothing to replay.";
+    replaySummary(text, "info");
+    replayConfirm.hidden = !(report.dry_run && replayable);
+    replayCancel.hidden = !report.dry_run;
+  }
+
+  function replay(dryRun) {
+    replayStart.disabled = replayConfirm.disabled = true;
+    replaySummary(dryRun ? "Running a dry run…" : "Replaying…", "info");
+    return vlm.postJSON(replayUrl, { dry_run: dryRun }).then(function (report) {
+      renderReplay(report);
+      if (!dryRun) refresh(); // the timeline and deliveries now include the replay
+    }, function (error) {
+      replaySummary("Replay failed: " + vlm.text(error.message), "error");
+      replayConfirm.hidden = replayCancel.hidden = true;
+    }).then(function () {
+      replayStart.disabled = replayConfirm.disabled = false;
+    });
+  }
+
+  replayStart.addEventListener("click", function () { replay(true); });
+  replayConfirm.addEventListener("click", function () { replay(false); });
+  replayCancel.addEventListener("click", function () {
+    replayConfirm.hidden = replayCancel.hidden = true;
+    document.getElementById("replay-results").hidden = true;
+    replaySummary("", "info");
+  });
+
   var refresh = vlm.throttled(load, REFRESH_GAP_MS);
   refresh();
 })();

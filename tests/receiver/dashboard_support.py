@@ -139,6 +139,23 @@ class Console:
         with self.engine.begin() as connection:
             connection.execute(SUBMISSION.insert().values(**row))
 
+    def fix_json_schema(self, submission_id: str, json_schema: dict[str, Any]) -> None:
+        """What an operator does before a replay: correct a submission's json_schema."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                SUBMISSION.update()
+                .where(SUBMISSION.c.id == submission_id)
+                .values(json_schema=json_schema)
+            )
+
+
+# INVOICE_SCHEMA with the total also allowed as text: the seeded "forty-two" now matches.
+RELAXED_INVOICE_SCHEMA = {
+    **INVOICE_SCHEMA,
+    "properties": {"total": {"type": ["number", "string"]}, "currency": {"type": "string"}},
+    "required": ["total"],
+}
+
 
 @contextmanager
 def running_console(database_url: str, **overrides: Any) -> Iterator[Console]:

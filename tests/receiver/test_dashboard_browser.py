@@ -16,6 +16,7 @@ import pytest
 from tests.receiver.dashboard_support import (
     API_KEY,
     HOSTILE_TEXT,
+    RELAXED_INVOICE_SCHEMA,
     Console,
     Seeded,
     callback_body,
@@ -222,6 +223,43 @@ def test_failed_prediction_shows_its_error_first(
     expect(deliveries.locator(".verdict")).to_have_text(["rejected", "stored"])
     expect(deliveries.first.locator("td.reason")).to_contain_text("422")
     page.screenshot(path=screenshot_dir / "prediction-failed.png", full_page=True)
+
+
+def test_replay_button_shows_a_dry_run_then_replays_on_confirm(
+    page: Page, console: Console, seeded: Seeded, screenshot_dir: Path
+) -> None:
+    # The operator's story: the json_schema was wrong; fix it, then replay the delivery.
+    console.fix_json_schema(seeded.invalid_submission, RELAXED_INVOICE_SCHEMA)
+    signed_in(page, console)
+    page.goto(f"/dashboard/predictions/{seeded.invalid}")
+    verdict = page.locator("#schema-verdict")
+    expect(verdict).to_have_text(re.compile("does not match"))
+    deliveries = page.locator("#deliveries tbody tr .verdict")
+    expect(deliveries).to_have_text(["stored"])
+    confirm = page.get_by_role("button", name="Confirm replay")
+    expect(confirm).to_be_hidden()
+
+    page.get_by_role("button", name="Replay deliveries").click()
+    summary = page.locator("#replay-summary")
+    expect(summary).to_have_text("Dry run, nothing changed: 1 would update.")
+    results = page.locator("#replay-results tbody tr")
+    expect(results.locator("td")).to_have_text(
+        [re.compile(r"^\d+$"), "stored", "would update", "completed", re.compile("json_schema")]
+    )
+    expect(confirm).to_be_visible()
+    page.screenshot(path=screenshot_dir / "replay-dry-run.png", full_page=True)
+    # The dry run changed nothing: the page still shows the old verdict and one delivery.
+    expect(verdict).to_have_text(re.compile("does not match"))
+    expect(deliveries).to_have_text(["stored"])
+
+    confirm.click()
+    expect(summary).to_have_text("Replayed: 1 updated.")
+    expect(results.locator(".outcome")).to_have_text(["updated"])
+    expect(confirm).to_be_hidden()
+    # The page read its data again: the new verdict, and the replay's own delivery row.
+    expect(verdict).to_have_text(re.compile("^The response matches"))
+    expect(deliveries).to_have_text(["duplicate", "stored"])
+    page.screenshot(path=screenshot_dir / "replay-done.png", full_page=True)
 
 
 def test_html_in_stored_responses_is_shown_as_text(
