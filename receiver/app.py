@@ -35,7 +35,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     api_keys = tuple(settings.require_lookup_auth())
     # Parsed here, once: every callback reuses the verifiers (and their derived keys).
     signature_policy = SignaturePolicy.from_settings(settings)
-    tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
+    tokens = CallbackTokens(
+        secret_keys,
+        max_age_seconds=settings.token_max_age,
+        clock_skew_seconds=settings.clock_skew,
+        clock=clock,
+    )
     runtime = resolve_runtime(settings)
 
     @asynccontextmanager

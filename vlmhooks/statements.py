@@ -38,9 +38,25 @@ class WriteStatements:
             SUBMISSION.c.domain,
             SUBMISSION.c.json_schema,
         ).where(SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True)))
-        self.known_webhooks = sa.select(WEBHOOK_MESSAGE.c.id).where(
-            WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True))
+        # Who owns what: the submission that first stored each prediction, and the
+        # prediction each callback URL (submission id) first stored, row or no row.
+        self.ownership = sa.select(PREDICTION.c.id, PREDICTION.c.submission_id).where(
+            sa.or_(
+                PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)),
+                PREDICTION.c.submission_id.in_(sa.bindparam("submission_ids", expanding=True)),
+            )
         )
+        self.claim_prediction = (
+            PREDICTION.update()
+            .where(
+                PREDICTION.c.id == sa.bindparam("claimed_id"),
+                PREDICTION.c.submission_id.is_(None),
+            )
+            .values(submission_id=sa.bindparam("claimant_id"))
+        )
+        self.known_webhooks = sa.select(
+            WEBHOOK_MESSAGE.c.id, WEBHOOK_MESSAGE.c.prediction_id, WEBHOOK_MESSAGE.c.body_sha256
+        ).where(WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True)))
         self.remember_webhook = (
             insert(WEBHOOK_MESSAGE)
             .on_conflict_do_nothing(index_elements=["id"])

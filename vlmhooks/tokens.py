@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
 
 __all__ = [
     "CALLBACK_PATH_PREFIX",
+    "DEFAULT_CLOCK_SKEW_SECONDS",
     "DEFAULT_MAX_AGE_SECONDS",
     "CallbackTokens",
     "mint_callback_url",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
+DEFAULT_CLOCK_SKEW_SECONDS = 60
 # Where the receiver takes callbacks; the token is the one path segment after it.
 CALLBACK_PATH_PREFIX = "/v1/callbacks/"
 
@@ -60,6 +62,7 @@ class CallbackTokens:
         secret_keys: Sequence[str],
         *,
         max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
+        clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(secret_keys, str):
@@ -70,7 +73,12 @@ class CallbackTokens:
             raise ConfigError("callback token secret keys must not be empty")
         if max_age_seconds <= 0:
             raise ConfigError("callback token max age must be positive")
+        if clock_skew_seconds < 0:
+            raise ConfigError("callback token clock skew must not be negative")
         self._max_age = max_age_seconds
+        # The worker that mints and the web process that verifies may run on hosts whose
+        # clocks disagree; a token up to this far "in the future" is still accepted.
+        self._clock_skew = clock_skew_seconds
         self._clock = clock
         self._serializer = URLSafeTimedSerializer(
             list(secret_keys),
@@ -86,16 +94,24 @@ class CallbackTokens:
         return f"CallbackTokens(keys=<{keys} hidden>, max_age={self._max_age})"
 
     def _loads(self, token: str) -> Any:
-        """`URLSafeTimedSerializer.loads`, with the signers built once instead of per call."""
+        """`URLSafeTimedSerializer.loads`, with the signers built once instead of per call,
+        and the age checked here: itsdangerous refuses any timestamp ahead of our clock.
+        """
         last_error: BadData | None = None
         for signer in self._unsigners:
             try:
-                payload, _ = signer.unsign(token, max_age=self._max_age, return_timestamp=True)
-            except SignatureExpired:
-                raise  # an expired signature is final, whichever key made it
+                payload, signed_at = signer.unsign(token, return_timestamp=True)
             except BadData as exc:
                 last_error = exc
                 continue
+            # Authentic: the age decides now, and an expired signature is final, whichever
+            # key made it.
+            # Whole seconds, as itsdangerous counts (its timestamps are whole seconds).
+            age = int(self._clock()) - int(signed_at.timestamp())
+            if age < -self._clock_skew:
+                raise TokenInvalid("callback token is dated in the future")
+            if age > self._max_age:
+                raise TokenExpired("callback token expired")
             return self._serializer.load_payload(payload)
         assert last_error is not None
         raise last_error
@@ -111,11 +127,6 @@ class CallbackTokens:
             raise TokenInvalid("callback token is malformed")
         try:
             payload = self._loads(token)
-        except SignatureExpired as exc:
-            # itsdangerous reports a token dated in the future as expired too; it is not.
-            if exc.date_signed is not None and exc.date_signed.timestamp() > self._clock():
-                raise TokenInvalid("callback token is dated in the future") from exc
-            raise TokenExpired("callback token expired") from exc
         except BadData as exc:
             raise TokenInvalid("callback token is invalid") from exc
         if not isinstance(payload, dict) or payload.keys() != {"s"}:
