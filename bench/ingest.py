@@ -42,7 +42,8 @@ class Result:
 
 def write_requests(count: int) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"callbacks-{count}.tsv"
+    # v2: one callback URL per prediction (a URL binds to its first prediction).
+    path = RESULTS / f"callbacks-v2-{count}.tsv"
     if not path.exists():
         with path.open("wb") as out:
             for callback in signed_callbacks(count):

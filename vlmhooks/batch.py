@@ -18,6 +18,7 @@ from schemas.enums import STATUS_RANK
 from vlmhooks.audit import delivery_row
 from vlmhooks.errors import PredictionConflict, WebhookIdConflict
 from vlmhooks.public import public_prediction
+from vlmhooks.raw_sql import as_datetime
 from vlmhooks.records import (
     DeliveryVerdict,
     IngestOutcome,
@@ -255,8 +256,10 @@ class _Batch:
             self.values[index] = _prediction_values(write, context, schema_valid, schema_errors)
             rows.append(self.values[index])
         applied = {
-            row.id: (row.delivery_count, row.received_at)
-            for row in self.connection.execute(self.statements.upsert_prediction, rows)
+            row_id: (count, as_datetime(received_at))
+            for row_id, count, received_at in self.statements.raw_upsert_prediction.execute(
+                self.connection, rows
+            )
         }
         unapplied = [i for i in members if self.writes[i].prediction.id not in applied]
         current = self._current([self.writes[i].prediction.id for i in unapplied])
@@ -295,10 +298,8 @@ class _Batch:
             self.deliveries.append((index, _delivery_row_of(write, verdict, reason, 200)))
             self._link(write, status, changed=prediction_id in applied)
         if event_rows:
-            seqs = {
-                row.prediction_id: row.seq
-                for row in self.connection.execute(self.statements.insert_event, event_rows)
-            }
+            inserted = self.statements.raw_insert_event.execute(self.connection, event_rows)
+            seqs = {prediction_id: seq for prediction_id, seq in inserted}
             for index in members:
                 outcome = self.outcomes[index]
                 if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
@@ -351,7 +352,7 @@ class _Batch:
         if self.deliveries:
             # In arrival order, so the audit log reads as the requests came in.
             rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
-            self.connection.execute(self.statements.insert_delivery, rows)
+            self.statements.raw_insert_delivery.execute(self.connection, rows)
 
     def _stored_at(self, index: int) -> tuple[str, str | None]:
         """(status, content hash) of the replayed prediction as stored when `index` arrived."""
