@@ -2,6 +2,7 @@
 
     python -m bench.ingest --duration 15 --connections 32            # SQLite, 1 worker
     python -m bench.ingest --database postgres --workers 2 --targets receiver
+    python -m bench.ingest --targets bare,textbook,receiver@/tmp/before,receiver
 
 Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from bench.harness import RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
+from bench.harness import REPO, RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
 from bench.payloads import signed_callbacks
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
@@ -116,13 +117,18 @@ def count_predictions(url: str) -> int:
 def bench_target(
     target: str, args: argparse.Namespace, requests_file: Path, workdir: Path
 ) -> Result:
+    """`target`: bare, textbook, receiver, or `receiver@<dir>` (the receiver of another
+    source tree, e.g. `git archive <commit> | tar -x -C <dir>`, for before/after)."""
     url = fresh_database(args.database, workdir)
     env = receiver_env(url)
-    if target == "receiver":
+    repo = REPO
+    if target.startswith("receiver"):
         argv = receiver_argv(args.workers)
+        _, _, other = target.partition("@")
+        repo = Path(other).resolve() if other else REPO
     else:
         argv = uvicorn_argv(f"bench.apps:{target}_app")
-    with run_server(argv, env) as server:
+    with run_server(argv, env, repo=repo) as server:
         run_wrk(server.url, requests_file, args, duration=2)  # warm-up
         output = run_wrk(server.url, requests_file, args, duration=args.duration)
     rows = None if target == "bare" else count_predictions(url)

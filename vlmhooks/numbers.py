@@ -8,16 +8,22 @@ text is the judge: every number must survive as the value it spells.
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from typing import Any
 
 __all__ = ["first_inexact_number"]
 
 # A number the parser holds exactly has at most 15 significant digits and no exponent
-# (DBL_DIG), or is an integer orjson keeps as an int. Anything else shows one of these
-# shapes in the raw bytes; a match (strings can match too) only buys the exact check.
-_MAYBE_INEXACT = re.compile(rb'[0-9.]{16}|(?<![0-9A-Za-z_"-])-?[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]')
+# (DBL_DIG), or is an integer orjson keeps as an int. Anything else shows, in the raw
+# bytes, a run of 16 digits-or-dots or a digit followed by an exponent mark; a match
+# (strings can match too) only buys the exact check. Found with one `translate` and two
+# substring searches (about 1 us for a 1.5 KB body; a regex took 30 to 90 us).
+_CLASSES = bytes(
+    ord("1") if chr(i) in "0123456789." else ord("e") if chr(i) in "eE" else ord(" ")
+    for i in range(256)
+)
+_LONG_RUN = b"1" * 16
+_EXPONENT = b"1e"
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson parses as an int
 # Python refuses to convert longer digit strings; such an integer is not holdable anyway.
 _MAX_INT_DIGITS = 4000
@@ -34,7 +40,8 @@ def first_inexact_number(body: bytes) -> str | None:
     Exact means the double's shortest repr names the same decimal as the text ("1.10" and
     "1.1" are the same number), or an integer within orjson's 64-bit range.
     """
-    if _MAYBE_INEXACT.search(body) is None:
+    classes = body.translate(_CLASSES)
+    if _LONG_RUN not in classes and _EXPONENT not in classes:
         return None
     try:
         exact = json.loads(body, parse_float=Decimal, parse_int=_parse_int, parse_constant=_nan)

@@ -31,6 +31,8 @@ MAX_SUBMISSION_ID_CHARS = column_width(SUBMISSION.c.id)
 MAX_DOMAIN_CHARS = column_width(PREDICTION.c.domain)
 # JSON can only carry U+0000 escaped, so a body without this sequence holds none.
 _NUL_ESCAPE = b"\\u0000"
+# The contract fields whose wire form pydantic normalizes (times to UTC, usage defaults).
+_NORMALIZED_FIELDS = {"usage", "created_at", "completed_at", "status"}
 _INEXACT_MESSAGE = (
     "a number that cannot be stored exactly (beyond 64-bit integers or double precision); "
     "send it as a string"
@@ -87,10 +89,22 @@ def find_nul(value: Any) -> str | None:
     return None
 
 
-def storable_content_hash(prediction: PredictionResponse) -> str:
-    """The content hash the store dedups on; 422 when the value is nested too deep to encode."""
+def storable_content_hash(
+    prediction: PredictionResponse, payload: Mapping[str, Any] | None = None
+) -> str:
+    """The content hash the store dedups on; 422 when the value is nested too deep to encode.
+
+    `payload`, the parsed JSON `prediction` was validated from, saves re-serializing
+    `response` and the unknown fields through pydantic (they are kept verbatim, so JSON
+    in, JSON out): only the fields the contract normalizes are dumped. Same hash either way.
+    """
     try:
-        wire = prediction.to_wire()
+        if payload is None:
+            wire = prediction.to_wire()
+        else:
+            wire = dict(payload)
+            wire.update(prediction.model_dump(mode="json", include=_NORMALIZED_FIELDS))
+            wire.setdefault("response", None)
         if "created_at" not in prediction.model_fields_set:
             # The contract fills a missing created_at with "now", which differs on every
             # redelivery; hashing what the sender sent keeps an identical body a duplicate.
