@@ -32,8 +32,9 @@ _REPLACED_ON_UPDATE = (
     "status", "status_rank", "response", "usage", "extra", "completed_at", "updated_at",
     "source", "body_sha256", "schema_valid", "schema_errors",
 )  # fmt: skip
-# The same rule as `upsert_prediction` (Core, kept for one-off use), in plain SQL that
-# PostgreSQL and SQLite (3.35+) both take: forward only, the database decides.
+# The same rule as `upsert_prediction` (the Core form, which states it more readably and
+# which code outside the batch may use), in plain SQL that PostgreSQL and SQLite (3.35+)
+# both take: forward only, the database decides.
 _UPSERT_SUFFIX = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_UPDATE)
