@@ -111,7 +111,8 @@ class GroupCommitter:
 
     async def drain(self) -> None:
         """Let the event-loop writer (`on_loop`) commit what is queued; call before `stop`."""
-        while self._flusher is not None and not self._flusher.done():
+        # Bounded like the thread's join: `stop` then fails whatever is still queued.
+        if self._flusher is not None and not self._flusher.done():
             await asyncio.wait({self._flusher}, timeout=STOP_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
