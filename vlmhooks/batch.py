@@ -101,49 +101,48 @@ class _Batch:
         self.deliveries: list[tuple[int, dict[str, Any]]] = []
         self.links: dict[str, dict[str, Any]] = {}
         self.values: dict[int, dict[str, Any]] = {}
-        submission_ids = sorted({w.submission_id for w in writes if w.submission_id})
         self.contexts: dict[str, _SubmissionContext] = {}
-        if submission_ids:
-            rows = connection.execute(
-                self.statements.submission_contexts, {"submission_ids": submission_ids}
-            )
-            for row in rows:
-                self.contexts[row.id] = _SubmissionContext(
-                    row.prediction_id, row.domain, row.json_schema
-                )
-        # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
-        self.linked = {sid for sid, ctx in self.contexts.items() if ctx.prediction_id is not None}
         # Stored before without a submission (the submitter's reconcile): the first callback
         # URL accepted for it claims it, even when its write changes nothing.
         self.unowned: set[str] = set()
         self.claims: dict[str, str] = {}
-        self.owners, self.bound = self._ownership(submission_ids)
+        self.owners: dict[str, str] = {}
+        self.bound: dict[str, str] = {}
+        self._read_context()
+        # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
+        self.linked = {sid for sid, ctx in self.contexts.items() if ctx.prediction_id is not None}
 
-    def _ownership(self, submission_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """Who owns what, before this batch: prediction -> the submission that first stored
-        it, and callback URL (submission id) -> the prediction first stored through it.
+    def _read_context(self) -> None:
+        """One query (one round trip) for what the batch must know before writing: the
+        submission rows (schema, domain, recorded prediction id), and who owns what:
+        prediction -> the submission that first stored it, callback URL (submission id) ->
+        the prediction first stored through it.
 
         The prediction rows are the binding, so a URL minted by `vlm-receiver callback-url`
         (no submission row) binds exactly like one the submitter recorded; a recorded
         `submission.prediction_id` (known from the API's 201) binds before any callback.
         """
-        owners: dict[str, str] = {}
-        bound: dict[str, str] = {}
+        submission_ids = sorted({w.submission_id for w in self.writes if w.submission_id})
         prediction_ids = sorted({w.prediction.id for w in self.writes})
         rows = self.connection.execute(
-            self.statements.ownership,
-            {"prediction_ids": prediction_ids, "submission_ids": submission_ids},
+            self.statements.batch_context,
+            {
+                "submission_ids": submission_ids,
+                "prediction_ids": prediction_ids,
+                "owner_ids": submission_ids,
+            },
         )
         for row in rows:
-            if row.submission_id is not None:
-                owners[row.id] = row.submission_id
-                bound.setdefault(row.submission_id, row.id)
+            if row.kind == "submission":
+                self.contexts[row.id] = _SubmissionContext(row.link, row.domain, row.json_schema)
+            elif row.link is not None:
+                self.owners[row.id] = row.link
+                self.bound.setdefault(row.link, row.id)
             else:
                 self.unowned.add(row.id)
         for submission_id, context in self.contexts.items():
             if context.prediction_id is not None:
-                bound[submission_id] = context.prediction_id
-        return owners, bound
+                self.bound[submission_id] = context.prediction_id
 
     def _conflict(self, write: PredictionWrite) -> PredictionConflict | None:
         """Why `write` contradicts a binding made earlier (this batch included), else None."""

@@ -61,19 +61,28 @@ class WriteStatements:
         self.is_postgresql = dialect_name == "postgresql"
         self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
         self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
-        self.submission_contexts = sa.select(
-            SUBMISSION.c.id,
-            SUBMISSION.c.prediction_id,
-            SUBMISSION.c.domain,
-            SUBMISSION.c.json_schema,
-        ).where(SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True)))
-        # Who owns what: the submission that first stored each prediction, and the
-        # prediction each callback URL (submission id) first stored, row or no row.
-        self.ownership = sa.select(PREDICTION.c.id, PREDICTION.c.submission_id).where(
-            sa.or_(
-                PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)),
-                PREDICTION.c.submission_id.in_(sa.bindparam("submission_ids", expanding=True)),
-            )
+        # A batch's context in one round trip: its submission rows, and who owns what (the
+        # submission that first stored each prediction, the prediction each URL stored).
+        self.batch_context = sa.union_all(
+            sa.select(
+                sa.literal("submission").label("kind"),
+                SUBMISSION.c.id,
+                SUBMISSION.c.prediction_id.label("link"),
+                SUBMISSION.c.domain,
+                SUBMISSION.c.json_schema,
+            ).where(SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True))),
+            sa.select(
+                sa.literal("prediction"),
+                PREDICTION.c.id,
+                PREDICTION.c.submission_id,
+                sa.null(),
+                sa.null(),
+            ).where(
+                sa.or_(
+                    PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)),
+                    PREDICTION.c.submission_id.in_(sa.bindparam("owner_ids", expanding=True)),
+                )
+            ),
         )
         self.claim_prediction = (
             PREDICTION.update()
