@@ -53,14 +53,18 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: f
 
 @contextmanager
 def run_server(
-    argv: Sequence[str], env: Mapping[str, str], port: int | None = None
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    port: int | None = None,
+    repo: Path = REPO,
 ) -> Iterator[Server]:
+    """`repo`: the source tree the server imports (another one compares two builds)."""
     port = port or free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(REPO)}
+    full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(repo)}
     process = subprocess.Popen(
         [arg.replace("{port}", str(port)) for arg in argv],
         env=full_env,
-        cwd=REPO,
+        cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=None,
         start_new_session=True,
@@ -99,5 +103,6 @@ def receiver_env(database_url: str) -> dict[str, str]:
 
 
 def receiver_argv(workers: int = 1) -> list[str]:
-    return ["vlm-receiver", "serve", "--host", "127.0.0.1", "--port", "{port}",
-            "--workers", str(workers)]  # fmt: skip
+    # `python -m receiver.cli`, not the installed script: the tree on PYTHONPATH is served.
+    return [sys.executable, "-m", "receiver.cli", "serve", "--host", "127.0.0.1",
+            "--port", "{port}", "--workers", str(workers)]  # fmt: skip

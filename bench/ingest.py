@@ -2,6 +2,7 @@
 
     python -m bench.ingest --duration 15 --connections 32            # SQLite, 1 worker
     python -m bench.ingest --database postgres --workers 2 --targets receiver
+    python -m bench.ingest --targets bare,textbook,receiver@/tmp/before,receiver
 
 Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from bench.harness import RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
+from bench.harness import REPO, RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
 from bench.payloads import signed_callbacks
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
@@ -43,7 +44,8 @@ class Result:
 
 def write_requests(count: int) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"callbacks-{count}.tsv"
+    # v2: one callback URL per prediction (a URL binds to its first prediction).
+    path = RESULTS / f"callbacks-v2-{count}.tsv"
     if not path.exists():
         with path.open("wb") as out:
             for callback in signed_callbacks(count):
@@ -128,17 +130,22 @@ def bench_target_env(
     beside: list[str] | None = None,
 ) -> Result:
     """One target on a fresh database; `extra_env` adds settings and `beside` a process to
-    run next to it on the same database (bench.forwarding's)."""
+    run next to it on the same database (bench.forwarding's). `target`: bare, textbook,
+    receiver, or `receiver@<dir>` (the receiver of another source tree, e.g.
+    `git archive <commit> | tar -x -C <dir>`, for before/after)."""
     url = fresh_database(args.database, workdir)
     env = {**receiver_env(url), **extra_env}
-    if target == "receiver":
+    repo = REPO
+    if target.startswith("receiver"):
         argv = receiver_argv(args.workers)
+        _, _, other = target.partition("@")
+        repo = Path(other).resolve() if other else REPO
     else:
         argv = uvicorn_argv(f"bench.apps:{target}_app")
     with contextlib.ExitStack() as stack:
         if beside is not None:
-            stack.enter_context(run_server(beside, env))
-        server = stack.enter_context(run_server(argv, env))
+            stack.enter_context(run_server(beside, env, repo=repo))
+        server = stack.enter_context(run_server(argv, env, repo=repo))
         run_wrk(server.url, requests_file, args, duration=2)  # warm-up
         output = run_wrk(server.url, requests_file, args, duration=args.duration)
     rows = None if target == "bare" else count_predictions(url)

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.harness import receiver_argv, receiver_env, run_server
 from bench.ingest import count_predictions, fresh_database
 from bench.openloop import encode_request, read_response
-from bench.payloads import BENCH_WEBHOOK_SECRET, signed_callbacks
+from bench.payloads import BENCH_WEBHOOK_SECRET, bench_tokens, callback_path, signed_callbacks
 from vlmhooks.signatures import sign_vlmrun
 
 
@@ -31,6 +31,7 @@ def rss_kib(pid: int) -> int:
 
 async def send(port: int, total: int, connections: int, on_progress: Callable[[int], None]) -> int:
     template = next(signed_callbacks(1, prefix="pred_mem"))
+    tokens = bench_tokens()
     marker = b"pred_mem_00000000"
     sent = 0
     failures = 0
@@ -47,7 +48,11 @@ async def send(port: int, total: int, connections: int, on_progress: Callable[[i
                 sent += 1
             body = template.body.replace(marker, f"pred_mem_{index:08d}".encode())
             writer.write(
-                encode_request(template.path, sign_vlmrun(BENCH_WEBHOOK_SECRET, body), body)
+                encode_request(
+                    callback_path(tokens, f"sub_mem_{index}"),
+                    sign_vlmrun(BENCH_WEBHOOK_SECRET, body),
+                    body,
+                )
             )
             if await read_response(reader) >= 300:
                 failures += 1

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import receiver_argv, receiver_env, run_server
+from bench.harness import REPO, receiver_argv, receiver_env, run_server
 from bench.ingest import fresh_database
 from bench.payloads import signed_callbacks
 
@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--repo", type=Path, default=REPO, help="the source tree whose receiver is measured"
+    )
     args = parser.parse_args()
     count = int(args.rate * args.duration)
     requests = [
@@ -92,7 +95,7 @@ def main() -> None:
         url = fresh_database(args.database, Path(tmp))
         env = receiver_env(url)
         argv = receiver_argv(args.workers)
-        with run_server(argv, env) as server:
+        with run_server(argv, env, repo=args.repo.resolve()) as server:
             started = time.perf_counter()
             latencies, failures = asyncio.run(
                 generate(server.port, requests, args.rate, args.connections)

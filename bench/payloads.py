@@ -64,14 +64,24 @@ def invoice_response(rng: random.Random) -> dict[str, object]:
     }
 
 
+def bench_tokens() -> CallbackTokens:
+    return CallbackTokens([BENCH_SECRET_KEY], max_age_seconds=30 * 24 * 3600)
+
+
+def callback_path(tokens: CallbackTokens, submission_id: str) -> str:
+    return f"/v1/callbacks/{tokens.mint(submission_id)}"
+
+
 def signed_callbacks(
     count: int, *, seed: int = 7, prefix: str = "pred_bench"
 ) -> Iterator[SignedCallback]:
     """`count` completed-invoice callbacks with unique ids, signed like the real API."""
     rng = random.Random(seed)
-    tokens = CallbackTokens([BENCH_SECRET_KEY], max_age_seconds=30 * 24 * 3600)
-    path = f"/v1/callbacks/{tokens.mint(BENCH_SUBMISSION_ID)}"
+    tokens = bench_tokens()
     for index in range(count):
+        # One callback URL per prediction, as the submitter mints them: a URL binds to the
+        # first prediction stored through it, so a shared URL would be 409 after the first.
+        path = callback_path(tokens, f"{BENCH_SUBMISSION_ID}_{prefix}_{index}")
         body = orjson.dumps(
             {
                 "usage": {"elements_processed": 1, "element_type": "image", "credits_used": 1},

@@ -48,7 +48,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     api_keys = tuple(settings.require_lookup_auth())
     # Parsed here, once: every callback reuses the verifiers (and their derived keys).
     signature_policy = SignaturePolicy.from_settings(settings)
-    tokens = CallbackTokens(secret_keys, max_age_seconds=settings.token_max_age, clock=clock)
+    tokens = CallbackTokens(
+        secret_keys,
+        max_age_seconds=settings.token_max_age,
+        clock_skew_seconds=settings.clock_skew,
+        clock=clock,
+    )
     runtime = resolve_runtime(settings)
     forwarding = Forwarding(settings, clock=clock)
     install_redaction()  # before the first request: the access log must never see a secret
@@ -63,6 +68,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             on_batch=metrics.commit_batch_size.observe,
             after_commit=events.notify_committed,
             inline=runtime.serverless,
+            # SQLite statements cost microseconds: the loop runs them, a thread only fsyncs.
+            on_loop=write_engine.dialect.name == "sqlite",
         )
         http = _fetch_back_client(settings) if settings.fetch_back else None
         fanout: FanOut | None = None
@@ -117,6 +124,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 await pruner.stop()
             if fanout is not None:
                 await fanout.stop()
+            await writer.drain()
             writer.stop()
             await events.stop()
             if http is not None:

@@ -109,7 +109,9 @@ async def receive_callback(request: Request) -> Response:
             )
         # Here, not in the writer: a value too deep to encode is this request's 422, not a
         # failed batch.
-        content_hash = storable_content_hash(prediction)
+        content_hash = storable_content_hash(
+            prediction, payload if source == SOURCE_CALLBACK else None
+        )
     except ProblemError as exc:
         if delivery is None:
             head = exc.head if isinstance(exc, BodyTooLarge) else b""

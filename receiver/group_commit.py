@@ -7,6 +7,12 @@ transaction, so one bad write never fails its neighbours nor leaves half its row
 
 `inline=True` (serverless) has no thread: each write is a batch of one, applied and
 committed by the same code before `run` returns, so nothing is left running after it.
+
+`on_loop=True` (SQLite) has no writer thread either: a task on the event loop applies each
+batch's statements (microseconds against SQLite's page cache) and only BEGIN IMMEDIATE (which
+may wait for another process's lock) and COMMIT (the fsync) go to a helper thread, one hop
+each per batch. A writer thread instead convoyed with the event loop on the GIL at every
+statement; here the next batch queues up while the previous one's fsync runs.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from vlmhooks.batch import begin_write_batch, end_write_batch
 
@@ -65,9 +72,14 @@ class GroupCommitter:
         on_batch: Callable[[int], None] | None = None,
         after_commit: Callable[[], None] | None = None,
         inline: bool = False,
+        on_loop: bool = False,
     ) -> None:
         self._engine = engine
         self._inline = inline
+        self._on_loop = on_loop and not inline
+        self._loop_pending: list[_Pending[Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._io: ThreadPoolExecutor | None = None
         self._inline_lock = threading.Lock()
         self._max_batch = max_batch
         self._on_batch = on_batch
@@ -91,8 +103,17 @@ class GroupCommitter:
             self._running = True
             if self._inline:
                 return
+            if self._on_loop:
+                self._io = ThreadPoolExecutor(1, thread_name_prefix="vlmhooks-commit")
+                return
             self._thread = threading.Thread(target=self._run, name="vlmhooks-writer", daemon=True)
             self._thread.start()
+
+    async def drain(self) -> None:
+        """Let the event-loop writer (`on_loop`) commit what is queued; call before `stop`."""
+        # Bounded like the thread's join: `stop` then fails whatever is still queued.
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher}, timeout=STOP_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
         """Commit what is already queued, then stop; later `run` calls raise `WriterStopped`."""
@@ -104,6 +125,14 @@ class GroupCommitter:
         if self._thread is not None:
             self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
         self._release_queued()
+        stranded, self._loop_pending = self._loop_pending, []
+        for pending in stranded:
+            pending.error = WriterStopped("the writer stopped before this write was applied")
+        _settle_group(stranded)
+        if self._io is not None:
+            self._io.submit(self._drop_connection).result(timeout=STOP_TIMEOUT_SECONDS)
+            self._io.shutdown(wait=True)
+            self._io = None
 
     async def run(self, op: Callable[[Connection], T]) -> T:
         """Apply `op` in the next batch and return its result once committed.
@@ -130,11 +159,60 @@ class GroupCommitter:
         with self._lock:
             if not self._running:
                 raise WriterStopped("the writer is not running")
-            if not self._inline:
+            if not self._inline and not self._on_loop:
                 self._queue.put(pending)
         if self._inline:
             return self._commit_inline(pending)
+        if self._on_loop:
+            self._loop_pending.append(pending)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = pending.loop.create_task(self._flush_on_loop())
         return await pending.future
+
+    async def _flush_on_loop(self) -> None:
+        """Commit batches on the event loop until nothing is queued (see the module doc)."""
+        while self._loop_pending:
+            batch = self._loop_pending[: self._max_batch]
+            del self._loop_pending[: len(batch)]
+            try:
+                await self._commit_on_loop(batch)
+            except BaseException as exc:
+                # Never resolve a write as committed when the commit did not finish.
+                for pending in batch:
+                    pending.error = pending.error or exc
+                _settle_group(batch)
+                if not isinstance(exc, Exception):
+                    raise
+                log.exception("a batch could not be committed")
+                continue
+            _settle_group(batch)
+
+    async def _commit_on_loop(self, batch: list[_Pending[Any]]) -> None:
+        assert self._io is not None, "started with on_loop"
+        loop = asyncio.get_running_loop()
+        connection = self._held_connection()
+        try:
+            # Off the loop: SQLite's BEGIN IMMEDIATE and PostgreSQL's event-feed lock may
+            # wait for another process's batch.
+            transaction = await loop.run_in_executor(self._io, _begin_batch, connection)
+            try:
+                self._apply_items(connection, batch)
+            except BaseException:
+                transaction.rollback()
+                raise
+            await loop.run_in_executor(self._io, transaction.commit)
+        except Exception:
+            self._drop_connection()
+            if len(batch) > 1:
+                log.info("a batch of %d failed; replaying each write alone", len(batch))
+            # The rare path: each write alone, committed where it runs (as the thread does).
+            for pending in batch:
+                pending.result = None
+                try:
+                    await loop.run_in_executor(self._io, self._apply_together, [pending])
+                except Exception as exc:
+                    pending.error = exc
+        self._notify(len(batch))
 
     def _commit_inline(self, pending: _Pending[T]) -> T:
         # On the caller's thread, blocking its event loop for one commit: a function
@@ -232,6 +310,9 @@ class GroupCommitter:
 
     def _apply_in(self, connection: Connection, batch: list[_Pending[Any]]) -> None:
         begin_write_batch(connection)
+        self._apply_items(connection, batch)
+
+    def _apply_items(self, connection: Connection, batch: list[_Pending[Any]]) -> None:
         groups: dict[BatchApply, list[_Pending[Any]]] = {}
         for pending in batch:
             if pending.apply_many is not None:
@@ -267,6 +348,12 @@ class GroupCommitter:
                 item.error = WriterStopped("the writer stopped before this write was applied")
                 stranded.append(item)
         _settle_all(stranded)
+
+
+def _begin_batch(connection: Connection) -> RootTransaction:
+    transaction = connection.begin()
+    begin_write_batch(connection)
+    return transaction
 
 
 def _settle_all(batch: list[_Pending[Any]]) -> None:

@@ -67,7 +67,8 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The database answers and its schema is at the migrations' head; else 503."""
+    """The database answers, accepts writes, and its schema is at the migrations' head;
+    else 503."""
     state = receiver_state(request)
     try:
         current, head = await asyncio.wait_for(
@@ -91,6 +92,19 @@ async def readyz(request: Request) -> Response:
             current_revision=current,
             head_revision=head,
         )
+    try:
+        await asyncio.wait_for(
+            run_in_threadpool(_probe_write, state.engine),
+            timeout=READY_TIMEOUT_SECONDS,
+        )
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        # A receiver that cannot write would answer every callback 503: not ready.
+        return problem_response(
+            503,
+            "Not ready",
+            f"the database refuses writes: {type(exc).__name__}",
+            slug="not-ready",
+        )
     body: Ready = {"status": "ready", "revision": current}
     return json_response(body)
 
@@ -102,6 +116,19 @@ def _revisions(engine: Engine) -> tuple[str | None, str | None]:
     from vlmhooks import migrate
 
     return migrate.current_revision(engine), migrate.head_revision()
+
+
+def _probe_write(engine: Engine) -> None:
+    """A write that changes nothing, rolled back: refused by a read-only SQLite file or
+    connection, a PostgreSQL read-only transaction (`default_transaction_read_only`, a hot
+    standby), each checked before any row is touched.
+    """
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            connection.exec_driver_sql("DELETE FROM alembic_version WHERE 1 = 0")
+        finally:
+            transaction.rollback()
 
 
 class PredictionsByStatus(Collector):

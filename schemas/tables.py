@@ -131,6 +131,8 @@ class WebhookMessage(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=256)
     prediction_id: str | None = Field(default=None, max_length=128)
     received_at: datetime = Field(sa_column=_time_column(index=True))
+    # The raw body first accepted under this id: the same id with another body is refused.
+    body_sha256: str | None = Field(default=None, max_length=64)
 
 
 class ForwardDestination(SQLModel, table=True):

@@ -16,19 +16,19 @@ from sqlalchemy.engine import Connection
 
 from schemas.enums import STATUS_RANK
 from vlmhooks.audit import delivery_row
-from vlmhooks.errors import PredictionConflict
+from vlmhooks.errors import PredictionConflict, WebhookIdConflict
 from vlmhooks.outbox import write_outbox_rows
 from vlmhooks.public import public_prediction
+from vlmhooks.raw_sql import as_datetime
 from vlmhooks.records import (
     DeliveryVerdict,
     IngestOutcome,
     PredictionWrite,
     Verdict,
-    content_sha256,
 )
 from vlmhooks.schema_check import check_response_schema
 from vlmhooks.statements import write_statements
-from vlmhooks.storable import MAX_DOMAIN_CHARS
+from vlmhooks.storable import MAX_DOMAIN_CHARS, storable_content_hash
 
 __all__ = [
     "apply_prediction_write",
@@ -98,74 +98,137 @@ class _Batch:
         self.outcomes: list[IngestOutcome | PredictionConflict | None] = [None] * len(writes)
         self.pending: list[int] = []  # indexes still to upsert, in arrival order
         self.replays: list[int] = []
+        self.before: dict[str, tuple[str, str]] = {}
         self.deliveries: list[tuple[int, dict[str, Any]]] = []
         self.links: dict[str, dict[str, Any]] = {}
         self.values: dict[int, dict[str, Any]] = {}
-        submission_ids = sorted({w.submission_id for w in writes if w.submission_id})
         self.contexts: dict[str, _SubmissionContext] = {}
-        if submission_ids:
-            rows = connection.execute(
-                self.statements.submission_contexts, {"submission_ids": submission_ids}
-            )
-            for row in rows:
-                self.contexts[row.id] = _SubmissionContext(
-                    row.prediction_id, row.domain, row.json_schema
-                )
+        # Stored before without a submission (the submitter's reconcile): the first callback
+        # URL accepted for it claims it, even when its write changes nothing.
+        self.unowned: set[str] = set()
+        self.claims: dict[str, str] = {}
+        self.owners: dict[str, str] = {}
+        self.bound: dict[str, str] = {}
+        self._read_context()
         # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
         self.linked = {sid for sid, ctx in self.contexts.items() if ctx.prediction_id is not None}
 
+    def _read_context(self) -> None:
+        """One query (one round trip) for what the batch must know before writing: the
+        submission rows (schema, domain, recorded prediction id), and who owns what:
+        prediction -> the submission that first stored it, callback URL (submission id) ->
+        the prediction first stored through it.
+
+        The prediction rows are the binding, so a URL minted by `vlm-receiver callback-url`
+        (no submission row) binds exactly like one the submitter recorded; a recorded
+        `submission.prediction_id` (known from the API's 201) binds before any callback.
+        """
+        submission_ids = sorted({w.submission_id for w in self.writes if w.submission_id})
+        prediction_ids = sorted({w.prediction.id for w in self.writes})
+        rows = self.connection.execute(
+            self.statements.batch_context,
+            {
+                "submission_ids": submission_ids,
+                "prediction_ids": prediction_ids,
+                "owner_ids": submission_ids,
+            },
+        )
+        for row in rows:
+            if row.kind == "submission":
+                self.contexts[row.id] = _SubmissionContext(row.link, row.domain, row.json_schema)
+            elif row.link is not None:
+                self.owners[row.id] = row.link
+                self.bound.setdefault(row.link, row.id)
+            else:
+                self.unowned.add(row.id)
+        for submission_id, context in self.contexts.items():
+            if context.prediction_id is not None:
+                self.bound[submission_id] = context.prediction_id
+
+    def _conflict(self, write: PredictionWrite) -> PredictionConflict | None:
+        """Why `write` contradicts a binding made earlier (this batch included), else None."""
+        submission_id, prediction_id = write.submission_id, write.prediction.id
+        if submission_id is None:
+            return None  # the submitter's own reads (reconcile): no callback URL involved
+        owner = self.owners.get(prediction_id)
+        if owner is not None and owner != submission_id:
+            return PredictionConflict(
+                f"prediction {prediction_id} belongs to submission {owner}, not {submission_id}",
+                submission_id=submission_id,
+                recorded_submission_id=owner,
+            )
+        bound = self.bound.get(submission_id)
+        if bound is not None and bound != prediction_id:
+            return PredictionConflict(
+                f"submission {submission_id} is bound to prediction {bound}, not {prediction_id}",
+                submission_id=submission_id,
+                recorded_prediction_id=bound,
+            )
+        return None
+
     def classify(self, log_conflicts: bool) -> None:
-        """One pass in arrival order: conflict, replay, or to upsert (binding its submission).
+        """One pass in arrival order: conflict, replay, or to upsert (binding as it goes).
 
         Writers are serialized (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so
-        the webhook ids read here cannot be taken by another process before we insert ours.
+        the bindings and webhook ids read here cannot change before this batch commits.
         """
         known = self._known_webhook_ids()
         fresh: list[dict[str, Any]] = []
         for index, write in enumerate(self.writes):
-            context = self.contexts.get(write.submission_id) if write.submission_id else None
             prediction_id = write.prediction.id
-            if context is not None and context.prediction_id not in (None, prediction_id):
-                conflict = PredictionConflict(
-                    f"submission {write.submission_id} is bound to prediction "
-                    f"{context.prediction_id}, not {prediction_id}",
-                    submission_id=write.submission_id,
-                    recorded_prediction_id=context.prediction_id,
-                )
+            conflict = self._conflict(write)
+            webhook_id = write.webhook_id
+            if conflict is None and webhook_id is not None:
+                first = known.get(webhook_id)
+                if first is None:
+                    known[webhook_id] = (prediction_id, write.delivery.body_sha256)
+                    fresh.append(
+                        {
+                            "id": webhook_id,
+                            "prediction_id": prediction_id,
+                            "received_at": write.received_at,
+                            "body_sha256": write.delivery.body_sha256,
+                        }
+                    )
+                elif _same_message(first, prediction_id, write.delivery.body_sha256):
+                    self.replays.append(index)
+                    continue
+                else:
+                    # Standard Webhooks ids are idempotency keys: one id, one message. A
+                    # different body under a used id is refused, never silently dropped.
+                    conflict = WebhookIdConflict(
+                        f"webhook-id {webhook_id} was already accepted with a different body",
+                        webhook_id=webhook_id,
+                    )
+            if conflict is not None:
                 self.outcomes[index] = conflict
                 if log_conflicts:
                     row = _delivery_row_of(write, "rejected", conflict.detail, conflict.status)
                     self.deliveries.append((index, row))
                 continue
-            webhook_id = write.webhook_id
-            if webhook_id is not None:
-                if webhook_id in known:
-                    self.replays.append(index)
-                    continue
-                known.add(webhook_id)
-                fresh.append(
-                    {
-                        "id": webhook_id,
-                        "prediction_id": prediction_id,
-                        "received_at": write.received_at,
-                    }
-                )
-            if context is not None and context.prediction_id is None:
-                # What linking this write will do; later writes in the batch must see it.
-                self.contexts[write.submission_id or ""] = _SubmissionContext(
-                    prediction_id, context.domain, context.json_schema
-                )
+            if write.submission_id is not None:
+                # What storing this write will bind; later writes in the batch must see it.
+                self.bound.setdefault(write.submission_id, prediction_id)
+                self.owners.setdefault(prediction_id, write.submission_id)
+                if prediction_id in self.unowned:
+                    self.claims.setdefault(prediction_id, write.submission_id)
+            elif prediction_id not in self.owners:
+                self.unowned.add(prediction_id)  # it may be inserted without a submission
             self.pending.append(index)
         if fresh:
             self.connection.execute(self.statements.remember_webhook, fresh)
+        if self.replays:
+            # A replay is judged against what was stored when it arrived: the state before
+            # this batch, or after the last write applied ahead of it (see `finish`).
+            self.before = self._current([self.writes[i].prediction.id for i in self.replays])
 
-    def _known_webhook_ids(self) -> set[str]:
-        """Standard Webhooks ids among this batch's that an earlier batch already accepted."""
+    def _known_webhook_ids(self) -> dict[str, tuple[str | None, str | None]]:
+        """Webhook ids of this batch an earlier batch accepted: (prediction id, body hash)."""
         ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
         if not ids:
-            return set()
+            return {}
         rows = self.connection.execute(self.statements.known_webhooks, {"ids": ids})
-        return {row.id for row in rows}
+        return {row.id: (row.prediction_id, row.body_sha256) for row in rows}
 
     def upsert(self) -> None:
         # A multi-row upsert may touch each id once (PostgreSQL refuses more), so repeated
@@ -193,8 +256,10 @@ class _Batch:
             self.values[index] = _prediction_values(write, context, schema_valid, schema_errors)
             rows.append(self.values[index])
         applied = {
-            row.id: (row.delivery_count, row.received_at)
-            for row in self.connection.execute(self.statements.upsert_prediction, rows)
+            row_id: (count, as_datetime(received_at))
+            for row_id, count, received_at in self.statements.raw_upsert_prediction.execute(
+                self.connection, rows
+            )
         }
         unapplied = [i for i in members if self.writes[i].prediction.id not in applied]
         current = self._current([self.writes[i].prediction.id for i in unapplied])
@@ -233,10 +298,8 @@ class _Batch:
             self.deliveries.append((index, _delivery_row_of(write, verdict, reason, 200)))
             self._link(write, status, changed=prediction_id in applied)
         if event_rows:
-            seqs = {
-                row.prediction_id: row.seq
-                for row in self.connection.execute(self.statements.insert_event, event_rows)
-            }
+            inserted = self.statements.raw_insert_event.execute(self.connection, event_rows)
+            seqs = {prediction_id: seq for prediction_id, seq in inserted}
             # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
             write_outbox_rows(self.connection, event_rows, seqs)
             for index in members:
@@ -270,26 +333,65 @@ class _Batch:
         return {row.id: (row.status, row.body_sha256) for row in rows}
 
     def finish(self) -> None:
-        if self.replays:
-            current = self._current([self.writes[i].prediction.id for i in self.replays])
-            for index in self.replays:
-                write = self.writes[index]
-                known = current.get(write.prediction.id)
-                status = known[0] if known else write.prediction.status.value
-                self.outcomes[index] = IngestOutcome(write.prediction.id, status, "duplicate")
-                row = _delivery_row_of(write, "replay", "webhook-id already accepted", 200)
-                self.deliveries.append((index, row))
+        for index in self.replays:
+            write = self.writes[index]
+            status, stored_hash = self._stored_at(index)
+            # `duplicate` only when what is stored is this very content; a replay of a
+            # message since superseded (or never applied) is `stale`, like its original.
+            if stored_hash == _content_hash(write):
+                verdict: Verdict = "duplicate"
+                reason = "webhook-id already accepted"
+            else:
+                verdict = "stale"
+                reason = f"webhook-id already accepted; superseded, kept {status}"
+            self.outcomes[index] = IngestOutcome(write.prediction.id, status, verdict)
+            self.deliveries.append((index, _delivery_row_of(write, "replay", reason, 200)))
+        if self.claims:
+            claims = [{"claimed_id": p, "claimant_id": s} for p, s in self.claims.items()]
+            self.connection.execute(self.statements.claim_prediction, claims)
         if self.links:
             self.connection.execute(self.statements.link_submission, list(self.links.values()))
         if self.deliveries:
             # In arrival order, so the audit log reads as the requests came in.
             rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
-            self.connection.execute(self.statements.insert_delivery, rows)
+            self.statements.raw_insert_delivery.execute(self.connection, rows)
+
+    def _stored_at(self, index: int) -> tuple[str, str | None]:
+        """(status, content hash) of the replayed prediction as stored when `index` arrived."""
+        prediction_id = self.writes[index].prediction.id
+        for earlier in reversed(self.pending):
+            outcome = self.outcomes[earlier]
+            if (
+                earlier < index
+                and self.writes[earlier].prediction.id == prediction_id
+                and isinstance(outcome, IngestOutcome)
+                and outcome.verdict in ("stored", "updated")
+            ):
+                values = self.values[earlier]
+                return values["status"], values["body_sha256"]
+        before = self.before.get(prediction_id)
+        if before is None:
+            return self.writes[index].prediction.status.value, None
+        return before
 
     def results(self) -> list[IngestOutcome | PredictionConflict]:
         done = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(done) == len(self.writes), "every write gets an outcome"
         return done
+
+
+def _same_message(
+    first: tuple[str | None, str | None], prediction_id: str, body_sha256: str
+) -> bool:
+    first_prediction_id, first_body_sha256 = first
+    if first_body_sha256 is None:
+        # Accepted before revision 0002 recorded body hashes: the prediction id is all we have.
+        return first_prediction_id == prediction_id
+    return first_body_sha256 == body_sha256
+
+
+def _content_hash(write: PredictionWrite) -> str:
+    return write.content_sha256 or storable_content_hash(write.prediction)
 
 
 def _delivery_row_of(
@@ -337,7 +439,7 @@ def _prediction_values(
         "updated_at": write.received_at,
         "delivery_count": 1,
         "source": write.source,
-        "body_sha256": write.content_sha256 or content_sha256(prediction.to_wire()),
+        "body_sha256": _content_hash(write),
         "schema_valid": schema_valid,
         "schema_errors": schema_errors,
     }

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from vlmhooks.errors import ConfigError
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "make_engine", "normalize_database_url"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "dumps_json", "make_engine", "normalize_database_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A statement's parameters are callback bodies, headers and raw deliveries: an error message
@@ -38,7 +38,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _dumps_json(value: Any) -> str:
+def dumps_json(value: Any) -> str:
     # orjson instead of the stdlib: JSON columns are written on every callback, and the
     # stdlib encoder was the largest single cost of a group-commit batch.
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -81,7 +81,7 @@ def make_engine(
             url,
             echo=echo,
             hide_parameters=HIDE_PARAMETERS,
-            json_serializer=_dumps_json,
+            json_serializer=dumps_json,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
@@ -104,6 +104,6 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        json_serializer=_dumps_json,
+        json_serializer=dumps_json,
         json_deserializer=orjson.loads,
     )

@@ -15,6 +15,7 @@ VlmhooksError                          root; `detail` plus keyword context in `e
     │   ├── MalformedJSON        400
     │   └── ContractViolation    422   carries field errors
     ├── PredictionConflict       409   the body contradicts what is already bound
+    │   └── WebhookIdConflict          a used Standard Webhooks id with another body
     ├── NotFound                 404
     └── StorageUnavailable       503   the database refused; nothing was acknowledged
 
@@ -42,6 +43,7 @@ __all__ = [
     "UnsupportedMediaType",
     "VerificationError",
     "VlmhooksError",
+    "WebhookIdConflict",
 ]
 
 
@@ -126,6 +128,11 @@ class PredictionConflict(ProblemError):
     status = 409
     title = "Prediction conflict"
     type_slug = "prediction-conflict"
+
+
+class WebhookIdConflict(PredictionConflict):
+    title = "Webhook id reused"
+    type_slug = "webhook-id-conflict"
 
 
 class NotFound(ProblemError):

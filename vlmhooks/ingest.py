@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from schemas.contract import PredictionResponse, utc_now
 from vlmhooks.batch import apply_prediction_write, begin_write_batch, end_write_batch
 from vlmhooks.errors import ContractViolation, MalformedJSON
+from vlmhooks.numbers import first_inexact_number
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
 from vlmhooks.storable import check_storable, storable_content_hash
 
@@ -87,12 +88,21 @@ def decode_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # Valid JSON that orjson cannot hold (a number beyond a double's range) is the
+        # sender's data we cannot keep exactly: 422 naming it, not "not JSON".
+        inexact = first_inexact_number(body)
+        if inexact is not None:
+            message = "a number that cannot be stored exactly; send it as a string"
+            raise ContractViolation(
+                f"invalid fields: {inexact} ({message})",
+                errors=[{"field": inexact, "message": message}],
+            ) from exc
         raise MalformedJSON(f"the body is not valid JSON: {exc}") from exc
 
 
 def parse_prediction_body(body: bytes) -> PredictionResponse:
     """JSON (400 when not) that satisfies the response contract (422 when not)."""
-    return validate_prediction(decode_json(body))
+    return validate_prediction(decode_json(body), raw=body)
 
 
 def ingest_prediction(

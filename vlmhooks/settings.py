@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from vlmhooks.durations import parse_duration
 from vlmhooks.errors import ConfigError
 from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
+from vlmhooks.tokens import DEFAULT_CLOCK_SKEW_SECONDS
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     secret_keys: SecretList = Field((), validation_alias=_env("VLMHOOKS_SECRET_KEYS"))
     token_max_age: int = Field(
         DEFAULT_TOKEN_MAX_AGE_SECONDS, gt=0, validation_alias=_env("VLMHOOKS_TOKEN_MAX_AGE")
+    )
+    clock_skew: int = Field(
+        DEFAULT_CLOCK_SKEW_SECONDS, ge=0, validation_alias=_env("VLMHOOKS_CLOCK_SKEW")
     )
     vlmrun_webhook_secrets: SecretList = Field(
         (), validation_alias=_env("VLMHOOKS_VLMRUN_WEBHOOK_SECRETS")

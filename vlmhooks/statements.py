@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from schemas.enums import STATUS_RANK, Status
+from vlmhooks.raw_sql import RawInsert
 from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
 
 __all__ = ["EVENTS_CHANNEL", "EVENT_FEED_LOCK_KEY", "WriteStatements", "write_statements"]
@@ -22,6 +23,34 @@ EVENTS_CHANNEL = "vlmhooks_events"
 # order across processes, so an SSE reader resuming "after seq N" never misses a row.
 EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
 _TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
+_PREDICTION_COLUMNS = (
+    "id", "submission_id", "domain", "status", "status_rank", "response", "usage", "extra",
+    "created_at", "completed_at", "received_at", "updated_at", "delivery_count", "source",
+    "body_sha256", "schema_valid", "schema_errors",
+)  # fmt: skip
+_REPLACED_ON_UPDATE = (
+    "status", "status_rank", "response", "usage", "extra", "completed_at", "updated_at",
+    "source", "body_sha256", "schema_valid", "schema_errors",
+)  # fmt: skip
+# The same rule as `upsert_prediction` (the Core form, which states it more readably and
+# which code outside the batch may use), in plain SQL that PostgreSQL and SQLite (3.35+)
+# both take: forward only, the database decides.
+_UPSERT_SUFFIX = (
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_UPDATE)
+    + ", delivery_count = prediction.delivery_count + 1"
+    ", submission_id = coalesce(prediction.submission_id, excluded.submission_id)"
+    ", domain = coalesce(excluded.domain, prediction.domain)"
+    " WHERE excluded.status_rank > prediction.status_rank"
+    " OR (excluded.status_rank = prediction.status_rank"
+    f" AND prediction.status_rank < {_TERMINAL_RANK}"
+    " AND excluded.body_sha256 != prediction.body_sha256)"
+    " RETURNING id, delivery_count, received_at"
+)
+_DELIVERY_COLUMNS = (
+    "prediction_id", "submission_id", "received_at", "verdict", "reason", "http_status",
+    "source", "body_sha256", "headers", "body", "body_truncated",
+)  # fmt: skip
 
 
 class WriteStatements:
@@ -32,15 +61,40 @@ class WriteStatements:
         self.is_postgresql = dialect_name == "postgresql"
         self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
         self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
-        self.submission_contexts = sa.select(
-            SUBMISSION.c.id,
-            SUBMISSION.c.prediction_id,
-            SUBMISSION.c.domain,
-            SUBMISSION.c.json_schema,
-        ).where(SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True)))
-        self.known_webhooks = sa.select(WEBHOOK_MESSAGE.c.id).where(
-            WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True))
+        # A batch's context in one round trip: its submission rows, and who owns what (the
+        # submission that first stored each prediction, the prediction each URL stored).
+        self.batch_context = sa.union_all(
+            sa.select(
+                sa.literal("submission").label("kind"),
+                SUBMISSION.c.id,
+                SUBMISSION.c.prediction_id.label("link"),
+                SUBMISSION.c.domain,
+                SUBMISSION.c.json_schema,
+            ).where(SUBMISSION.c.id.in_(sa.bindparam("submission_ids", expanding=True))),
+            sa.select(
+                sa.literal("prediction"),
+                PREDICTION.c.id,
+                PREDICTION.c.submission_id,
+                sa.null(),
+                sa.null(),
+            ).where(
+                sa.or_(
+                    PREDICTION.c.id.in_(sa.bindparam("prediction_ids", expanding=True)),
+                    PREDICTION.c.submission_id.in_(sa.bindparam("owner_ids", expanding=True)),
+                )
+            ),
         )
+        self.claim_prediction = (
+            PREDICTION.update()
+            .where(
+                PREDICTION.c.id == sa.bindparam("claimed_id"),
+                PREDICTION.c.submission_id.is_(None),
+            )
+            .values(submission_id=sa.bindparam("claimant_id"))
+        )
+        self.known_webhooks = sa.select(
+            WEBHOOK_MESSAGE.c.id, WEBHOOK_MESSAGE.c.prediction_id, WEBHOOK_MESSAGE.c.body_sha256
+        ).where(WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True)))
         self.remember_webhook = (
             insert(WEBHOOK_MESSAGE)
             .on_conflict_do_nothing(index_elements=["id"])
@@ -96,6 +150,17 @@ class WriteStatements:
         # RETURNING makes SQLAlchemy send many rows as one multi-VALUES statement
         # ("insertmanyvalues") instead of one DBAPI step per row.
         self.insert_delivery = DELIVERY.insert().returning(DELIVERY.c.id)
+        # The batch's hot statements, straight to the DB-API (see vlmhooks/raw_sql.py).
+        self.raw_upsert_prediction = RawInsert(
+            PREDICTION, _PREDICTION_COLUMNS, dialect_name, _UPSERT_SUFFIX
+        )
+        self.raw_insert_event = RawInsert(
+            EVENT,
+            ("prediction_id", "type", "data", "created_at"),
+            dialect_name,
+            "RETURNING prediction_id, seq",
+        )
+        self.raw_insert_delivery = RawInsert(DELIVERY, _DELIVERY_COLUMNS, dialect_name)
 
 
 _BY_DIALECT = {name: WriteStatements(name) for name in ("postgresql", "sqlite")}

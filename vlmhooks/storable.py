@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.contract import PredictionResponse
 from vlmhooks.errors import ContractViolation
+from vlmhooks.numbers import first_inexact_number
 from vlmhooks.records import content_sha256
 from vlmhooks.tables import PREDICTION, SUBMISSION, column_width
 
@@ -30,6 +31,12 @@ MAX_SUBMISSION_ID_CHARS = column_width(SUBMISSION.c.id)
 MAX_DOMAIN_CHARS = column_width(PREDICTION.c.domain)
 # JSON can only carry U+0000 escaped, so a body without this sequence holds none.
 _NUL_ESCAPE = b"\\u0000"
+# The contract fields whose wire form pydantic normalizes (times to UTC, usage defaults).
+_NORMALIZED_FIELDS = {"usage", "created_at", "completed_at", "status"}
+_INEXACT_MESSAGE = (
+    "a number that cannot be stored exactly (beyond 64-bit integers or double precision); "
+    "send it as a string"
+)
 
 
 def _unstorable(field: str, message: str) -> ContractViolation:
@@ -44,8 +51,16 @@ def check_storable(
     """`ContractViolation` unless every value fits its column; `raw` (the body) speeds it up."""
     if len(prediction.id) > MAX_PREDICTION_ID_CHARS:
         raise _unstorable("id", f"at most {MAX_PREDICTION_ID_CHARS} characters")
-    if raw is not None and _NUL_ESCAPE not in raw:
-        return
+    if "/" in prediction.id:
+        # `GET /v1/predictions/{id}` could never address it (a path segment, even
+        # percent-encoded, is decoded before routing): refused rather than stored unreachable.
+        raise _unstorable("id", "must not contain '/' (the lookup API could not address it)")
+    if raw is not None:
+        inexact = first_inexact_number(raw)
+        if inexact is not None:
+            raise _unstorable(inexact, _INEXACT_MESSAGE)
+        if _NUL_ESCAPE not in raw:
+            return
     path = find_nul(payload)
     if path is not None:
         raise _unstorable(path, "U+0000 cannot be stored")
@@ -74,10 +89,27 @@ def find_nul(value: Any) -> str | None:
     return None
 
 
-def storable_content_hash(prediction: PredictionResponse) -> str:
-    """The content hash the store dedups on; 422 when the value is nested too deep to encode."""
+def storable_content_hash(
+    prediction: PredictionResponse, payload: Mapping[str, Any] | None = None
+) -> str:
+    """The content hash the store dedups on; 422 when the value is nested too deep to encode.
+
+    `payload`, the parsed JSON `prediction` was validated from, saves re-serializing
+    `response` and the unknown fields through pydantic (they are kept verbatim, so JSON
+    in, JSON out): only the fields the contract normalizes are dumped. Same hash either way.
+    """
     try:
-        return content_sha256(prediction.to_wire())
+        if payload is None:
+            wire = prediction.to_wire()
+        else:
+            wire = dict(payload)
+            wire.update(prediction.model_dump(mode="json", include=_NORMALIZED_FIELDS))
+            wire.setdefault("response", None)
+        if "created_at" not in prediction.model_fields_set:
+            # The contract fills a missing created_at with "now", which differs on every
+            # redelivery; hashing what the sender sent keeps an identical body a duplicate.
+            wire["created_at"] = None
+        return content_sha256(wire)
     except (TypeError, ValueError, RecursionError) as exc:
         # pydantic and orjson both stop near 255 levels, well below the parser's 1,024.
         raise _unstorable("<root>", f"nested too deeply to store ({exc})") from exc

@@ -6,17 +6,27 @@ Shared by the submitter (mint) and the receiver (verify); the token carries only
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+import orjson
+from itsdangerous import (
+    BadData,
+    BadPayload,
+    BadSignature,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_decode, bytes_to_int
 
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
 
 __all__ = [
     "CALLBACK_PATH_PREFIX",
+    "DEFAULT_CLOCK_SKEW_SECONDS",
     "DEFAULT_MAX_AGE_SECONDS",
     "CallbackTokens",
     "mint_callback_url",
@@ -25,6 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
+DEFAULT_CLOCK_SKEW_SECONDS = 60
 # Where the receiver takes callbacks; the token is the one path segment after it.
 CALLBACK_PATH_PREFIX = "/v1/callbacks/"
 
@@ -61,6 +72,7 @@ class CallbackTokens:
         secret_keys: Sequence[str],
         *,
         max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
+        clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(secret_keys, str):
@@ -71,7 +83,12 @@ class CallbackTokens:
             raise ConfigError("callback token secret keys must not be empty")
         if max_age_seconds <= 0:
             raise ConfigError("callback token max age must be positive")
+        if clock_skew_seconds < 0:
+            raise ConfigError("callback token clock skew must not be negative")
         self._max_age = max_age_seconds
+        # The worker that mints and the web process that verifies may run on hosts whose
+        # clocks disagree; a token up to this far "in the future" is still accepted.
+        self._clock_skew = clock_skew_seconds
         self._clock = clock
         self._serializer = URLSafeTimedSerializer(
             list(secret_keys),
@@ -79,27 +96,43 @@ class CallbackTokens:
             signer=_ClockedSigner,
             signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
         )
-        # Newest key first, as itsdangerous tries them.
-        self._unsigners = list(self._serializer.iter_unsigners())
+        # Newest key first, as itsdangerous tries them; derived once, not per call.
+        signer = self._serializer.make_signer()
+        self._derived_keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]
 
     def __repr__(self) -> str:
         keys = len(self._serializer.secret_keys)
         return f"CallbackTokens(keys=<{keys} hidden>, max_age={self._max_age})"
 
     def _loads(self, token: str) -> Any:
-        """`URLSafeTimedSerializer.loads`, with the signers built once instead of per call."""
-        last_error: BadData | None = None
-        for signer in self._unsigners:
-            try:
-                payload, _ = signer.unsign(token, max_age=self._max_age, return_timestamp=True)
-            except SignatureExpired:
-                raise  # an expired signature is final, whichever key made it
-            except BadData as exc:
-                last_error = exc
-                continue
-            return self._serializer.load_payload(payload)
-        assert last_error is not None
-        raise last_error
+        """`URLSafeTimedSerializer.loads`, flattened: one HMAC per candidate key with keys
+        derived at start-up, no signer objects per call; and the age checked here, since
+        itsdangerous refuses any timestamp ahead of our clock (see `clock_skew_seconds`).
+        """
+        signed, _, signature = token.rpartition(".")
+        payload, _, stamp = signed.rpartition(".")
+        if not payload or not stamp:
+            raise BadSignature("callback token is malformed")
+        expected = base64_decode(signature)  # BadData when not base64
+        message = signed.encode("ascii")
+        for key in self._derived_keys:
+            if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), expected):
+                break
+        else:
+            raise BadSignature("callback token signature does not match")
+        # Authentic: the age decides now, and an expired signature is final, whichever key
+        # made it. Whole seconds, as itsdangerous counts.
+        age = int(self._clock()) - bytes_to_int(base64_decode(stamp))
+        if age < -self._clock_skew:
+            raise TokenInvalid("callback token is dated in the future")
+        if age > self._max_age:
+            raise TokenExpired("callback token expired")
+        if payload.startswith("."):  # zlib-compressed by itsdangerous (long ids only)
+            return self._serializer.load_payload(payload.encode("ascii"))
+        try:
+            return orjson.loads(base64_decode(payload))
+        except orjson.JSONDecodeError as exc:
+            raise BadPayload("callback token payload is not JSON") from exc
 
     def mint(self, submission_id: str) -> str:
         if not submission_id:
@@ -112,11 +145,6 @@ class CallbackTokens:
             raise TokenInvalid("callback token is malformed")
         try:
             payload = self._loads(token)
-        except SignatureExpired as exc:
-            # itsdangerous reports a token dated in the future as expired too; it is not.
-            if exc.date_signed is not None and exc.date_signed.timestamp() > self._clock():
-                raise TokenInvalid("callback token is dated in the future") from exc
-            raise TokenExpired("callback token expired") from exc
         except BadData as exc:
             raise TokenInvalid("callback token is invalid") from exc
         if not isinstance(payload, dict) or payload.keys() != {"s"}:

@@ -205,8 +205,10 @@ def test_edge_values_the_database_can_hold_are_stored(receiver: Receiver) -> Non
         prediction_body(prediction_id="p_deep", response=deep),
         prediction_body(prediction_id="p_year_1", created_at="0001-01-01T00:00:00Z"),
     ]
-    for body in bodies:
-        assert receiver.post_json(body).status_code == 200, body["id"]
+    for index, body in enumerate(bodies):
+        # One callback URL per prediction: a URL binds to the first prediction it stores.
+        token = receiver.token(f"sub_edge_{index}")
+        assert receiver.post_json(body, token=token).status_code == 200, body["id"]
     rows = {row["id"]: row for row in receiver.predictions()}
     assert len(rows) == 4
     assert rows["p_domain"]["domain"] is None  # too wide for the column...
@@ -280,7 +282,10 @@ def test_status_moves_forward_and_a_late_older_one_is_200_stale(receiver: Receiv
         ("paused", "updated"),
         ("completed", "updated"),
     ]:
-        response = receiver.post_json(prediction_body(status, prediction_id="pred_forward"))
+        response = receiver.post_json(
+            prediction_body(status, prediction_id="pred_forward"),
+            token=receiver.token("sub_forward"),
+        )
         assert_ack(response, verdict=verdict, status=status)
     assert receiver.predictions()[1]["delivery_count"] == 5
 

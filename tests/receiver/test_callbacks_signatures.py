@@ -209,7 +209,7 @@ def test_standard_webhooks_tolerance_boundary(database_url: str) -> None:
         ):
             body = encode(prediction_body(prediction_id=f"pred_{n}"))
             headers = standard_webhook_headers(WHSEC, f"msg_{n}", NOW + offset, body)
-            response = receiver.post(receiver.token(), body, headers)
+            response = receiver.post(receiver.token(f"sub_{n}"), body, headers)
             if accepted:
                 assert response.status_code == 200, (offset, response.text)
             else:
@@ -217,7 +217,9 @@ def test_standard_webhooks_tolerance_boundary(database_url: str) -> None:
         assert len(receiver.predictions()) == 2
 
 
-def test_standard_webhooks_replay_is_acknowledged_and_not_stored(database_url: str) -> None:
+def test_standard_webhooks_replay_is_a_duplicate_only_with_the_same_body(
+    database_url: str,
+) -> None:
     settings = receiver_settings(database_url, standard_webhook_secrets=(WHSEC,))
     with running_receiver(settings, clock=_frozen) as receiver:
         running = encode(prediction_body("running"))
@@ -231,18 +233,29 @@ def test_standard_webhooks_replay_is_acknowledged_and_not_stored(database_url: s
             status="running",
             duplicate=True,
         )
-        # Same id, new (validly signed) content: still a replay of an accepted message.
+        # Same id, other (validly signed) content: refused and logged, never "duplicate".
         completed = encode(prediction_body("completed"))
         same_id = standard_webhook_headers(WHSEC, "msg_once", NOW, completed)
-        assert_ack(
-            receiver.post(receiver.token(), completed, same_id),
-            verdict="duplicate",
-            status="running",
-            duplicate=True,
+        problem = assert_problem(
+            receiver.post(receiver.token(), completed, same_id), 409, detail_contains="msg_once"
         )
+        assert problem["webhook_id"] == "msg_once"
         (row,) = receiver.predictions()
         assert (row["status"], row["delivery_count"]) == ("running", 1)
-        assert [d["verdict"] for d in receiver.deliveries()] == ["stored", "replay", "replay"]
+        verdicts = [(d["verdict"], d["http_status"]) for d in receiver.deliveries()]
+        assert verdicts == [("stored", 200), ("replay", 200), ("rejected", 409)]
+
+        # Once a newer message is stored, a replay of the older one is `stale`: what it
+        # carried is not what is stored.
+        new_headers = standard_webhook_headers(WHSEC, "msg_two", NOW, completed)
+        assert_ack(
+            receiver.post(receiver.token(), completed, new_headers),
+            verdict="updated",
+            status="completed",
+        )
+        assert_ack(
+            receiver.post(receiver.token(), running, headers), verdict="stale", status="completed"
+        )
 
 
 def test_malformed_standard_webhook_headers_are_401(database_url: str) -> None:

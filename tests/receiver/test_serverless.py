@@ -130,19 +130,24 @@ def test_inline_commit_stores_what_the_group_committer_stores(
         encode(prediction_body("failed", prediction_id="pred_2")),
         b"{not json",  # a rejected delivery, logged through the writer too
     ]
+    # pred_2 comes through its own callback URL: a URL binds to its first prediction.
+    submissions = ["sub_1"] * 4 + ["sub_2", "sub_1"]
     clock = lambda: FROZEN_NOW  # noqa: E731
     with lambda_instance(serverless_settings(postgres_url), clock=clock) as instance:
-        serverless = [instance.post_callback(body).status for body in bodies]
+        serverless = [
+            instance.post_callback(body, submission_id=sub).status
+            for body, sub in zip(bodies, submissions, strict=True)
+        ]
 
     settings = receiver_settings(second_postgres_url, vlmrun_webhook_secrets=(WEBHOOK_SECRET,))
     with running_receiver(settings, clock=clock) as receiver:
         threaded = [
             receiver.post(
-                receiver.token(),
+                receiver.token(sub),
                 body,
                 headers={"x-vlmrun-signature": sign_vlmrun(WEBHOOK_SECRET, body)},
             ).status_code
-            for body in bodies
+            for body, sub in zip(bodies, submissions, strict=True)
         ]
     assert serverless == threaded == [200, 200, 200, 200, 200, 400]
     assert _table_rows(postgres_url) == _table_rows(second_postgres_url)
@@ -157,7 +162,8 @@ def test_nothing_outlives_an_invocation_and_the_connection_is_reused(postgres_ur
         psycopg.connect(postgres_url, application_name=PROBE_APPLICATION) as probe,
     ):
         for index in range(5):
-            answer = instance.post_callback(encode(prediction_body("completed", f"pred_{index}")))
+            body = encode(prediction_body("completed", f"pred_{index}"))
+            answer = instance.post_callback(body, submission_id=f"sub_{index}")
             assert answer.status == 200
             assert instance.get(f"/v1/predictions/pred_{index}").status == 200
             # Between invocations: no task left on the loop, and no thread (no writer; the

@@ -122,11 +122,17 @@ def test_lambda_instances_through_pgbouncer(pooled_postgres_url: str, postgres_u
     with lambda_instance(settings) as instance:
         # More deliveries than psycopg's prepare threshold (5): every statement repeats.
         for index in range(8):
-            running = instance.post_callback(encode(prediction_body("running", f"p{index}")))
+            # One callback URL per prediction: a URL binds to the first prediction it stores.
+            sub = f"sub_p{index}"
+            running = instance.post_callback(
+                encode(prediction_body("running", f"p{index}")), submission_id=sub
+            )
             assert running.json()["verdict"] == "stored", running.body
             done = encode(prediction_body("completed", f"p{index}"))
-            assert instance.post_callback(done).json()["verdict"] == "updated"
-            assert instance.post_callback(done).json()["verdict"] == "duplicate"
+            verdict = instance.post_callback(done, submission_id=sub).json()["verdict"]
+            assert verdict == "updated"
+            verdict = instance.post_callback(done, submission_id=sub).json()["verdict"]
+            assert verdict == "duplicate"
             got = instance.get(f"/v1/predictions/p{index}")
             assert (got.status, got.json()["status"]) == (200, "completed")
         listed = instance.get("/v1/predictions", "limit=3")

@@ -1,0 +1,103 @@
+"""GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop, only
+BEGIN and COMMIT leave it, a failing write never fails its neighbours, and `drain` + `stop`
+commit what is queued and refuse the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from receiver.group_commit import GroupCommitter, WriterStopped
+
+PROBE = sa.Table("gc_loop_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+
+
+@pytest.fixture
+def probe(engine: Engine) -> Iterator[Engine]:
+    PROBE.create(engine)
+    yield engine
+
+
+def _insert(row_id: int, threads: list[str] | None = None) -> Callable[[Connection], int]:
+    def op(connection: Connection) -> int:
+        if threads is not None:
+            threads.append(threading.current_thread().name)
+        connection.execute(PROBE.insert().values(id=row_id))
+        return row_id
+
+    return op
+
+
+def _ids(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return [row_id for (row_id,) in connection.execute(sa.select(PROBE.c.id).order_by("id"))]
+
+
+def test_writes_queued_together_share_one_commit_applied_on_the_loop(probe: Engine) -> None:
+    sizes: list[int] = []
+    threads: list[str] = []
+    writer = GroupCommitter(probe, on_batch=sizes.append, on_loop=True)
+
+    async def scenario() -> tuple[list[Any], str]:
+        writer.start()
+        results = await asyncio.gather(*(writer.run(_insert(i, threads)) for i in range(1, 51)))
+        await writer.drain()
+        return results, threading.current_thread().name
+
+    try:
+        results, loop_thread = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results == list(range(1, 51))
+    assert sizes == [50]
+    assert set(threads) == {loop_thread}  # statements ran on the event loop's thread
+    assert _ids(probe) == list(range(1, 51))
+
+
+def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> None:
+    with probe.begin() as connection:
+        connection.execute(PROBE.insert().values(id=5))
+    writer = GroupCommitter(probe, on_loop=True)
+
+    def writes_then_raises(connection: Connection) -> None:
+        connection.execute(PROBE.insert().values(id=100))
+        raise ValueError("application error after writing")
+
+    async def scenario() -> list[Any]:
+        writer.start()
+        ops = [_insert(i) for i in range(1, 5)] + [_insert(5), writes_then_raises, _insert(6)]
+        return await asyncio.gather(*(writer.run(op) for op in ops), return_exceptions=True)
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results[:4] == [1, 2, 3, 4]
+    assert isinstance(results[4], IntegrityError)
+    assert isinstance(results[5], ValueError)
+    assert results[6] == 6
+    assert _ids(probe) == [1, 2, 3, 4, 5, 6]
+
+
+def test_drain_then_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
+    writer = GroupCommitter(probe, on_loop=True)
+
+    async def scenario() -> list[int]:
+        writer.start()
+        queued = [asyncio.ensure_future(writer.run(_insert(i))) for i in range(1, 4)]
+        await asyncio.sleep(0)  # queued, not yet committed
+        await writer.drain()
+        writer.stop()
+        with pytest.raises(WriterStopped):
+            await writer.run(_insert(9))
+        return [future.result() for future in queued]
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+    assert _ids(probe) == [1, 2, 3]
