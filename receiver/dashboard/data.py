@@ -25,6 +25,7 @@ from vlmhooks.activity import (
     latest_refusals,
 )
 from vlmhooks.errors import NotFound
+from vlmhooks.forward.registry import forwarding_status
 from vlmhooks.history import delivery_body, prediction_history
 from vlmhooks.pagination import MAX_ROW_ID
 from vlmhooks.reads import count_predictions_by_status
@@ -54,13 +55,19 @@ def _credits(today: dict[str | None, int], week: dict[str | None, int]) -> list[
 
 
 def read_overview(engine: Engine, filters: OverviewFilters, now: datetime) -> dict[str, Any]:
-    """Everything `/dashboard` shows, plus the stream positions read before any of it."""
+    """Everything `/dashboard` shows, plus the stream positions read before any of it.
+
+    `forwarding` has the shape of `GET /v1/forwarding`'s answer.
+    """
     with engine.connect() as connection:
         positions = current_positions(connection)
         by_domain = count_by_domain(connection)
         per_minute = callbacks_per_minute(connection, now, CALLBACK_MINUTES)
         predictions = latest_predictions(connection, filters, OVERVIEW_PREDICTIONS)
         refused = latest_refusals(connection, OVERVIEW_REFUSALS)
+        # The very read behind `GET /v1/forwarding`, so the panel and the API cannot disagree
+        # about a destination, and its masking of credentials is the one tested there.
+        destinations = forwarding_status(connection, now)
     by_status = count_predictions_by_status(engine)
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     credits = _credits(
@@ -84,6 +91,7 @@ def read_overview(engine: Engine, filters: OverviewFilters, now: datetime) -> di
         "credits": credits,
         "predictions": predictions,
         "refused": refused,
+        "forwarding": {"destinations": destinations},
     }
 
 

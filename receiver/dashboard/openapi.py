@@ -148,7 +148,9 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "summary": "What the overview shows, as JSON",
                 "description": "Counts by status and domain, callbacks per minute over the last "
                 "hour, credits today and over 7 days by domain, the latest predictions "
-                "(filtered) and refused deliveries, and the stream positions read first.",
+                "(filtered) and refused deliveries, the forwarding destinations (`forwarding`, "
+                "shaped as the answer of `GET /v1/forwarding`), and the stream positions read "
+                "first.",
                 "parameters": [
                     _query("status", "Only predictions with this status.", _ref("Status")),
                     _query("domain", "Only predictions of this domain.", _NO_NUL),

@@ -1,10 +1,15 @@
 // The overview: one JSON read renders everything; the dashboard stream says when to read
-// again (throttled), so counts, charts and both tables stay live without a reload.
+// again (throttled), so counts, charts, tables and the forwarding panel stay live without a
+// reload.
 (function () {
   "use strict";
   var STATUSES = ["enqueued", "pending", "running", "paused", "completed", "failed"];
   // However busy the receiver, an open overview re-reads at most about once a second.
   var REFRESH_GAP_MS = 1000;
+  // A relay's deliveries and retries are not events on the stream, so while destinations are
+  // configured the overview also re-reads on a timer: a drained backlog does not look stuck.
+  var FORWARDING_REFRESH_MS = 10000;
+  var forwardingTimer = null;
   var el = vlm.el;
   var params = new URLSearchParams(window.location.search);
   var filters = { status: params.get("status") || "", domain: params.get("domain") || "", q: params.get("q") || "" };
@@ -164,6 +169,55 @@
     document.getElementById("refused-empty").hidden = refused.length > 0;
   }
 
+  function filterText(wanted) {
+    var parts = [];
+    if (wanted && wanted.events) parts.push("events=" + wanted.events.join(","));
+    if (wanted && wanted.domain) parts.push("domain=" + wanted.domain);
+    return parts.length ? parts.join(" ") : "all";
+  }
+
+  function ageText(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 120) return Math.round(seconds) + " s";
+    if (seconds < 7200) return Math.round(seconds / 60) + " min";
+    return Math.round(seconds / 3600) + " h";
+  }
+
+  function renderForwarding(forwarding) {
+    var destinations = (forwarding && forwarding.destinations) || [];
+    var body = vlm.clear(document.querySelector("#forwarding tbody"));
+    destinations.forEach(function (d) {
+      // A 410 stops all delivery and a dead letter is a change given up on: both need an
+      // operator (POST .../retry), so they are what the row must make impossible to miss.
+      var warn = !d.enabled || d.dead_letters > 0;
+      var state = d.enabled ? "enabled" : "disabled" + (d.disabled_reason ? ": " + d.disabled_reason : "");
+      if (!d.configured) state += " (no longer configured)";
+      var error = el("td", { className: "reason", text: d.last_error || "" });
+      if (d.last_error_at) error.title = d.last_error_at;
+      var tr = el("tr", { className: warn ? "warning" : "" }, [
+        el("td", { className: "target", text: d.target }),
+        el("td", { text: d.kind }),
+        el("td", { text: filterText(d.filters) }),
+        el("td", { className: "state", text: state }),
+        el("td", { className: "num backlog", text: d.backlog }),
+        el("td", { className: "num", text: ageText(d.oldest_pending_age_seconds) }),
+        el("td", { className: "num dead-letters", text: d.dead_letters }),
+        error,
+        el("td", {}, [vlm.time(d.last_delivered_at)]),
+      ]);
+      tr.dataset.destination = d.id;
+      tr.dataset.enabled = String(d.enabled);
+      body.appendChild(tr);
+    });
+    document.getElementById("forwarding-empty").hidden = destinations.length > 0;
+    if (destinations.length > 0 && forwardingTimer === null) {
+      forwardingTimer = window.setInterval(function () { refresh(); }, FORWARDING_REFRESH_MS);
+    } else if (destinations.length === 0 && forwardingTimer !== null) {
+      window.clearInterval(forwardingTimer);
+      forwardingTimer = null;
+    }
+  }
+
   function onEvent(type, data) {
     fresh[type === "delivery.rejected" ? "delivery:" + data.id : data.id] = true;
     refresh();
@@ -177,6 +231,7 @@
       renderPerMinute(overview.callbacks_per_minute);
       renderPredictions(overview.predictions);
       renderRefused(overview.refused);
+      renderForwarding(overview.forwarding);
       // Opened after the first read, from the positions read before it: nothing committed
       // in between is missed.
       if (!stream) stream = vlm.openStream(overview.positions, onEvent);

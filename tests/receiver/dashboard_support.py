@@ -6,6 +6,7 @@ same data on every run, whatever the wall-clock time (midnight UTC included).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from receiver import events
 from receiver.app import create_app
+from tests.forward.sink import wait_until
 from tests.receiver.lookup_support import TEST_POLL_INTERVAL
 from tests.servers import serve
 from vlmhooks.db import make_engine
@@ -53,6 +55,15 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class WallClock(Clock):
+    """The real time, for tests with forwarding: the relay leases outbox rows by the app's
+    clock while the outbox stamps them with the real time, so a clock frozen in the past
+    would hold every message back."""
+
+    def __call__(self) -> float:
+        return time.time()
 
 
 def console_settings(database_url: str, **overrides: Any) -> Settings:
@@ -158,9 +169,12 @@ RELAXED_INVOICE_SCHEMA = {
 
 
 @contextmanager
-def running_console(database_url: str, **overrides: Any) -> Iterator[Console]:
-    """A receiver on loopback at the frozen time; a short SQLite poll keeps waits short."""
-    clock = Clock()
+def running_console(
+    database_url: str, *, clock: Clock | None = None, **overrides: Any
+) -> Iterator[Console]:
+    """A receiver on loopback, at the frozen time unless a clock is given; a short SQLite
+    poll keeps waits short."""
+    clock = Clock() if clock is None else clock
     app = create_app(console_settings(database_url, **overrides), clock=clock)
     engine = make_engine(database_url)
     try:
@@ -219,3 +233,49 @@ def seed(console: Console) -> Seeded:
     console.refuse(s.failed_submission, {"id": s.failed, "status": "bogus"}, 422)
     console.refuse(s.ok_submission, callback_body("pred-impostor"), 409)
     return s
+
+
+# Destinations whose credentials the forwarding panel must never show. The brokers' ports are
+# closed on purpose: the relay keeps failing, so each row shows a backlog and a last error (a
+# client library's error text is where a credential would most likely leak).
+FORWARD_SECRET = "whsec_ZGFzaGJvYXJkLWZvcndhcmRpbmctc2VjcmV0"
+FORWARD_CREDENTIALS = ("hook-pa55word", "t0ken-value", "amqp-pa55word", "redis-pa55word")
+CLOSED_PORT = 1
+AMQP_DESTINATION = (
+    f"amqp://rabbit:amqp-pa55word@127.0.0.1:{CLOSED_PORT}/vh?exchange=preds&routing_key=all"
+)
+REDIS_DESTINATION = (
+    f"redis://:redis-pa55word@127.0.0.1:{CLOSED_PORT}/0?stream=preds&events=prediction.failed"
+)
+FAST_FORWARDING = {
+    "forward_poll_interval": 0.05,
+    "forward_backoff": 0.05,
+    "forward_backoff_max": 0.2,
+    "forward_timeout": 2.0,
+}
+
+
+def http_destination(sink_url: str) -> str:
+    host = sink_url.removeprefix("http://")
+    return f"http://hookuser:hook-pa55word@{host}/hook?token=t0ken-value"
+
+
+def forwarding_overrides(*destinations: str) -> dict[str, Any]:
+    return {
+        "forward_to": ",".join(destinations),
+        "forward_secret": (FORWARD_SECRET,),
+        **FAST_FORWARDING,
+    }
+
+
+def forwarding(console: Console) -> list[dict[str, Any]]:
+    answer = console.http.get("/v1/forwarding", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    destinations: list[dict[str, Any]] = answer.json()["destinations"]
+    return destinations
+
+
+def wait_registered(console: Console, count: int) -> None:
+    """The relay registers destinations in the background; changes stored before that are
+    not forwarded, so a test that counts a backlog waits for it first."""
+    wait_until(lambda: len(forwarding(console)) == count)

@@ -15,16 +15,23 @@ import pytest
 from receiver.dashboard.headers import SECURITY_HEADERS
 from receiver.dashboard.pages import ASSETS
 from receiver.dashboard.sessions import SESSION_COOKIE, DashboardSessions
+from tests.forward.sink import running_sink, wait_until
 from tests.receiver.dashboard_support import (
     API_KEY,
     AUTH,
+    FORWARD_CREDENTIALS,
     FROZEN_NOW,
     OLD_API_KEY,
     SECRET_KEY,
     Console,
+    WallClock,
     callback_body,
+    forwarding,
+    forwarding_overrides,
+    http_destination,
     running_console,
     seed,
+    wait_registered,
 )
 from tests.receiver.lookup_support import EventReader
 
@@ -265,6 +272,7 @@ def test_overview_data_counts_charts_credits_and_refusals(any_console: Console) 
     assert "bound to prediction" in reasons[0][1]
     assert "status" in reasons[1][1] and "signature" in reasons[2][1].lower()
     assert overview["positions"] == {"event_seq": 5, "delivery_id": 8}
+    assert overview["forwarding"] == {"destinations": []}  # the panel's "none configured"
 
     def ids(**params: str) -> list[str]:
         page = console.http.get("/dashboard/data/overview", params=params, headers=AUTH).json()
@@ -278,6 +286,32 @@ def test_overview_data_counts_charts_credits_and_refusals(any_console: Console) 
     assert ids(q="%") == [] and ids(status="", domain="", q=" ") != []
     bad = console.http.get("/dashboard/data/overview?status=done", headers=AUTH)
     assert bad.status_code == 400 and bad.json()["parameter"] == "status"
+
+
+def test_overview_data_lists_forwarding_destinations_as_the_api_does(database_url: str) -> None:
+    with running_sink() as sink:
+        sink.respond = lambda _request: (410, {})  # disables it: its backlog stays put
+        overrides = forwarding_overrides(http_destination(sink.url))
+        with running_console(database_url, clock=WallClock(), **overrides) as console:
+            wait_registered(console, 1)
+            seed(console)
+            wait_until(lambda: forwarding(console)[0]["enabled"] is False)
+            answer = console.http.get("/dashboard/data/overview", headers=AUTH)
+            api = forwarding(console)
+    assert answer.status_code == 200
+    (shown,) = answer.json()["forwarding"]["destinations"]
+    # One read behind both; only the age differs, "now" being read once per answer.
+    age = "oldest_pending_age_seconds"
+    assert {**shown, age: None} == {**api[0], age: None} and shown[age] >= 0
+    assert shown["kind"] == "http" and shown["configured"] is True
+    host = sink.url.removeprefix("http://")
+    assert shown["target"] == f"http://hookuser:***@{host}/hook?token=***"
+    assert shown["filters"] == {"events": None, "domain": None}
+    assert shown["backlog"] == 5  # five accepted changes; refusals are not forwarded
+    assert shown["dead_letters"] == 0 and shown["last_delivered_at"] is None
+    assert "410" in (shown["disabled_reason"] or "")
+    for secret in FORWARD_CREDENTIALS:
+        assert secret not in answer.text
 
 
 def test_prediction_history_and_raw_bodies(any_console: Console) -> None:

@@ -8,20 +8,30 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.forward.sink import running_sink, wait_until
 from tests.receiver.dashboard_support import (
+    AMQP_DESTINATION,
     API_KEY,
+    FORWARD_CREDENTIALS,
     HOSTILE_TEXT,
+    REDIS_DESTINATION,
     RELAXED_INVOICE_SCHEMA,
     Console,
     Seeded,
+    WallClock,
     callback_body,
+    forwarding,
+    forwarding_overrides,
+    http_destination,
     running_console,
     seed,
+    wait_registered,
 )
 
 if TYPE_CHECKING:
@@ -41,10 +51,10 @@ def seeded(console: Console) -> Seeded:
     return seed(console)
 
 
-@pytest.fixture
-def page(browser: Browser, console: Console) -> Iterator[Page]:
+@contextmanager
+def checked_page(browser: Browser, url: str) -> Iterator[Page]:
     """A fresh browser context (no cookies) whose console must stay free of errors."""
-    context = browser.new_context(base_url=console.url, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     errors: list[str] = []
     opened.on(
@@ -55,6 +65,12 @@ def page(browser: Browser, console: Console) -> Iterator[Page]:
     yield opened
     context.close()
     assert errors == [], errors
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    with checked_page(browser, console.url) as opened:
+        yield opened
 
 
 def sign_in(page: Page, key: str = API_KEY) -> None:
@@ -105,6 +121,8 @@ def test_overview_counts_credits_chart_and_refusals(
         ]
     )
     expect(refused.nth(2).locator("td.num")).to_have_text("401")
+    expect(page.locator("#forwarding tbody tr")).to_have_count(0)
+    expect(page.locator("#forwarding-empty")).to_have_text("No destinations configured.")
     page.screenshot(path=screenshot_dir / "overview.png", full_page=True)
     # The 409's claimed id was never stored; its page still explains the refusal.
     refused.first.get_by_role("link", name="pred-impostor").click()
@@ -140,6 +158,90 @@ def test_overview_updates_live_without_a_reload(
     expect(page.locator("#minute-summary")).to_have_text("11 callbacks in the last hour, 4 refused")
     assert page.evaluate("window.__sameDocument") is True
     page.screenshot(path=screenshot_dir / "overview-live.png", full_page=True)
+
+
+def test_forwarding_panel_shows_masked_destinations_and_warnings_live(
+    browser: Browser, sqlite_url: str, screenshot_dir: Path
+) -> None:
+    with running_sink() as sink:
+        sink.respond = lambda _request: (410, {})  # the HTTP destination gets disabled
+        destinations = (http_destination(sink.url), AMQP_DESTINATION, REDIS_DESTINATION)
+        overrides = forwarding_overrides(*destinations)
+        with (
+            running_console(sqlite_url, clock=WallClock(), **overrides) as console,
+            checked_page(browser, console.url) as page,
+        ):
+            wait_registered(console, 3)
+            console.deliver("sub-fwd", callback_body("pred-fwd", "running"))
+            console.deliver("sub-fwd", callback_body("pred-fwd"))
+            # A 410 and a broker's failures are not stream events: the page is opened once
+            # the relay has met both, so it renders them on its first read.
+            wait_until(
+                lambda: (
+                    [
+                        (d["kind"], d["enabled"], d["last_error"] is not None)
+                        for d in forwarding(console)
+                    ]
+                    == [("amqp", True, True), ("http", False, True), ("redis", True, False)]
+                )
+            )
+            signed_in(page, console)
+            rows = page.locator("#forwarding tbody tr")
+            expect(rows).to_have_count(3)
+            expect(page.locator("#forwarding-empty")).to_be_hidden()
+            http = rows.filter(has_text="http://")
+            amqp = rows.filter(has_text="amqp://")
+            redis = rows.filter(has_text="redis://")
+            host = sink.url.removeprefix("http://")
+            expect(http.locator("td.target")).to_have_text(
+                f"http://hookuser:***@{host}/hook?token=***"
+            )
+            expect(amqp.locator("td.target")).to_have_text(
+                "amqp://rabbit:***@127.0.0.1:1/vh?exchange=preds&routing_key=all"
+            )
+            expect(redis.locator("td.target")).to_have_text(
+                "redis://:***@127.0.0.1:1/0?stream=preds&events=prediction.failed"
+            )
+            expect(http.locator("td.backlog")).to_have_text("2")
+            expect(amqp.locator("td.backlog")).to_have_text("2")
+            expect(redis.locator("td.backlog")).to_have_text("0")  # filtered to failures
+            expect(redis.locator("td").nth(2)).to_have_text("events=prediction.failed")
+            # Disabled by the 410: the row is flagged; a merely failing broker is not.
+            expect(http).to_have_class(re.compile(r"\bwarning\b"))
+            expect(http.locator("td.state")).to_contain_text("disabled")
+            expect(amqp).not_to_have_class(re.compile(r"\bwarning\b"))
+            expect(amqp.locator("td.reason")).not_to_be_empty()
+
+            # The overview's live refresh carries the panel along.
+            console.deliver("sub-fwd-2", callback_body("pred-fwd-2", "failed"))
+            expect(http.locator("td.backlog")).to_have_text("3")
+            expect(redis.locator("td.backlog")).to_have_text("1")
+            page.screenshot(path=screenshot_dir / "overview-forwarding.png", full_page=True)
+            shown = page.content()
+            for secret in FORWARD_CREDENTIALS:
+                assert secret not in shown, secret
+
+
+def test_forwarding_panel_flags_a_destination_with_dead_letters(
+    browser: Browser, sqlite_url: str
+) -> None:
+    with running_sink() as sink:
+        sink.respond = lambda _request: (503, {})  # retried until the max age, then given up
+        overrides = {**forwarding_overrides(http_destination(sink.url)), "forward_max_age": 1}
+        with (
+            running_console(sqlite_url, clock=WallClock(), **overrides) as console,
+            checked_page(browser, console.url) as page,
+        ):
+            wait_registered(console, 1)
+            console.deliver("sub-dead", callback_body("pred-dead"))
+            wait_until(lambda: forwarding(console)[0]["dead_letters"] == 1)
+            signed_in(page, console)
+            row = page.locator("#forwarding tbody tr")
+            expect(row).to_have_count(1)
+            expect(row.locator("td.dead-letters")).to_have_text("1")
+            expect(row.locator("td.backlog")).to_have_text("0")
+            expect(row.locator("td.state")).to_have_text("enabled")
+            expect(row).to_have_class(re.compile(r"\bwarning\b"))
 
 
 def test_filters_and_id_search(page: Page, console: Console, seeded: Seeded) -> None:
