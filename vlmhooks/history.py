@@ -39,20 +39,7 @@ def _timeline(connection: Connection, prediction_id: str) -> list[dict[str, Any]
 
 
 def _delivery(row: RowMapping) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "prediction_id": row["prediction_id"],
-        "submission_id": row["submission_id"],
-        "received_at": iso_utc(row["received_at"]),
-        "verdict": row["verdict"],
-        "reason": row["reason"],
-        "http_status": row["http_status"],
-        "source": row["source"],
-        "body_sha256": row["body_sha256"],
-        "headers": row["headers"],
-        "body_size": row["body_size"],
-        "body_truncated": row["body_truncated"],
-    }
+    return dict(public_delivery(row, include_body=False))
 
 
 def _deliveries(

@@ -117,8 +117,12 @@ def list_predictions(
 
 
 def public_delivery(row: RowMapping, *, include_body: bool) -> Delivery:
-    """A Delivery row for audits; the raw body only on request (it may be large)."""
-    body: bytes | None = row["body"]
+    """A Delivery row for audits; the raw body only on request (it may be large).
+
+    A listing that must not load bodies selects `length(body)` as `body_size` instead.
+    """
+    body: bytes | None = row.get("body")
+    size = row["body_size"] if "body_size" in row else (None if body is None else len(body))
     result: Delivery = {
         "id": row["id"],
         "prediction_id": row["prediction_id"],
@@ -130,7 +134,7 @@ def public_delivery(row: RowMapping, *, include_body: bool) -> Delivery:
         "source": row["source"],
         "body_sha256": row["body_sha256"],
         "headers": row["headers"],
-        "body_size": None if body is None else len(body),
+        "body_size": size,
         "body_truncated": row["body_truncated"],
     }
     if include_body:

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 from receiver.dashboard.pages import ASSETS
 from receiver.dashboard.replay import MAX_REQUEST_BYTES, DashboardReplayRequest
 from receiver.dashboard.sessions import SESSION_COOKIE
+from receiver.openapi_parts import query_param
 from receiver.openapi_schemas import schema_ref
 from receiver.problems import PROBLEM_MEDIA_TYPE
 from receiver.shapes import ReplayReport
@@ -44,16 +45,6 @@ def _content(description: str, media_type: str, schema: Schema) -> dict[str, Any
 
 def _html(description: str) -> dict[str, Any]:
     return _content(description, "text/html", {"type": "string"})
-
-
-def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
 
 
 def _path(name: str, description: str, schema: Schema) -> dict[str, Any]:
@@ -152,9 +143,11 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "shaped as the answer of `GET /v1/forwarding`), and the stream positions read "
                 "first.",
                 "parameters": [
-                    _query("status", "Only predictions with this status.", _ref("Status")),
-                    _query("domain", "Only predictions of this domain.", _NO_NUL),
-                    _query("q", "A prefix of the prediction id or of the submission id.", _NO_NUL),
+                    query_param("status", "Only predictions with this status.", _ref("Status")),
+                    query_param("domain", "Only predictions of this domain.", _NO_NUL),
+                    query_param(
+                        "q", "A prefix of the prediction id or of the submission id.", _NO_NUL
+                    ),
                 ],
                 "responses": {
                     "200": _content("The overview.", "application/json", _OBJECT),
@@ -201,10 +194,10 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "`delivery.rejected` (data: the refusal). Event ids are `<seq>.<delivery id>`; "
                 "resume with `Last-Event-ID` or both `after` and `after_delivery`.",
                 "parameters": [
-                    _query(
+                    query_param(
                         "after", "Event seq to resume after.", {"type": "integer", "minimum": 0}
                     ),
-                    _query(
+                    query_param(
                         "after_delivery",
                         "Delivery id to resume after.",
                         {"type": "integer", "minimum": 0},
@@ -228,14 +221,14 @@ def _usage_path() -> dict[str, Any]:
                 "description": "Grouped by domain, by UTC day or by submission, over the "
                 "predictions created in [since, until). Rows are ordered by key.",
                 "parameters": [
-                    _query(
+                    query_param(
                         "group_by",
                         "How to group (default domain).",
                         {"type": "string", "enum": ["domain", "day", "submission"]},
                     ),
-                    _query("since", "created_at >= this (ISO 8601; UTC if no offset).", _TIME),
-                    _query("until", "created_at < this (ISO 8601; UTC if no offset).", _TIME),
-                    _query(
+                    query_param("since", "created_at >= this (ISO 8601; UTC if no offset).", _TIME),
+                    query_param("until", "created_at < this (ISO 8601; UTC if no offset).", _TIME),
+                    query_param(
                         "limit",
                         f"At most this many groups (default {DEFAULT_USAGE_GROUPS}).",
                         {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_GROUPS},
