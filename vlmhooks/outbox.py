@@ -69,9 +69,11 @@ def write_outbox_rows(
     ]
     if not routes:
         return
-    now = utc_now()
     rows: list[dict[str, Any]] = []
     for event in events:
+        # The change's own time (the receiver's clock, a parameter), not a second reading:
+        # the relay judges what is due with that same clock.
+        now = event.get("created_at") or utc_now()
         prediction_id, event_type = event["prediction_id"], event["type"]
         domain = event["data"].get("domain")
         message_id = new_message_id()  # one per change, the same at every destination
