@@ -27,7 +27,7 @@ from bench.ingest import fresh_database
 from sandbox.samples import sample_paths
 from vlmhooks.tokens import CallbackTokens, mint_callback_url
 
-SECRET_KEY = "e2e-secret-key"
+SECRET_KEY = "e2e-secret-key-of-thirty-two-bytes"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 API_KEY = "e2e-lookup-key"
 

@@ -11,7 +11,8 @@ import orjson
 from vlmhooks.signatures import sign_vlmrun
 from vlmhooks.tokens import CallbackTokens
 
-BENCH_SECRET_KEY = "bench-secret-key"
+# 32 bytes or more: `serve` warns about shorter keys, and the warning would pollute the output.
+BENCH_SECRET_KEY = "bench-secret-key-of-thirty-two-bytes"
 BENCH_WEBHOOK_SECRET = "bench-webhook-secret"
 BENCH_SUBMISSION_ID = "sub_bench"
 
