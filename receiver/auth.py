@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import AuthError
@@ -67,27 +68,45 @@ def bearer_credentials(authorization: str) -> bytes:
     return credentials.strip().encode("latin-1")
 
 
+def require_key(presented: bytes, keys: Sequence[str]) -> None:
+    """Pass when `presented` is one of `keys`, else `AuthError`."""
+    if not key_matches(presented, keys):
+        raise AuthError("the API key is not valid")
+
+
 def authenticate(scope: Scope, keys: Sequence[str]) -> None:
     """Pass when no keys are configured (anonymous reads) or the presented key is one of them."""
     if not keys:
         return
-    if not key_matches(presented_key(scope), keys):
-        raise AuthError("the API key is not valid")
+    require_key(presented_key(scope), keys)
 
 
-class RequireBearer:
-    """Refuses a request with a 401 problem unless it carries a valid lookup API key."""
+class AuthGuard:
+    """Route middleware: the request goes on only when `check` passes, else `refusal` answers."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    def check(self, scope: Scope, state: ReceiverState) -> None:
+        raise NotImplementedError
+
+    def refusal(self, scope: Scope, error: AuthError) -> Response:
+        return receiver_error_response(error)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             state = scope["state"]["receiver"]
             assert isinstance(state, ReceiverState)
             try:
-                authenticate(scope, state.api_keys)
+                self.check(scope, state)
             except AuthError as exc:
-                await receiver_error_response(exc)(scope, receive, send)
+                await self.refusal(scope, exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class RequireBearer(AuthGuard):
+    """Refuses a request with a 401 problem unless it carries a valid lookup API key."""
+
+    def check(self, scope: Scope, state: ReceiverState) -> None:
+        authenticate(scope, state.api_keys)

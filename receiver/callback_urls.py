@@ -25,7 +25,7 @@ from receiver.shapes import CallbackUrls, CallbackUrlsRequest
 from receiver.state import receiver_state
 from receiver.verify import require_json_content_type
 from vlmhooks.errors import PayloadError
-from vlmhooks.ingest import decode_json, field_errors
+from vlmhooks.ingest import decode_json, invalid_fields
 from vlmhooks.public import iso_utc
 from vlmhooks.tokens import mint_callback_urls
 
@@ -50,9 +50,7 @@ def parse_request(body: bytes, content_type: str | None) -> CallbackUrlsRequest:
     try:
         request = CallbackUrlsRequest.model_validate(payload)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        fields = ", ".join(sorted({error["field"] for error in errors}))
-        raise InvalidRequest(f"invalid fields: {fields}", errors=errors) from exc
+        raise invalid_fields(exc, InvalidRequest) from exc
     if request.submission_id is not None and request.count != 1:
         message = "a submission id binds exactly one callback URL"
         raise InvalidRequest(message, errors=[{"field": "count", "message": message}])

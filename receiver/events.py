@@ -13,6 +13,7 @@ import logging
 from sqlalchemy.engine import Engine
 
 from vlmhooks.statements import EVENTS_CHANNEL
+from vlmhooks.tasks import cancel_and_wait
 
 DEFAULT_POLL_INTERVAL = 0.5
 # With LISTEN up, polling is only a safety net against a notification lost in transit.
@@ -59,9 +60,7 @@ class EventHub:
 
     async def stop(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await cancel_and_wait(self._listener)
             self._listener = None
         self.listening = False
         self._wake()

@@ -27,6 +27,7 @@ from receiver.events import EventHub
 from schemas.enums import Status
 from vlmhooks.reads import StoredEvent, events_after, last_event_seq
 from vlmhooks.settings import DEFAULT_SSE_BUFFER_BYTES
+from vlmhooks.tasks import cancel_and_wait
 
 __all__ = [
     "DEFAULT_SUBSCRIBER_BUFFER_BYTES",
@@ -101,10 +102,6 @@ class Subscription:
         self.overflowed = False  # dropped: the stream must end, the client resumes
         self.closing = False  # the server is shutting down
 
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
-
     def offer(self, seq: int, frame: bytes) -> None:
         if self.overflowed or self.closing:
             return
@@ -169,9 +166,7 @@ class FanOut:
     async def stop(self) -> None:
         self.begin_shutdown()
         if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+            await cancel_and_wait(self._pump_task)
             self._pump_task = None
 
     def begin_shutdown(self) -> None:

@@ -8,7 +8,15 @@ from receiver.openapi_schemas import Schema, schema_ref
 from receiver.problems import PROBLEM_MEDIA_TYPE
 from receiver.shapes import Problem
 
-__all__ = ["TEXT_PARAM", "TIME", "json_content", "path_param", "problem", "query_param"]
+__all__ = [
+    "TEXT_PARAM",
+    "TIME",
+    "content",
+    "json_content",
+    "path_param",
+    "problem",
+    "query_param",
+]
 
 TIME: Schema = {"type": "string", "format": "date-time"}
 # PostgreSQL text cannot hold NUL, so such a value is refused rather than looked up.
@@ -22,8 +30,12 @@ def problem(description: str) -> dict[str, Any]:
     }
 
 
+def content(description: str, media_type: str, schema: Schema) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
 def json_content(description: str, schema: Schema) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+    return content(description, "application/json", schema)
 
 
 def query_param(name: str, description: str, schema: Schema) -> dict[str, Any]:
@@ -36,11 +48,11 @@ def query_param(name: str, description: str, schema: Schema) -> dict[str, Any]:
     }
 
 
-def path_param(name: str, description: str) -> dict[str, Any]:
+def path_param(name: str, description: str, schema: Schema | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "minLength": 1},
+        "schema": {"type": "string", "minLength": 1} if schema is None else schema,
     }

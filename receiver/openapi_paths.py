@@ -11,6 +11,7 @@ from typing import Any
 from receiver.openapi_parts import (
     TEXT_PARAM,
     TIME,
+    content,
     json_content,
     path_param,
     problem,
@@ -179,10 +180,9 @@ def lookup_paths() -> dict[str, Any]:
                     ),
                 ],
                 "responses": {
-                    "200": {
-                        "description": "An endless text/event-stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
+                    "200": content(
+                        "An endless text/event-stream.", "text/event-stream", {"type": "string"}
+                    ),
                     "400": bad,
                 },
             }

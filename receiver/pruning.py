@@ -7,13 +7,13 @@ like any other write and never holds the database for more than one small DELETE
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from receiver.group_commit import GroupCommitter, WriterStopped
 from vlmhooks.retention import DEFAULT_PRUNE_BATCH, prune_delivery_batch
+from vlmhooks.tasks import cancel_and_wait
 
 __all__ = ["PRUNE_INTERVAL_SECONDS", "DeliveryPruner"]
 
@@ -46,9 +46,7 @@ class DeliveryPruner:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def prune_once(self) -> int:

@@ -29,7 +29,7 @@ from receiver.shapes import ReplayReport, ReplayRequest, ReplayResult
 from receiver.state import ReceiverState, receiver_state
 from schemas.contract import as_utc
 from vlmhooks.errors import ContractViolation, PayloadError
-from vlmhooks.ingest import field_errors
+from vlmhooks.ingest import invalid_fields
 
 __all__ = ["REPLAY_PATH", "replay_deliveries", "replay_routes", "require_replay_keys", "run_replay"]
 
@@ -97,9 +97,7 @@ def _parse(body: bytes) -> _Parsed:
     try:
         request = _REQUEST.validate_python(payload, strict=False)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        fields = ", ".join(sorted({error["field"] for error in errors}))
-        raise ContractViolation(f"invalid fields: {fields}", errors=errors) from exc
+        raise invalid_fields(exc) from exc
     limit = request.get("limit", DEFAULT_REPLAY_LIMIT)
     for name in ("prediction_id", "submission_id"):
         value = request.get(name)

@@ -10,14 +10,13 @@ whether it sees the marker.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +30,7 @@ from receiver.verify import SignaturePolicy, require_json_content_type, verify_p
 from vlmhooks.errors import ProblemError
 from vlmhooks.ingest import decode_json, validate_prediction
 from vlmhooks.tables import WEBHOOK_MESSAGE
+from vlmhooks.tokens import clocked_serializer
 
 __all__ = [
     "SELF_TEST_MAX_AGE_SECONDS",
@@ -48,16 +48,6 @@ _MARKER_PREFIX = "vlmhooks.self-test:"
 SelfTestPiece = Literal["token", "vlmrun_signature", "standard_webhooks", "payload"]
 
 
-class _ClockedSigner(TimestampSigner):
-    # itsdangerous reads time.time() for both signing and the max-age check.
-    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clock = clock
-
-    def get_timestamp(self) -> int:
-        return int(self._clock())
-
-
 class SelfTestTokens:
     """Mint and verify self-test tokens: a nonce under the callback keys and a salt of its own."""
 
@@ -68,12 +58,7 @@ class SelfTestTokens:
         max_age_seconds: int = SELF_TEST_MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._serializer = URLSafeTimedSerializer(
-            list(secret_keys),
-            salt=_SALT,
-            signer=_ClockedSigner,
-            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
-        )
+        self._serializer = clocked_serializer(secret_keys, salt=_SALT, clock=clock)
         self._max_age = max_age_seconds
 
     def mint(self, nonce: str) -> str:

@@ -24,7 +24,14 @@ from receiver.state import receiver_state
 from vlmhooks.pagination import MAX_ROW_ID
 from vlmhooks.reads import events_after, last_event_seq
 
-__all__ = ["EventStream", "format_event", "resume_position", "stream_events"]
+__all__ = [
+    "EventStream",
+    "format_event",
+    "keep_alive_or_wait",
+    "resume_position",
+    "stream_events",
+    "write_chunk",
+]
 
 RECONNECT_MILLISECONDS = 2000
 KEEPALIVE_COMMENT = b": keep-alive\n\n"
@@ -117,7 +124,7 @@ class EventStream:
         """The backlog from the database, then the shared live frames; ends when dropped."""
         subscription = await fanout.subscribe()  # first: nothing after the backlog is missed
         try:
-            await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+            await write_chunk(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
             await self._write_backlog(send)
             await self._write_live(send, subscription)
         finally:
@@ -138,12 +145,12 @@ class EventStream:
         while True:
             frames = await subscription.take(keepalive)
             if subscription.closing:
-                await _write(send, SHUTDOWN_HINT % SHUTDOWN_RECONNECT_MILLISECONDS)
+                await write_chunk(send, SHUTDOWN_HINT % SHUTDOWN_RECONNECT_MILLISECONDS)
                 return
             if subscription.overflowed:
                 return  # too slow: the client resumes from its Last-Event-ID
             if not frames:
-                await _write(send, KEEPALIVE_COMMENT)
+                await write_chunk(send, KEEPALIVE_COMMENT)
                 continue
             fresh = [frame for seq, frame in frames if seq > self.last_seq]
             # (the backlog may already have written the first ones)
@@ -153,20 +160,20 @@ class EventStream:
             if sum(len(frame) for frame in fresh) <= WRITE_SLICE_BYTES:
                 # One write for a commit batch's events: a send per event per subscriber
                 # was most of what each subscriber cost.
-                await _write(send, b"".join(fresh))
+                await write_chunk(send, b"".join(fresh))
             else:
                 for frame in fresh:
                     await _write_frame(send, frame)
 
     async def _pump(self, send: Send) -> None:
-        await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+        await write_chunk(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
         quiet_since = time.monotonic()
         ends_at = None if self.max_seconds is None else quiet_since + self.max_seconds
         while True:
             ticket = self.hub.ticket()
             batch = await run_in_threadpool(events_after, self.engine, self.last_seq, EVENT_BATCH)
             if batch:
-                await _write(send, b"".join(format_event(event) for event in batch))
+                await write_chunk(send, b"".join(format_event(event) for event in batch))
                 self.last_seq = batch[-1].seq
                 quiet_since = time.monotonic()
                 if len(batch) == EVENT_BATCH:
@@ -179,25 +186,34 @@ class EventStream:
                     return
                 await self.hub.wait(ticket, left)
                 continue
-            quiet_for = time.monotonic() - quiet_since
-            if quiet_for >= self.hub.keepalive_interval:
-                await _write(send, KEEPALIVE_COMMENT)
-                quiet_since = time.monotonic()
-                quiet_for = 0.0
-            await self.hub.wait(ticket, self.hub.keepalive_interval - quiet_for)
+            quiet_since = await keep_alive_or_wait(send, self.hub, ticket, quiet_since)
 
 
-async def _write(send: Send, chunk: bytes) -> None:
+async def keep_alive_or_wait(
+    send: Send, hub: EventHub, ticket: asyncio.Event | None, quiet_since: float
+) -> float:
+    """A keep-alive comment when the stream has been quiet long enough, then wait for the next
+    change (or the next keep-alive); the new `quiet_since`."""
+    quiet_for = time.monotonic() - quiet_since
+    if quiet_for >= hub.keepalive_interval:
+        await write_chunk(send, KEEPALIVE_COMMENT)
+        quiet_since = time.monotonic()
+        quiet_for = 0.0
+    await hub.wait(ticket, hub.keepalive_interval - quiet_for)
+    return quiet_since
+
+
+async def write_chunk(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 async def _write_frame(send: Send, frame: bytes) -> None:
     if len(frame) <= WRITE_SLICE_BYTES:
-        await _write(send, frame)
+        await write_chunk(send, frame)
         return
     view = memoryview(frame)
     for start in range(0, len(frame), WRITE_SLICE_BYTES):
-        await _write(send, bytes(view[start : start + WRITE_SLICE_BYTES]))
+        await write_chunk(send, bytes(view[start : start + WRITE_SLICE_BYTES]))
 
 
 async def _finish(send: Send) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from schemas.enums import Status
 from vlmhooks.buckets import bucket_start, utc_bucket
 from vlmhooks.public import iso_utc, public_prediction
+from vlmhooks.reads import event_rows_after
 from vlmhooks.tables import DELIVERY, EVENT, PREDICTION
 
 __all__ = [
@@ -198,11 +199,5 @@ def refusals_after(engine: Engine, delivery_id: int, limit: int) -> list[Deliver
 
 def event_marks_after(engine: Engine, seq: int, limit: int) -> list[EventMark]:
     """The change feed after `seq` in commit order, without the prediction bodies."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(EVENT.c.seq, EVENT.c.type, EVENT.c.prediction_id)
-            .where(EVENT.c.seq > seq)
-            .order_by(EVENT.c.seq)
-            .limit(limit)
-        ).all()
+    rows = event_rows_after(engine, seq, limit, EVENT.c.prediction_id)
     return [EventMark(row.seq, row.type, row.prediction_id) for row in rows]

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from vlmhooks.public import iso_utc, public_prediction
-from vlmhooks.reads import get_submission, public_delivery
-from vlmhooks.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.reads import get_submission, prediction_row, public_delivery
+from vlmhooks.tables import DELIVERY, EVENT
 
 __all__ = ["DELIVERY_HISTORY_LIMIT", "delivery_body", "failure_reason", "prediction_history"]
 
@@ -72,11 +72,7 @@ def prediction_history(engine: Engine, prediction_id: str) -> dict[str, Any] | N
     if "\x00" in prediction_id:  # PostgreSQL text cannot hold NUL: never stored
         return None
     with engine.connect() as connection:
-        row = (
-            connection.execute(sa.select(PREDICTION).where(PREDICTION.c.id == prediction_id))
-            .mappings()
-            .first()
-        )
+        row = prediction_row(connection, prediction_id)
         submission_id = None if row is None else row["submission_id"]
         deliveries = _deliveries(connection, prediction_id, submission_id)
         if row is None and not deliveries:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionResponse, utc_now
 from vlmhooks.batch import apply_prediction_write, begin_write_batch, end_write_batch
-from vlmhooks.errors import ContractViolation, MalformedJSON
+from vlmhooks.errors import ContractViolation, MalformedJSON, PayloadError
 from vlmhooks.numbers import first_inexact_number
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
 from vlmhooks.storable import check_storable, storable_content_hash
@@ -27,6 +27,7 @@ __all__ = [
     "decode_json",
     "field_errors",
     "ingest_prediction",
+    "invalid_fields",
     "parse_prediction_body",
     "validate_prediction",
 ]
@@ -43,6 +44,15 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+def invalid_fields(
+    exc: ValidationError, kind: type[PayloadError] = ContractViolation
+) -> PayloadError:
+    """The 422 naming every field pydantic refused, each with its message (raise it `from exc`)."""
+    errors = field_errors(exc)
+    fields = ", ".join(sorted({error["field"] for error in errors}))
+    return kind(f"invalid fields: {fields}", errors=errors)
+
+
 def validate_prediction(payload: Any, *, raw: bytes | None = None) -> PredictionResponse:
     """A `PredictionResponse` that the contract accepts and the database can hold (else 422).
 
@@ -56,9 +66,7 @@ def validate_prediction(payload: Any, *, raw: bytes | None = None) -> Prediction
     try:
         prediction = PredictionResponse.model_validate(payload)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        fields = ", ".join(sorted({error["field"] for error in errors}))
-        raise ContractViolation(f"invalid fields: {fields}", errors=errors) from exc
+        raise invalid_fields(exc) from exc
     except OverflowError as exc:
         # Normalizing a year-1 or year-9999 time with an offset to UTC leaves datetime's
         # range; pydantic passes OverflowError through instead of reporting the field.

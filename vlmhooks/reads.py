@@ -6,12 +6,13 @@ Everything here is synchronous SQLAlchemy Core; handlers run it in the thread po
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from schemas.contract import as_utc
 from schemas.enums import Status
@@ -25,12 +26,14 @@ __all__ = [
     "PredictionFilters",
     "StoredEvent",
     "count_predictions_by_status",
+    "event_rows_after",
     "events_after",
     "get_prediction",
     "get_submission",
     "last_event_seq",
     "list_deliveries",
     "list_predictions",
+    "prediction_row",
     "public_delivery",
 ]
 REDACTED = "<redacted>"
@@ -57,15 +60,20 @@ def _storable(value: str) -> bool:
     return "\x00" not in value
 
 
+def prediction_row(connection: Connection, prediction_id: str) -> RowMapping | None:
+    """The stored prediction row, or None."""
+    return (
+        connection.execute(sa.select(PREDICTION).where(PREDICTION.c.id == prediction_id))
+        .mappings()
+        .first()
+    )
+
+
 def get_prediction(engine: Engine, prediction_id: str) -> PredictionBody | None:
     if not _storable(prediction_id):
         return None
     with engine.connect() as connection:
-        row = (
-            connection.execute(sa.select(PREDICTION).where(PREDICTION.c.id == prediction_id))
-            .mappings()
-            .first()
-        )
+        row = prediction_row(connection, prediction_id)
     return None if row is None else public_prediction(row)
 
 
@@ -245,14 +253,21 @@ def get_submission(engine: Engine, submission_id: str) -> Submission | None:
 
 def events_after(engine: Engine, seq: int, limit: int) -> list[StoredEvent]:
     """The change feed after `seq`, in seq order (= commit order, see vlmhooks/batch.py)."""
+    rows = event_rows_after(engine, seq, limit, EVENT.c.data)
+    return [StoredEvent(row.seq, row.type, row.data) for row in rows]
+
+
+def event_rows_after(
+    engine: Engine, seq: int, limit: int, *columns: sa.ColumnElement[Any]
+) -> Sequence[sa.Row[Any]]:
+    """Up to `limit` change-feed rows after `seq` in seq order: seq, type and `columns`."""
     with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(EVENT.c.seq, EVENT.c.type, EVENT.c.data)
+        return connection.execute(
+            sa.select(EVENT.c.seq, EVENT.c.type, *columns)
             .where(EVENT.c.seq > seq)
             .order_by(EVENT.c.seq)
             .limit(limit)
         ).all()
-    return [StoredEvent(row.seq, row.type, row.data) for row in rows]
 
 
 def last_event_seq(engine: Engine) -> int:

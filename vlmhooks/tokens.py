@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_CLOCK_SKEW_SECONDS",
     "DEFAULT_MAX_AGE_SECONDS",
     "CallbackTokens",
+    "clocked_serializer",
     "mint_callback_url",
     "mint_callback_urls",
     "new_submission_id",
@@ -64,6 +65,18 @@ class _ClockedSigner(TimestampSigner):
         return cached
 
 
+def clocked_serializer(
+    secret_keys: Sequence[str], *, salt: str, clock: Callable[[], float]
+) -> URLSafeTimedSerializer:
+    """A SHA-256 timed serializer over `secret_keys` (oldest to newest) that reads `clock`."""
+    return URLSafeTimedSerializer(
+        list(secret_keys),
+        salt=salt,
+        signer=_ClockedSigner,
+        signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
+    )
+
+
 class CallbackTokens:
     """Mint and verify callback tokens; keys oldest to newest, the newest signs, any verifies."""
 
@@ -90,12 +103,7 @@ class CallbackTokens:
         # clocks disagree; a token up to this far "in the future" is still accepted.
         self._clock_skew = clock_skew_seconds
         self._clock = clock
-        self._serializer = URLSafeTimedSerializer(
-            list(secret_keys),
-            salt=_SALT,
-            signer=_ClockedSigner,
-            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
-        )
+        self._serializer = clocked_serializer(secret_keys, salt=_SALT, clock=clock)
         # Newest key first, as itsdangerous tries them; derived once, not per call.
         signer = self._serializer.make_signer()
         self._derived_keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]

@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from receiver.auth import bearer_credentials, key_matches
+from receiver.auth import AuthGuard, bearer_credentials, require_key
 from receiver.dashboard.sessions import SESSION_COOKIE
 from receiver.errors import AuthError, SessionInvalid
 from receiver.problems import receiver_error_response
@@ -33,8 +33,7 @@ def authorize_dashboard(request: Request, state: ReceiverState) -> None:
         return
     authorization = request.headers.get("authorization")
     if authorization is not None:
-        if not key_matches(bearer_credentials(authorization), state.api_keys):
-            raise AuthError("the API key is not valid")
+        require_key(bearer_credentials(authorization), state.api_keys)
         return
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None:
@@ -78,25 +77,16 @@ def sign_in_redirect(request: Request, error: AuthError) -> Response:
     return RedirectResponse(f"{SIGN_IN_PATH}?{urlencode(query)}", status_code=303)
 
 
-class RequireDashboardAccess:
+class RequireDashboardAccess(AuthGuard):
     """Route middleware: the request goes on only with a valid key or session."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def check(self, scope: Scope, state: ReceiverState) -> None:
+        authorize_dashboard(Request(scope), state)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            state = scope["state"]["receiver"]
-            assert isinstance(state, ReceiverState)
-            request = Request(scope)
-            try:
-                authorize_dashboard(request, state)
-            except AuthError as exc:
-                response = (
-                    sign_in_redirect(request, exc)
-                    if _wants_html(request)
-                    else receiver_error_response(exc)
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def refusal(self, scope: Scope, error: AuthError) -> Response:
+        request = Request(scope)
+        return (
+            sign_in_redirect(request, error)
+            if _wants_html(request)
+            else receiver_error_response(error)
+        )

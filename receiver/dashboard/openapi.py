@@ -13,9 +13,16 @@ from pydantic import TypeAdapter
 from receiver.dashboard.pages import ASSETS
 from receiver.dashboard.replay import MAX_REQUEST_BYTES, DashboardReplayRequest
 from receiver.dashboard.sessions import SESSION_COOKIE
-from receiver.openapi_parts import query_param
+from receiver.openapi_parts import (
+    TEXT_PARAM,
+    TIME,
+    content,
+    json_content,
+    path_param,
+    problem,
+    query_param,
+)
 from receiver.openapi_schemas import schema_ref
-from receiver.problems import PROBLEM_MEDIA_TYPE
 from receiver.shapes import ReplayReport
 from vlmhooks.pagination import MAX_ROW_ID
 from vlmhooks.usage import DEFAULT_USAGE_GROUPS, MAX_USAGE_GROUPS, UsageLedger
@@ -24,37 +31,14 @@ __all__ = ["add_console_paths"]
 
 REF = "#/components/schemas/{model}"
 Schema = dict[str, Any]
-_NO_NUL: Schema = {"type": "string", "pattern": "^[^\\u0000]*$"}
-_TIME: Schema = {"type": "string", "format": "date-time"}
 
 
 def _ref(name: str) -> Schema:
     return {"$ref": REF.format(model=name)}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
-    }
-
-
-def _content(description: str, media_type: str, schema: Schema) -> dict[str, Any]:
-    return {"description": description, "content": {media_type: {"schema": schema}}}
-
-
 def _html(description: str) -> dict[str, Any]:
-    return _content(description, "text/html", {"type": "string"})
-
-
-def _path(name: str, description: str, schema: Schema) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema,
-    }
+    return content(description, "text/html", {"type": "string"})
 
 
 def _redirect(description: str) -> dict[str, Any]:
@@ -65,9 +49,7 @@ def _redirect(description: str) -> dict[str, Any]:
 
 
 _OBJECT: Schema = {"type": "object"}
-_PREDICTION_ID = _path(
-    "prediction_id", "The API's prediction id.", {"type": "string", "minLength": 1}
-)
+_PREDICTION_ID = path_param("prediction_id", "The API's prediction id.")
 
 
 def _page(description: str, auth_required: bool) -> dict[str, Any]:
@@ -116,20 +98,18 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": _content(
-                        "What each delivery did (or would do).",
-                        "application/json",
-                        schema_ref(ReplayReport),
+                    "200": json_content(
+                        "What each delivery did (or would do).", schema_ref(ReplayReport)
                     ),
-                    "400": _problem("The body is not JSON."),
-                    "403": _problem(
+                    "400": problem("The body is not JSON."),
+                    "403": problem(
                         "Posted from another site, or no API keys are configured "
                         "(replay is never anonymous)."
                     ),
-                    "404": _problem("No stored delivery names this prediction."),
-                    "413": _problem(f"The body is over {MAX_REQUEST_BYTES} bytes."),
-                    "415": _problem("The content type is not JSON."),
-                    "422": _problem("`dry_run` is missing or not a boolean; see `errors`."),
+                    "404": problem("No stored delivery names this prediction."),
+                    "413": problem(f"The body is over {MAX_REQUEST_BYTES} bytes."),
+                    "415": problem("The content type is not JSON."),
+                    "422": problem("`dry_run` is missing or not a boolean; see `errors`."),
                 },
             }
         },
@@ -144,14 +124,14 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "first.",
                 "parameters": [
                     query_param("status", "Only predictions with this status.", _ref("Status")),
-                    query_param("domain", "Only predictions of this domain.", _NO_NUL),
+                    query_param("domain", "Only predictions of this domain.", TEXT_PARAM),
                     query_param(
-                        "q", "A prefix of the prediction id or of the submission id.", _NO_NUL
+                        "q", "A prefix of the prediction id or of the submission id.", TEXT_PARAM
                     ),
                 ],
                 "responses": {
-                    "200": _content("The overview.", "application/json", _OBJECT),
-                    "400": _problem("A query parameter is invalid; `parameter` names it."),
+                    "200": json_content("The overview.", _OBJECT),
+                    "400": problem("A query parameter is invalid; `parameter` names it."),
                 },
             }
         },
@@ -163,8 +143,8 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "and its most recent 100 deliveries (no raw bodies).",
                 "parameters": [_PREDICTION_ID],
                 "responses": {
-                    "200": _content("The history.", "application/json", _OBJECT),
-                    "404": _problem("Not received."),
+                    "200": json_content("The history.", _OBJECT),
+                    "404": problem("Not received."),
                 },
             }
         },
@@ -173,16 +153,16 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                 "operationId": "dashboardDelivery",
                 "summary": "One delivery with its stored raw body",
                 "parameters": [
-                    _path(
+                    path_param(
                         "delivery_id",
                         "The delivery's id.",
                         {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
                     )
                 ],
                 "responses": {
-                    "200": _content("The delivery.", "application/json", _ref("Delivery")),
-                    "400": _problem("The id is not an integer."),
-                    "404": _problem("No such delivery."),
+                    "200": json_content("The delivery.", _ref("Delivery")),
+                    "400": problem("The id is not an integer."),
+                    "404": problem("No such delivery."),
                 },
             }
         },
@@ -204,8 +184,8 @@ def _guarded_paths(auth_required: bool) -> dict[str, Any]:
                     ),
                 ],
                 "responses": {
-                    "200": _content("An endless stream.", "text/event-stream", {"type": "string"}),
-                    "400": _problem("A resume position is invalid."),
+                    "200": content("An endless stream.", "text/event-stream", {"type": "string"}),
+                    "400": problem("A resume position is invalid."),
                 },
             }
         },
@@ -226,8 +206,8 @@ def _usage_path() -> dict[str, Any]:
                         "How to group (default domain).",
                         {"type": "string", "enum": ["domain", "day", "submission"]},
                     ),
-                    query_param("since", "created_at >= this (ISO 8601; UTC if no offset).", _TIME),
-                    query_param("until", "created_at < this (ISO 8601; UTC if no offset).", _TIME),
+                    query_param("since", "created_at >= this (ISO 8601; UTC if no offset).", TIME),
+                    query_param("until", "created_at < this (ISO 8601; UTC if no offset).", TIME),
                     query_param(
                         "limit",
                         f"At most this many groups (default {DEFAULT_USAGE_GROUPS}).",
@@ -235,8 +215,8 @@ def _usage_path() -> dict[str, Any]:
                     ),
                 ],
                 "responses": {
-                    "200": _content("The ledger.", "application/json", _ref("UsageLedger")),
-                    "400": _problem("A query parameter is invalid; `parameter` names it."),
+                    "200": json_content("The ledger.", _ref("UsageLedger")),
+                    "400": problem("A query parameter is invalid; `parameter` names it."),
                 },
             }
         }
@@ -274,9 +254,9 @@ def _open_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "303": _redirect(see_other),
-                    "403": _problem("Posted from another site."),
-                    "413": _problem("The form is too large."),
-                    "415": _problem("Not a form."),
+                    "403": problem("Posted from another site."),
+                    "413": problem("The form is too large."),
+                    "415": problem("Not a form."),
                 },
             },
         },
@@ -286,7 +266,7 @@ def _open_paths() -> dict[str, Any]:
                 "summary": "Sign out: clears the session cookie",
                 "responses": {
                     "303": _redirect("To the sign-in form."),
-                    "403": _problem("Posted from another site."),
+                    "403": problem("Posted from another site."),
                 },
             }
         },
@@ -295,7 +275,7 @@ def _open_paths() -> dict[str, Any]:
                 "operationId": "dashboardAsset",
                 "summary": "The dashboard's stylesheet, scripts and icon",
                 "parameters": [
-                    _path("name", "The file name.", {"type": "string", "enum": sorted(ASSETS)})
+                    path_param("name", "The file name.", {"type": "string", "enum": sorted(ASSETS)})
                 ],
                 "responses": {
                     "200": {
@@ -306,7 +286,7 @@ def _open_paths() -> dict[str, Any]:
                         },
                     },
                     "304": {"description": "Not modified (If-None-Match)."},
-                    "404": _problem("No such asset."),
+                    "404": problem("No such asset."),
                 },
             }
         },
@@ -318,7 +298,7 @@ def _secure(paths: dict[str, Any], security: list[dict[str, list[str]]]) -> None
         for operation in item.values():
             operation["security"] = security
             if security:
-                operation["responses"]["401"] = _problem(
+                operation["responses"]["401"] = problem(
                     "Missing or wrong key, or no valid session (`WWW-Authenticate: Bearer`)."
                 )
 

@@ -20,8 +20,8 @@ from receiver.replay_route import require_replay_keys, run_replay
 from receiver.responses import json_response
 from receiver.state import receiver_state
 from receiver.verify import require_json_content_type
-from vlmhooks.errors import ContractViolation, NotFound, PayloadError
-from vlmhooks.ingest import field_errors
+from vlmhooks.errors import NotFound, PayloadError
+from vlmhooks.ingest import invalid_fields
 
 __all__ = ["MAX_REQUEST_BYTES", "DashboardReplayRequest", "replay_prediction"]
 
@@ -48,9 +48,7 @@ def _parse(body: bytes) -> DashboardReplayRequest:
     try:
         return _REQUEST.validate_python(payload, strict=True)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        fields = ", ".join(sorted({error["field"] for error in errors}))
-        raise ContractViolation(f"invalid fields: {fields}", errors=errors) from exc
+        raise invalid_fields(exc) from exc
 
 
 async def replay_prediction(request: Request) -> Response:

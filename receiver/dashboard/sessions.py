@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired
+
+from vlmhooks.tokens import clocked_serializer
 
 __all__ = ["SESSION_COOKIE", "SESSION_PATH", "DashboardSessions", "SessionVerdict"]
 
@@ -24,16 +26,6 @@ _SALT = "vlmhooks.dashboard-session"
 _FINGERPRINT_KEY = "key"
 
 SessionVerdict = Literal["valid", "expired", "invalid"]
-
-
-class _ClockedSigner(TimestampSigner):
-    # itsdangerous reads time.time() for signing and for the max-age check; tests freeze it.
-    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clock = clock
-
-    def get_timestamp(self) -> int:
-        return int(self._clock())
 
 
 def _fingerprint(api_key: str) -> str:
@@ -54,12 +46,7 @@ class DashboardSessions:
         self.max_age = max_age_seconds
         self._api_keys = tuple(api_keys)
         self._fingerprints = frozenset(_fingerprint(key) for key in api_keys)
-        self._serializer = URLSafeTimedSerializer(
-            list(secret_keys),
-            salt=_SALT,
-            signer=_ClockedSigner,
-            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
-        )
+        self._serializer = clocked_serializer(secret_keys, salt=_SALT, clock=clock)
 
     def sign_in(self, presented: str) -> str | None:
         """A cookie value when `presented` is one of the keys, else None."""

@@ -21,10 +21,11 @@ from receiver.events import EventHub
 from receiver.fanout import EVENT_BATCH
 from receiver.params import bad_parameter, parse_int
 from receiver.sse import (
-    KEEPALIVE_COMMENT,
     LAST_EVENT_ID_HEADER,
     RECONNECT_MILLISECONDS,
     EventStream,
+    keep_alive_or_wait,
+    write_chunk,
 )
 from receiver.state import receiver_state
 from vlmhooks.activity import (
@@ -92,7 +93,7 @@ class DashboardStream(EventStream):
         return b"".join(frames)
 
     async def _pump(self, send: Send) -> None:
-        await _write(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+        await write_chunk(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
         quiet_since = time.monotonic()
         while True:
             ticket = self.hub.ticket()
@@ -103,20 +104,11 @@ class DashboardStream(EventStream):
                 refusals_after, self.engine, self.last_delivery, EVENT_BATCH
             )
             if marks or refusals:
-                await _write(send, self._encode(marks, refusals))
+                await write_chunk(send, self._encode(marks, refusals))
                 quiet_since = time.monotonic()
                 if EVENT_BATCH in (len(marks), len(refusals)):
                     continue  # more are waiting; do not sleep between batches
-            quiet_for = time.monotonic() - quiet_since
-            if quiet_for >= self.hub.keepalive_interval:
-                await _write(send, KEEPALIVE_COMMENT)
-                quiet_since = time.monotonic()
-                quiet_for = 0.0
-            await self.hub.wait(ticket, self.hub.keepalive_interval - quiet_for)
-
-
-async def _write(send: Send, chunk: bytes) -> None:
-    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            quiet_since = await keep_alive_or_wait(send, self.hub, ticket, quiet_since)
 
 
 def _now_positions(engine: Engine) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Browser fixtures for the dashboard tests: Playwright driving Debian's Chromium.
+"""Fixtures shared by the receiver tests: a running receiver or console, the group committer's
+probe table, and the browser for the dashboard tests (Playwright driving Debian's Chromium).
 
 Playwright's own browser download is not reachable here, so it is pointed at the system
 binary. Like PostgreSQL in tests/conftest.py, a missing Chromium is installed by the test
@@ -15,6 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy.engine import Engine
+
+from tests.receiver.callback_harness import Receiver, receiver_settings, running_receiver
+from tests.receiver.dashboard_support import Console, running_console
+from tests.receiver.group_commit_support import PROBE
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -91,3 +97,29 @@ def browser(chromium_executable: str) -> Iterator[Browser]:
 def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the browser tests leave their screenshots (a temporary folder per session)."""
     return tmp_path_factory.mktemp("dashboard-screenshots")
+
+
+@pytest.fixture
+def receiver(database_url: str) -> Iterator[Receiver]:
+    with running_receiver(receiver_settings(database_url)) as running:
+        yield running
+
+
+@pytest.fixture
+def console(sqlite_url: str) -> Iterator[Console]:
+    with running_console(sqlite_url) as running:
+        yield running
+
+
+@pytest.fixture
+def any_console(database_url: str) -> Iterator[Console]:
+    """For the reads whose SQL differs by database (time buckets, sums, substr)."""
+    with running_console(database_url) as running:
+        yield running
+
+
+@pytest.fixture
+def probe(engine: Engine) -> Iterator[Engine]:
+    """The database with the group committer's probe table."""
+    PROBE.create(engine)
+    yield engine

@@ -3,10 +3,8 @@ payload checks, storage verdicts, the delivery log and the acknowledgement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
@@ -31,12 +29,6 @@ INVOICE_SCHEMA = {
     "required": ["total", "currency", "vendor"],
     "properties": {"total": {"type": "number"}, "currency": {"type": "string"}},
 }
-
-
-@pytest.fixture
-def receiver(database_url: str) -> Iterator[Receiver]:
-    with running_receiver(receiver_settings(database_url)) as running:
-        yield running
 
 
 # --- tokens ---------------------------------------------------------------------------------

@@ -4,13 +4,11 @@ the JSON the pages render. The same pages in a real browser: test_dashboard_brow
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
-import pytest
 
 from receiver.dashboard.headers import SECURITY_HEADERS
 from receiver.dashboard.pages import ASSETS
@@ -45,19 +43,6 @@ GUARDED = [
     "/dashboard/events",
 ]
 PAGES = ["overview.html", "prediction.html", "signin.html"]
-
-
-@pytest.fixture
-def console(sqlite_url: str) -> Iterator[Console]:
-    with running_console(sqlite_url) as running:
-        yield running
-
-
-@pytest.fixture
-def any_console(database_url: str) -> Iterator[Console]:
-    """For the reads whose SQL differs by database (time buckets, sums, substr)."""
-    with running_console(database_url) as running:
-        yield running
 
 
 def sign_in(http: httpx.Client, key: str = API_KEY, **form: str) -> httpx.Response:

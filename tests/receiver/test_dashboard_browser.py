@@ -41,12 +41,6 @@ from playwright.sync_api import expect
 
 
 @pytest.fixture
-def console(sqlite_url: str) -> Iterator[Console]:
-    with running_console(sqlite_url) as running:
-        yield running
-
-
-@pytest.fixture
 def seeded(console: Console) -> Seeded:
     return seed(console)
 

@@ -4,12 +4,10 @@ The button itself, in a real browser: test_dashboard_browser.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from receiver.dashboard.headers import SECURITY_HEADERS
 from receiver.dashboard.sessions import SESSION_COOKIE
@@ -23,18 +21,6 @@ from tests.receiver.dashboard_support import (
 )
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}  # what Chromium sends from our own page
-
-
-@pytest.fixture
-def console(sqlite_url: str) -> Iterator[Console]:
-    with running_console(sqlite_url) as running:
-        yield running
-
-
-@pytest.fixture
-def any_console(database_url: str) -> Iterator[Console]:
-    with running_console(database_url) as running:
-        yield running
 
 
 def session_cookie(console: Console) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,28 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from receiver import group_commit
 from receiver.group_commit import GroupCommitter, WriterStopped
+from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
 from vlmhooks.db import make_engine
-
-PROBE = sa.Table("gc_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-
-
-@pytest.fixture
-def probe(engine: Engine) -> Iterator[Engine]:
-    PROBE.create(engine)
-    yield engine
-
-
-def _insert(row_id: int) -> Callable[[Connection], int]:
-    def op(connection: Connection) -> int:
-        connection.execute(PROBE.insert().values(id=row_id))
-        return row_id
-
-    return op
-
-
-def _ids(engine: Engine) -> list[int]:
-    with engine.connect() as connection:
-        return [row_id for (row_id,) in connection.execute(sa.select(PROBE.c.id).order_by("id"))]
 
 
 def _blocking(gate: threading.Event, entered: threading.Event) -> Callable[[Connection], str]:
@@ -67,7 +47,7 @@ def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
         first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
         await _wait_for(entered)
         # These queue up while the writer is busy, so they must form a single batch.
-        rest = [asyncio.ensure_future(writer.run(_insert(i))) for i in range(1, 51)]
+        rest = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in range(1, 51)]
         await asyncio.sleep(0.05)
         gate.set()
         return await asyncio.gather(first, *rest)
@@ -78,7 +58,7 @@ def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
         writer.stop()
     assert results == ["unblocked", *range(1, 51)]
     assert sizes == [1, 50] and len(commits) == 2
-    assert _ids(probe) == list(range(1, 51))
+    assert probe_ids(probe) == list(range(1, 51))
 
 
 def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine) -> None:
@@ -95,7 +75,11 @@ def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine
         writer.start()
         first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
         await _wait_for(entered)
-        ops = [_insert(i) for i in range(1, 5)] + [_insert(5), writes_then_raises, _insert(6)]
+        ops = [probe_insert(i) for i in range(1, 5)] + [
+            probe_insert(5),
+            writes_then_raises,
+            probe_insert(6),
+        ]
         batch = [asyncio.ensure_future(writer.run(op)) for op in ops]
         await asyncio.sleep(0.05)
         gate.set()
@@ -109,7 +93,7 @@ def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine
     assert isinstance(results[5], IntegrityError)  # id 5 exists: a database error
     assert isinstance(results[6], ValueError)
     assert results[7] == 6
-    assert _ids(probe) == [1, 2, 3, 4, 5, 6]  # nothing of the raising op, 100, was kept
+    assert probe_ids(probe) == [1, 2, 3, 4, 5, 6]  # nothing of the raising op, 100, was kept
 
 
 def test_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
@@ -120,20 +104,20 @@ def test_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
         writer.start()
         first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
         await _wait_for(entered)
-        queued = [asyncio.ensure_future(writer.run(_insert(i))) for i in (1, 2, 3)]
+        queued = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in (1, 2, 3)]
         await asyncio.sleep(0.01)
         stopper = threading.Thread(target=writer.stop)
         stopper.start()
         await asyncio.sleep(0.05)
         with pytest.raises(WriterStopped):
-            await writer.run(_insert(4))
+            await writer.run(probe_insert(4))
         gate.set()
         results = await asyncio.gather(first, *queued)
         await asyncio.to_thread(stopper.join, 10)
         return results
 
     assert asyncio.run(scenario()) == ["unblocked", 1, 2, 3]
-    assert _ids(probe) == [1, 2, 3]
+    assert probe_ids(probe) == [1, 2, 3]
     assert not writer.running
 
 
@@ -148,7 +132,7 @@ def test_waiters_are_released_when_the_writer_is_stuck_at_stop(
         writer.start()
         first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
         await _wait_for(entered)
-        queued = [asyncio.ensure_future(writer.run(_insert(i))) for i in (1, 2)]
+        queued = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in (1, 2)]
         await asyncio.sleep(0.01)
         await asyncio.to_thread(writer.stop)  # gives up waiting after 0.1 s
         stranded = await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), 5)
@@ -165,7 +149,7 @@ def test_run_before_start_is_refused(probe: Engine) -> None:
 
     async def scenario() -> None:
         with pytest.raises(WriterStopped):
-            await writer.run(_insert(1))
+            await writer.run(probe_insert(1))
 
     asyncio.run(scenario())
 
@@ -180,7 +164,7 @@ def test_a_failing_hook_does_not_kill_the_writer(
 
     async def scenario() -> list[int]:
         writer.start()
-        return [await writer.run(_insert(1)), await writer.run(_insert(2))]
+        return [await writer.run(probe_insert(1)), await writer.run(probe_insert(2))]
 
     try:
         assert asyncio.run(scenario()) == [1, 2]
@@ -211,7 +195,7 @@ def test_batched_items_are_applied_in_one_call(probe: Engine) -> None:
         first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
         await _wait_for(entered)
         batched = [asyncio.ensure_future(writer.run_batched(apply_many, i)) for i in range(1, 6)]
-        plain = asyncio.ensure_future(writer.run(_insert(100)))
+        plain = asyncio.ensure_future(writer.run(probe_insert(100)))
         await asyncio.sleep(0.05)
         gate.set()
         return await asyncio.gather(first, *batched, plain)
@@ -221,7 +205,7 @@ def test_batched_items_are_applied_in_one_call(probe: Engine) -> None:
     finally:
         writer.stop()
     assert calls == [[1, 2, 3, 4, 5]]
-    assert _ids(probe) == [1, 2, 3, 4, 5, 100]
+    assert probe_ids(probe) == [1, 2, 3, 4, 5, 100]
 
 
 def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
@@ -248,7 +232,7 @@ def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
     assert results[:3] == ["unblocked", 110, 120] and results[4] == 140
     assert isinstance(results[3], ValueError)
     assert calls == [[11, 12, 13, 14], [11], [12], [13], [14]]
-    assert _ids(probe) == [11, 12, 14]  # 13's rows were rolled back with its transaction
+    assert probe_ids(probe) == [11, 12, 14]  # 13's rows were rolled back with its transaction
 
 
 @pytest.mark.postgres
@@ -268,13 +252,13 @@ def test_the_writer_reconnects_after_its_connection_is_killed(postgres_url: str)
 
     async def scenario() -> list[int]:
         writer.start()
-        first = await writer.run(_insert(1))
+        first = await writer.run(probe_insert(1))
         await asyncio.to_thread(kill_other_sessions)  # the writer's held connection dies
-        return [first, await writer.run(_insert(2)), await writer.run(_insert(3))]
+        return [first, await writer.run(probe_insert(2)), await writer.run(probe_insert(3))]
 
     try:
         assert asyncio.run(scenario()) == [1, 2, 3]
-        assert _ids(engine) == [1, 2, 3]
+        assert probe_ids(engine) == [1, 2, 3]
     finally:
         writer.stop()
         engine.dispose()

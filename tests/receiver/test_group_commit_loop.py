@@ -6,38 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver.group_commit import GroupCommitter, WriterStopped
-
-PROBE = sa.Table("gc_loop_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-
-
-@pytest.fixture
-def probe(engine: Engine) -> Iterator[Engine]:
-    PROBE.create(engine)
-    yield engine
-
-
-def _insert(row_id: int, threads: list[str] | None = None) -> Callable[[Connection], int]:
-    def op(connection: Connection) -> int:
-        if threads is not None:
-            threads.append(threading.current_thread().name)
-        connection.execute(PROBE.insert().values(id=row_id))
-        return row_id
-
-    return op
-
-
-def _ids(engine: Engine) -> list[int]:
-    with engine.connect() as connection:
-        return [row_id for (row_id,) in connection.execute(sa.select(PROBE.c.id).order_by("id"))]
+from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
 
 
 def test_writes_queued_together_share_one_commit_applied_on_the_loop(probe: Engine) -> None:
@@ -47,7 +23,9 @@ def test_writes_queued_together_share_one_commit_applied_on_the_loop(probe: Engi
 
     async def scenario() -> tuple[list[Any], str]:
         writer.start()
-        results = await asyncio.gather(*(writer.run(_insert(i, threads)) for i in range(1, 51)))
+        results = await asyncio.gather(
+            *(writer.run(probe_insert(i, threads)) for i in range(1, 51))
+        )
         await writer.drain()
         return results, threading.current_thread().name
 
@@ -58,7 +36,7 @@ def test_writes_queued_together_share_one_commit_applied_on_the_loop(probe: Engi
     assert results == list(range(1, 51))
     assert sizes == [50]
     assert set(threads) == {loop_thread}  # statements ran on the event loop's thread
-    assert _ids(probe) == list(range(1, 51))
+    assert probe_ids(probe) == list(range(1, 51))
 
 
 def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> None:
@@ -72,7 +50,11 @@ def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> Non
 
     async def scenario() -> list[Any]:
         writer.start()
-        ops = [_insert(i) for i in range(1, 5)] + [_insert(5), writes_then_raises, _insert(6)]
+        ops = [probe_insert(i) for i in range(1, 5)] + [
+            probe_insert(5),
+            writes_then_raises,
+            probe_insert(6),
+        ]
         return await asyncio.gather(*(writer.run(op) for op in ops), return_exceptions=True)
 
     try:
@@ -83,7 +65,7 @@ def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> Non
     assert isinstance(results[4], IntegrityError)
     assert isinstance(results[5], ValueError)
     assert results[6] == 6
-    assert _ids(probe) == [1, 2, 3, 4, 5, 6]
+    assert probe_ids(probe) == [1, 2, 3, 4, 5, 6]
 
 
 def test_drain_then_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
@@ -91,13 +73,13 @@ def test_drain_then_stop_commits_what_is_queued_then_refuses(probe: Engine) -> N
 
     async def scenario() -> list[int]:
         writer.start()
-        queued = [asyncio.ensure_future(writer.run(_insert(i))) for i in range(1, 4)]
+        queued = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in range(1, 4)]
         await asyncio.sleep(0)  # queued, not yet committed
         await writer.drain()
         writer.stop()
         with pytest.raises(WriterStopped):
-            await writer.run(_insert(9))
+            await writer.run(probe_insert(9))
         return [future.result() for future in queued]
 
     assert asyncio.run(scenario()) == [1, 2, 3]
-    assert _ids(probe) == [1, 2, 3]
+    assert probe_ids(probe) == [1, 2, 3]

@@ -5,7 +5,6 @@ addressable ids, clock skew on tokens, and readiness while the database refuses 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import quote
@@ -34,12 +33,6 @@ from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha
 from vlmhooks.tables import EVENT
 
 AUTH = {"authorization": f"Bearer {LOOKUP_KEY}"}
-
-
-@pytest.fixture
-def receiver(database_url: str) -> Iterator[Receiver]:
-    with running_receiver(receiver_settings(database_url)) as running:
-        yield running
 
 
 def _events(receiver: Receiver) -> int:

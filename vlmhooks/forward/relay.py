@@ -5,7 +5,6 @@ prediction (see `outbox.claim`), with backoff, a maximum age, then a dead letter
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -27,6 +26,7 @@ from vlmhooks.forward.metrics import ForwardMetrics
 from vlmhooks.forward.publish import Attempt, Publisher, encode_message
 from vlmhooks.forward.registry import DestinationState, destination_state
 from vlmhooks.outbox import Claimed, Lease, Settlement, claim, has_due, settle, with_payloads
+from vlmhooks.tasks import cancel_and_wait
 
 __all__ = ["ChangeSignal", "Relay", "RelayConfig", "Round", "WriteRunner", "transaction_runner"]
 
@@ -149,9 +149,7 @@ class Relay:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
         for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
         for publisher in self._publishers.values():
             try:

@@ -4,7 +4,6 @@ synced and (where wanted) a relay started; `serve` and `forward` both use this."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -23,6 +22,7 @@ from vlmhooks.forward.publish import Publisher
 from vlmhooks.forward.registry import sync_destinations
 from vlmhooks.forward.relay import ChangeSignal, Relay, RelayConfig, WriteRunner
 from vlmhooks.settings import Settings
+from vlmhooks.tasks import cancel_and_wait
 
 __all__ = ["Forwarding"]
 
@@ -138,9 +138,7 @@ class Forwarding:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self.relay is not None:
             await self.relay.stop()
