@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.selftest import SelfTestTokens, marker_id, self_test_body
+from vlmhooks.cli_args import positive_seconds
 from vlmhooks.db import make_engine
 from vlmhooks.errors import ConfigError
 from vlmhooks.settings import Settings
@@ -62,7 +64,7 @@ def add_check_command(commands: Any) -> None:
         "check", help="check the database, the public URL and a signed callback round trip"
     )
     check.add_argument("--public-url", default=None, help="default $VLMHOOKS_PUBLIC_URL")
-    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
+    check.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS)
     check.set_defaults(handler=_cmd_check)
 
 
@@ -81,7 +83,7 @@ def run_checks(
     transport: httpx.BaseTransport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> list[CheckResult]:
-    base = (public_url or settings.public_url).rstrip("/")
+    base = _http_url(public_url or settings.public_url).rstrip("/")
     engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
     try:
         database = _check_database(engine)
@@ -116,6 +118,18 @@ def _check_database(engine: Engine) -> CheckResult:
             "database", False, f"at revision {current}, this code expects {head}: upgrade it"
         )
     return CheckResult("database", True, f"reachable, migrated (revision {current})")
+
+
+def _http_url(url: str) -> str:
+    """`url` if http(s) with a host; else a `ConfigError` (httpx would raise `InvalidURL`)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a ValueError when out of range or not a number
+    except ValueError:  # e.g. "http://[::1": urlsplit raises instead of returning parts
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--public-url / VLMHOOKS_PUBLIC_URL must be an http(s) URL, got {url!r}")
+    return url
 
 
 def _check_public_url(client: httpx.Client, base: str) -> CheckResult:

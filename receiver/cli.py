@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vlmhooks.cli_args import port_number, positive_int
 from vlmhooks.errors import ConfigError, VlmhooksError
 from vlmhooks.settings import Settings, load_settings
 
@@ -133,9 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the receiver (uvicorn)")
     serve.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
     serve.add_argument(
-        "--workers", type=int, default=None, help="processes (default $WEB_CONCURRENCY, else 1)"
+        "--port", type=port_number, default=None, help="port (default $PORT, else 8000)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="processes (default $WEB_CONCURRENCY, else 1)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument(
@@ -149,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         "forward", help="run only the forwarding relay (VLMHOOKS_FORWARD_TO), no web server"
     )
     forward.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+        "--metrics-port",
+        type=port_number,
+        default=None,
+        help="serve Prometheus metrics on this port",
     )
     forward.set_defaults(handler=_cmd_forward)
 

@@ -15,7 +15,7 @@ from receiver.verify import SignaturePolicy
 from schemas.contract import as_utc
 from vlmhooks.batch import begin_write_batch, end_write_batch
 from vlmhooks.db import make_engine
-from vlmhooks.durations import parse_duration
+from vlmhooks.durations import DurationTooLong, parse_duration
 from vlmhooks.errors import ConfigError
 from vlmhooks.records import DeliveryVerdict
 from vlmhooks.retention import DEFAULT_PRUNE_BATCH, prune_deliveries
@@ -63,6 +63,8 @@ def parse_when(text: str, *, now: datetime, option: str) -> datetime:
     """An ISO 8601 instant (UTC if no offset), or a duration meaning that long ago."""
     try:
         return now - parse_duration(text)
+    except DurationTooLong as exc:
+        raise ConfigError(f"{option}: {exc}") from None
     except ValueError:
         pass
     try:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from receiver.events import EventHub
 from vlmhooks.db import make_engine
+from vlmhooks.errors import ConfigError
 from vlmhooks.forward.relay import transaction_runner
 from vlmhooks.forward.runtime import Forwarding
 from vlmhooks.settings import Settings
@@ -33,13 +34,18 @@ async def run_forward(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    registry = CollectorRegistry(auto_describe=True)
+    if metrics_port is not None:
+        try:
+            start_http_server(metrics_port, registry=registry)
+        except OSError as exc:  # in use, not allowed: the CLI's one line, not a traceback
+            raise ConfigError(
+                f"--metrics-port: cannot listen on port {metrics_port}: {exc.strerror or exc}"
+            ) from None
     engine = make_engine(settings.database_url, pool_size=4)
     # BEGIN IMMEDIATE: on SQLite the relay's writes queue behind the receiver's instead
     # of failing to upgrade a read lock.
     write_engine = make_engine(settings.database_url, pool_size=2, immediate_writes=True)
-    registry = CollectorRegistry(auto_describe=True)
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=registry)
     events = EventHub(engine)
     await events.start()
     try:

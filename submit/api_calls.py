@@ -79,8 +79,12 @@ T = TypeVar("T")
 def resolve_base_url(base_url: str | None, *, env: str = BASE_URL_ENV) -> str:
     """The argument, else the environment, else the public API; must be http(s)."""
     url = (base_url or os.environ.get(env) or DEFAULT_VLMRUN_BASE_URL).strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a ValueError when out of range or not a number
+    except ValueError:  # e.g. "http://[::1": urlsplit raises instead of returning parts
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{env} must be an http(s) URL, got {url!r}")
     return url
 

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-__all__ = ["PIPED_TABLE_WIDTH", "positive_int", "positive_seconds", "table_width"]
+__all__ = ["PIPED_TABLE_WIDTH", "port_number", "positive_int", "positive_seconds", "table_width"]
 
 # Piped output has no terminal width; rich's 80-column default would squeeze the ids.
 PIPED_TABLE_WIDTH = 200
@@ -16,6 +16,13 @@ def positive_int(text: str) -> int:
     """A whole number of at least 1, in ASCII digits (``int()`` would take "+1" and "٣")."""
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535: a port out of range is an `OverflowError` traceback at bind."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return int(text)
 
 

@@ -25,11 +25,12 @@ def normalize_database_url(url: str) -> str:
         raise ConfigError("DATABASE_URL is empty")
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+            break
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from exc
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a port like ":1"
+        raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
             f"DATABASE_URL uses {parsed.get_backend_name()!r}; "

@@ -9,7 +9,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine
+
+from vlmhooks.errors import ConfigError
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -34,11 +37,17 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:  # e.g. an unknown revision: one line, not Alembic's traceback
+        raise ConfigError(f"db upgrade {revision}: {exc}") from None
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(alembic_config(engine), revision)
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise ConfigError(f"db downgrade {revision}: {exc}") from None
 
 
 @functools.cache

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         DEFAULT_DATABASE_URL, repr=False, validation_alias=_env("DATABASE_URL")
     )
-    port: int = Field(8000, validation_alias=_env("PORT"))
+    port: int = Field(8000, ge=1, le=65535, validation_alias=_env("PORT"))
     web_concurrency: int = Field(1, ge=1, validation_alias=_env("WEB_CONCURRENCY"))
     vlmrun_api_key: SecretStr | None = Field(None, validation_alias=_env("VLMRUN_API_KEY"))
     vlmrun_base_url: str = Field(DEFAULT_VLMRUN_BASE_URL, validation_alias=_env("VLMRUN_BASE_URL"))

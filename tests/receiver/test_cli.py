@@ -175,3 +175,131 @@ def _wait_for_receiver(url: str, process: subprocess.Popen[bytes]) -> httpx.Resp
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("the receiver did not come up")
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "expected"),
+    [
+        (["deliveries", "prune", "--older-than", "999999999d"], None, "--older-than: "),
+        (["deliveries", "replay", "--since", "999999999d"], None, "--since: "),
+        (["deliveries", "replay", "--until", "36501d"], None, "--until: "),
+        (["deliveries", "prune"], "999999999d", "VLMHOOKS_DELIVERY_RETENTION: "),
+    ],
+)
+def test_a_duration_too_long_to_subtract_is_one_line(
+    environment: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    env: str | None,
+    expected: str,
+) -> None:
+    """`now - 999999999d` overflows datetime: a clear line, not an OverflowError traceback."""
+    if env is not None:
+        environment.setenv("VLMHOOKS_DELIVERY_RETENTION", env)
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vlm-receiver: error: {expected}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["serve", "--port", "99999"], "argument --port: '99999' is not a port number (1-65535)"),
+        (["serve", "--port", "-5"], "argument --port: '-5' is not a port number (1-65535)"),
+        (["serve", "--workers", "0"], "argument --workers: '0' is not a whole number"),
+        (["forward", "--metrics-port", "70000"], "argument --metrics-port: '70000' is not a port"),
+        (["check", "--timeout", "-1"], "argument --timeout: '-1' is not a positive number"),
+        (["check", "--timeout", "nan"], "argument --timeout: 'nan' is not a positive number"),
+    ],
+)
+def test_out_of_range_numbers_are_a_usage_line_not_a_traceback(
+    environment: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    expected: str,
+) -> None:
+    """A port past 65535 was an `OverflowError` at bind, a bad timeout a `ValueError`."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(command)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith(f"vlm-receiver {command[0]}: error: {expected}")
+    assert "Traceback" not in err
+
+
+def test_port_out_of_range_in_the_environment_is_one_line(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("PORT", "99999")
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vlm-receiver: error: PORT: ")
+    assert err.count("\n") == 1 and "65535" in err
+
+
+def test_forward_metrics_port_in_use_is_one_line(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.create_server(("0.0.0.0", 0)) as taken:  # bound first: no race for the port
+        port = taken.getsockname()[1]
+        assert cli.main(["forward", "--metrics-port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vlm-receiver: error: --metrics-port: cannot listen on port {port}: " + (
+        "Address already in use\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "expected"),
+    [
+        (
+            ["deliveries", "prune", "--older-than", "1d"],
+            {"DATABASE_URL": "postgresql://u:p@[::1/x"},
+            "DATABASE_URL is not a database URL: ",
+        ),
+        (
+            ["db", "upgrade"],
+            {"DATABASE_URL": "postgres://u:p@db.example:abc/x"},
+            "DATABASE_URL is not a database URL: ",
+        ),
+        (
+            ["db", "upgrade", "nosuchrev"],
+            {},
+            "db upgrade nosuchrev: Can't locate revision identified by 'nosuchrev'",
+        ),
+        (
+            ["db", "downgrade", "nosuchrev"],
+            {},
+            "db downgrade nosuchrev: Can't locate revision identified by 'nosuchrev'",
+        ),
+        (
+            ["check"],
+            {"VLMHOOKS_PUBLIC_URL": "http://[::1"},
+            "--public-url / VLMHOOKS_PUBLIC_URL must be an http(s) URL, got 'http://[::1'",
+        ),
+        (
+            ["check", "--public-url", "ftp://hooks.example"],
+            {},
+            "--public-url / VLMHOOKS_PUBLIC_URL must be an http(s) URL, got 'ftp://",
+        ),
+    ],
+)
+def test_malformed_urls_and_revisions_are_one_line(
+    environment: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    """Each was a traceback: SQLAlchemy's int(port), Alembic's CommandError, httpx's
+    InvalidURL."""
+    for name, value in env.items():
+        environment.setenv(name, value)
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vlm-receiver: error: {expected}")
+    assert err.count("\n") == 1 and "Traceback" not in err and "p@" not in err

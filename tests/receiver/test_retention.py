@@ -113,3 +113,10 @@ def test_serve_prunes_on_its_own_when_retention_is_set(database_url: str) -> Non
         body = prediction_body(prediction_id="pred_new")
         assert receiver.post_json(body, token=receiver.token("sub_new")).status_code == 200
         assert counts(receiver) == (5, 2)
+
+
+@pytest.mark.parametrize("text", ["36501d", "999999999d", "876001h"])
+def test_durations_too_long_to_subtract_from_now_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"must be at most 36500d"):
+        parse_duration(text)
+    assert parse_duration("36500d") == timedelta(days=36500)

@@ -9,6 +9,8 @@ from typing import Literal
 
 SCALE_ENV = "VLMHOOKS_RELIABILITY_SCALE"
 COUNT_ENV_PREFIX = "VLMHOOKS_RELIABILITY_"
+SEED_ENV = "VLMHOOKS_RELIABILITY_SEED"
+DEFAULT_SEED = 20240611
 Scale = Literal["ci", "full"]
 
 # name: (CI size, full size). The full sizes are the issue's; CI keeps the directory ~90 s.
@@ -38,3 +40,14 @@ def size(name: str) -> int:
             raise ValueError(f"{COUNT_ENV_PREFIX}{name} must be a positive integer")
         return int(override)
     return full if scale() == "full" else ci
+
+
+def seed() -> int:
+    """The random seed for a test's draws: fixed, so a failure reruns the same way;
+    `VLMHOOKS_RELIABILITY_SEED` explores others."""
+    override = os.environ.get(SEED_ENV)
+    if override is None:
+        return DEFAULT_SEED
+    if not (override.isascii() and override.isdigit()):
+        raise ValueError(f"{SEED_ENV} must be a non-negative integer")
+    return int(override)

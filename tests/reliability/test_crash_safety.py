@@ -46,7 +46,7 @@ from submit.reconcile import reconcile_once
 from submit.submitter import SubmitItem, SubmitResult, Submitter
 from tests.reliability.callbacks import LOOKUP_KEY, SECRET_KEY, WEBHOOK_SECRET
 from tests.reliability.processes import ReceiverProcess
-from tests.reliability.sizing import size
+from tests.reliability.sizing import seed, size
 from tests.servers import free_port, serve
 from vlmhooks.db import make_engine
 from vlmhooks.tables import PREDICTION, SUBMISSION
@@ -182,7 +182,7 @@ def history(attempts: list[dict[str, Any]], prediction_ids: list[str]) -> dict[s
 def test_kill_9_under_load_loses_nothing(database_url: str, tmp_path: Path) -> None:
     predictions = size("CRASH_PREDICTIONS")
     kills = size("CRASH_KILLS")
-    rng = random.Random()
+    rng = random.Random(seed())
     # The submitter and reconcile write (on SQLite, queueing on BEGIN IMMEDIATE); the killer
     # polls with plain reads, which must not queue behind the receiver's writer.
     engine = make_engine(database_url, immediate_writes=True)

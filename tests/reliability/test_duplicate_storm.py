@@ -39,7 +39,7 @@ from tests.reliability.callbacks import (
 )
 from tests.reliability.processes import ReceiverProcess
 from tests.reliability.rawhttp import RawConnection
-from tests.reliability.sizing import size
+from tests.reliability.sizing import seed, size
 from tests.servers import free_port, serve
 from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
@@ -141,7 +141,7 @@ async def send_storm(base_url: str, callbacks: list[Callback], connections: int)
 
 
 def run_storm(base_url: str, engine: Engine, count: int) -> None:
-    rng = random.Random()
+    rng = random.Random(seed())
     plan = storm_plan(count, rng)
     add_submissions(engine, [submission_id_for(p) for p in plan])
     callbacks = storm_callbacks(plan, rng)

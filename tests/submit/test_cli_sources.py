@@ -73,3 +73,11 @@ def test_falling_back_to_the_api_is_announced(
     assert first.startswith(f"vlm-submit: read from the VLM Run API at {api_url}")
     assert "neither DATABASE_URL nor --receiver-url/VLMHOOKS_RECEIVER_URL is set" in first
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://host:abc"])
+def test_a_malformed_receiver_url_is_one_line(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    """`urlsplit` raises on an unclosed IPv6 bracket, `.port` on a bad port: not a traceback."""
+    assert main(["get", "--receiver-url", url, "p-remote"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vlm-submit: error: --receiver-url must be an http(s) URL, got {url!r}\n"
