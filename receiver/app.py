@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.callback_slots import CallbackSlots
 from receiver.callback_urls import callback_url_routes
-from receiver.callbacks import callback_routes
+from receiver.callbacks import callback_endpoint, callback_routes
 from receiver.dashboard.routes import dashboard_routes
 from receiver.events import EventHub
 from receiver.fanout import FanOut
@@ -33,7 +33,7 @@ from receiver.verify import SignaturePolicy
 from vlmhooks.forward.relay import transaction_runner
 from vlmhooks.forward.runtime import Forwarding
 from vlmhooks.settings import Settings, load_settings
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.tokens import CALLBACK_PATH_PREFIX, CallbackTokens
 
 if TYPE_CHECKING:
     import httpx
@@ -132,9 +132,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             write_engine.dispose()
             engine.dispose()
 
-    app = Starlette(
+    # Bounds memory: callback bytes read and decoded at once (README, "Limits").
+    callbacks = CallbackSlots(
+        callback_endpoint,
+        budget=settings.callback_bytes_in_flight,
+        body_cap=settings.max_body_bytes,
+    )
+    app = ReceiverApp(
+        callbacks,
         routes=[
-            *callback_routes(),
+            *callback_routes(callbacks),
             *callback_url_routes(),
             *lookup_routes(),
             *replay_routes(),
@@ -144,20 +151,41 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             *ops_routes(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        # Bounds memory: callback bytes read and decoded at once (README, "Limits").
-        middleware=[
-            Middleware(
-                CallbackSlots,
-                budget=settings.callback_bytes_in_flight,
-                body_cap=settings.max_body_bytes,
-            )
-        ],
         lifespan=lifespan,
     )
     # A webhook sender does not follow redirects: `/v1/callbacks/<token>/` must get a
     # problem+json 404, not a 307 to a URL it will never retry.
     app.router.redirect_slashes = False
     return app
+
+
+class ReceiverApp(Starlette):
+    """Starlette, except that a callback skips the middleware stack and the router.
+
+    Callbacks are the one path whose cost decides throughput; the router would try them
+    against a regex and the exception middleware would wrap them, for nothing: the endpoint
+    answers every error itself (ARCHITECTURE.md, "The callback fast path"). Anything that is
+    not exactly `POST /v1/callbacks/<one segment>` goes through Starlette as usual, where the
+    same endpoint is routed.
+    """
+
+    def __init__(self, callbacks: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._callbacks = callbacks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path: str = scope["path"]
+            token = path[_PREFIX_LENGTH:]
+            if path.startswith(CALLBACK_PATH_PREFIX) and token and "/" not in token:
+                scope["app"] = self
+                scope["path_params"] = {"token": token}
+                await self._callbacks(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+_PREFIX_LENGTH = len(CALLBACK_PATH_PREFIX)
 
 
 def _fetch_back_client(settings: Settings) -> httpx.AsyncClient:

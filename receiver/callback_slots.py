@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from receiver.errors import CallbacksBusy
 from receiver.problems import receiver_error_response
 from receiver.state import ReceiverState
-from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["SLOT_WAIT_SECONDS", "ByteBudget", "CallbackSlots"]
 
@@ -39,9 +38,15 @@ class ByteBudget:
     def _fits(self, size: int) -> bool:
         return self.in_use == 0 or self.in_use + size <= self.capacity
 
-    async def acquire(self, size: int) -> None:
+    def try_acquire(self, size: int) -> bool:
+        """Take `size` now if it fits and nobody is queued; the common, await-free case."""
         if not self._queue and self._fits(size):
             self.in_use += size
+            return True
+        return False
+
+    async def acquire(self, size: int) -> None:
+        if self.try_acquire(size):
             return
         entry = (size, asyncio.get_running_loop().create_future())
         self._queue.append(entry)
@@ -73,6 +78,8 @@ def _reservation(scope: Scope, body_cap: int) -> int:
 
 
 class CallbackSlots:
+    """Wraps the callback endpoint (an ASGI app): a callback runs once its bytes fit."""
+
     def __init__(
         self, app: ASGIApp, *, budget: int, body_cap: int, wait_seconds: float | None = None
     ) -> None:
@@ -83,25 +90,26 @@ class CallbackSlots:
         self.wait_seconds = SLOT_WAIT_SECONDS if wait_seconds is None else wait_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(CALLBACK_PATH_PREFIX):
-            await self.app(scope, receive, send)
-            return
         size = _reservation(scope, self.body_cap)
-        try:
-            await asyncio.wait_for(self.budget.acquire(size), timeout=self.wait_seconds)
-        except TimeoutError:
-            busy = CallbacksBusy("too many callback bytes are being received at once; retry later")
-            state = scope.get("state", {}).get("receiver")
-            if isinstance(state, ReceiverState):
-                # Before the token check: counted, and logged within the unauthenticated rate.
-                state.refusals.record(
-                    busy, submission_id=None, prediction_id=None, authenticated=False
-                )
-            response = receiver_error_response(busy)
-            response.headers["retry-after"] = str(RETRY_AFTER_SECONDS)
-            await response(scope, receive, send)
-            return
+        # Without a wait (the common case) no timer and no task: this is the hot path.
+        if not self.budget.try_acquire(size):
+            try:
+                async with asyncio.timeout(self.wait_seconds):
+                    await self.budget.acquire(size)
+            except TimeoutError:
+                await self._refuse_busy(scope, receive, send)
+                return
         try:
             await self.app(scope, receive, send)
         finally:
             self.budget.release(size)
+
+    async def _refuse_busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        busy = CallbacksBusy("too many callback bytes are being received at once; retry later")
+        state = scope.get("state", {}).get("receiver")
+        if isinstance(state, ReceiverState):
+            # Before the token check: counted, and logged within the unauthenticated rate.
+            state.refusals.record(busy, submission_id=None, prediction_id=None, authenticated=False)
+        response = receiver_error_response(busy)
+        response.headers["retry-after"] = str(RETRY_AFTER_SECONDS)
+        await response(scope, receive, send)

@@ -15,19 +15,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.body import declared_length, read_body
 from receiver.errors import BodyTooLarge
 from receiver.fetch import fetch_prediction
 from receiver.group_commit import WriterStopped
-from receiver.problems import receiver_error_response
+from receiver.problems import problem_response, receiver_error_response
 from receiver.selftest import answer_self_test
 from receiver.shapes import CallbackAck
 from receiver.state import ReceiverState, receiver_state
 from receiver.verify import require_json_content_type, verify_provider_signatures
 from schemas.enums import Status
 from vlmhooks.audit import delivery_record, log_rejected_delivery
-from vlmhooks.batch import apply_prediction_writes
+from vlmhooks.batch import apply_prediction_writes, prediction_batch
 from vlmhooks.errors import (
     PayloadError,
     PayloadTooLarge,
@@ -45,7 +46,7 @@ from vlmhooks.storable import (
 )
 from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
-__all__ = ["CALLBACK_PATH", "callback_routes", "receive_callback"]
+__all__ = ["CALLBACK_PATH", "callback_endpoint", "callback_routes", "receive_callback"]
 
 CALLBACK_PATH = CALLBACK_PATH_PREFIX + "{token}"
 SOURCE_CALLBACK = "callback"
@@ -55,8 +56,24 @@ STORAGE_RETRY_AFTER_SECONDS = 5
 log = logging.getLogger("vlmhooks.callbacks")
 
 
-def callback_routes() -> list[BaseRoute]:
-    return [Route(CALLBACK_PATH, receive_callback, methods=["POST"], name="callback")]
+def callback_routes(endpoint: ASGIApp) -> list[BaseRoute]:
+    """The route, for the router, the OpenAPI check and `url_path_for`; `ReceiverApp` serves
+    most callbacks before routing, through the same `endpoint`."""
+    return [Route(CALLBACK_PATH, endpoint, methods=["POST"], name="callback")]
+
+
+async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """`receive_callback` as a plain ASGI app: it runs outside Starlette's exception
+    middleware (ARCHITECTURE.md, "The callback fast path"), so it turns the unexpected into a
+    problem+json 500 itself."""
+    try:
+        response = await receive_callback(Request(scope, receive))
+    except Exception:
+        log.exception("a callback failed unexpectedly")
+        response = problem_response(
+            500, "Internal Server Error", "unexpected error; see server logs"
+        )
+    await response(scope, receive, send)
 
 
 async def receive_callback(request: Request) -> Response:
@@ -142,7 +159,9 @@ async def receive_callback(request: Request) -> Response:
     # Batched with every other callback queued meanwhile; a conflict comes back as a value
     # (its rejected-delivery row already written in the same commit).
     try:
-        outcome = await state.writer.run_batched(apply_prediction_writes, write)
+        outcome = await state.writer.run_batched(
+            apply_prediction_writes, write, phases=prediction_batch
+        )
     except (SQLAlchemyError, WriterStopped) as exc:
         log.error("could not store a callback: %s", exc)
         state.metrics.callbacks.labels("error").inc()

@@ -91,8 +91,11 @@ class EventHub:
         if ticket is None:
             await asyncio.sleep(delay)
             return
+        # `asyncio.timeout`, not `wait_for`: on Python 3.11, `wait_for` swallows a cancel
+        # that arrives as the ticket is set, and the fan-out's pump then never stops.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ticket.wait(), timeout=delay)
+            async with asyncio.timeout(delay):
+                await ticket.wait()
 
     async def _listen_forever(self) -> None:
         # Imported here: only a listening hub needs psycopg's async API, and SQLite never does.

@@ -125,8 +125,10 @@ class Subscription:
     async def take(self, at_most: float) -> list[tuple[int, bytes]]:
         """Every queued frame, waiting up to `at_most` s for the first; [] on timeout or end."""
         if not self._frames and not (self.overflowed or self.closing):
+            # Not `wait_for`, which on 3.11 can swallow a cancel (receiver/events.py).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout=max(0.0, at_most))
+                async with asyncio.timeout(max(0.0, at_most)):
+                    await self._ready.wait()
         self._ready.clear()
         frames = list(self._frames)
         self._frames.clear()

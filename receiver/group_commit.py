@@ -24,13 +24,21 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from vlmhooks.batch import begin_write_batch, end_write_batch
 
-__all__ = ["DEFAULT_MAX_BATCH", "BatchApply", "GroupCommitter", "WriteOp", "WriterStopped"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "BatchApply",
+    "GroupCommitter",
+    "PhasedApply",
+    "Phases",
+    "WriteOp",
+    "WriterStopped",
+]
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -47,6 +55,18 @@ class WriterStopped(RuntimeError):
     """The committer is not running; the write was not applied."""
 
 
+class Phases(Protocol):
+    """A batch split so that only `plan` needs the event loop (vlmhooks/batch.py)."""
+
+    def read(self, connection: Connection) -> None: ...
+    def plan(self) -> None: ...
+    def write(self, connection: Connection) -> Sequence[Any]: ...
+
+
+# Builds the phases of one batch from its items (for `run_batched(..., phases=)`).
+PhasedApply = Callable[[list[Any], str], Phases]
+
+
 @dataclass
 class _Pending(Generic[T]):
     op: Callable[[Connection], T] | None
@@ -54,6 +74,7 @@ class _Pending(Generic[T]):
     loop: asyncio.AbstractEventLoop
     item: Any = None
     apply_many: BatchApply | None = None
+    phases: PhasedApply | None = None
     result: Any = None
     error: BaseException | None = None
 
@@ -144,15 +165,21 @@ class GroupCommitter:
         return await self._enqueue(_Pending(op, loop.create_future(), loop))
 
     async def run_batched(
-        self, apply_many: Callable[[Connection, list[ItemT]], Sequence[T]], item: ItemT
+        self,
+        apply_many: Callable[[Connection, list[ItemT]], Sequence[T]],
+        item: ItemT,
+        *,
+        phases: PhasedApply | None = None,
     ) -> T:
         """Apply `item` in the next batch, together with every queued item of `apply_many`.
 
         `apply_many(connection, items)` returns one result per item, in order; if it raises,
-        the batch is rolled back and each item is retried alone.
+        the batch is rolled back and each item is retried alone. `phases(items, dialect)`,
+        the same work split in three, lets the event-loop writer run only the planning on
+        the loop and the statements in its helper thread.
         """
         loop = asyncio.get_running_loop()
-        pending: _Pending[T] = _Pending(None, loop.create_future(), loop, item, apply_many)
+        pending: _Pending[T] = _Pending(None, loop.create_future(), loop, item, apply_many, phases)
         return await self._enqueue(pending)
 
     async def _enqueue(self, pending: _Pending[T]) -> T:
@@ -191,16 +218,28 @@ class GroupCommitter:
         assert self._io is not None, "started with on_loop"
         loop = asyncio.get_running_loop()
         connection = self._held_connection()
+        dialect = connection.dialect.name
+        phased = _phased_groups(batch, dialect)
+        rest = [p for p in batch if p.phases is None]
         try:
-            # Off the loop: SQLite's BEGIN IMMEDIATE and PostgreSQL's event-feed lock may
-            # wait for another process's batch.
-            transaction = await loop.run_in_executor(self._io, _begin_batch, connection)
+            # Two hops to the helper thread: (1) BEGIN IMMEDIATE (which may wait for another
+            # process's batch), the plain ops and the phased batches' reads; (2) every
+            # statement and the COMMIT (the fsync). Only the planning runs on the loop, so
+            # the database's own work overlaps with the next requests' (ARCHITECTURE.md,
+            # "The write batch").
+            transaction = await loop.run_in_executor(
+                self._io, self._open_batch, connection, rest, phased
+            )
             try:
-                self._apply_items(connection, batch)
+                for phases, _members in phased:
+                    phases.plan()
+                await loop.run_in_executor(
+                    self._io, self._close_batch, connection, transaction, rest, phased
+                )
             except BaseException:
-                transaction.rollback()
+                if transaction.is_active:
+                    await loop.run_in_executor(self._io, transaction.rollback)
                 raise
-            await loop.run_in_executor(self._io, transaction.commit)
         except Exception:
             self._drop_connection()
             if len(batch) > 1:
@@ -213,6 +252,41 @@ class GroupCommitter:
                 except Exception as exc:
                     pending.error = exc
         self._notify(len(batch))
+
+    def _open_batch(
+        self,
+        connection: Connection,
+        rest: list[_Pending[Any]],
+        phased: list[tuple[Phases, list[_Pending[Any]]]],
+    ) -> RootTransaction:
+        transaction = _begin_batch(connection)
+        try:
+            for pending in rest:
+                if pending.op is not None:
+                    pending.result = pending.op(connection)
+            for phases, _members in phased:
+                phases.read(connection)
+        except BaseException:
+            transaction.rollback()
+            raise
+        return transaction
+
+    def _close_batch(
+        self,
+        connection: Connection,
+        transaction: RootTransaction,
+        rest: list[_Pending[Any]],
+        phased: list[tuple[Phases, list[_Pending[Any]]]],
+    ) -> None:
+        try:
+            for phases, members in phased:
+                _hand_out(phases.write(connection), members, phases)
+            self._apply_groups(connection, [p for p in rest if p.apply_many is not None])
+            end_write_batch(connection, wrote_events=True)
+        except BaseException:
+            transaction.rollback()
+            raise
+        transaction.commit()
 
     def _commit_inline(self, pending: _Pending[T]) -> T:
         # On the caller's thread, blocking its event loop for one commit: a function
@@ -313,19 +387,20 @@ class GroupCommitter:
         self._apply_items(connection, batch)
 
     def _apply_items(self, connection: Connection, batch: list[_Pending[Any]]) -> None:
-        groups: dict[BatchApply, list[_Pending[Any]]] = {}
         for pending in batch:
-            if pending.apply_many is not None:
-                groups.setdefault(pending.apply_many, []).append(pending)
-            elif pending.op is not None:
+            if pending.apply_many is None and pending.op is not None:
                 pending.result = pending.op(connection)
+        self._apply_groups(connection, [p for p in batch if p.apply_many is not None])
+        end_write_batch(connection, wrote_events=True)
+
+    def _apply_groups(self, connection: Connection, batched: list[_Pending[Any]]) -> None:
+        groups: dict[BatchApply, list[_Pending[Any]]] = {}
+        for pending in batched:
+            assert pending.apply_many is not None
+            groups.setdefault(pending.apply_many, []).append(pending)
         for apply_many, members in groups.items():
             results = apply_many(connection, [member.item for member in members])
-            if len(results) != len(members):
-                raise RuntimeError(f"{apply_many!r} returned {len(results)} results")
-            for member, result in zip(members, results, strict=True):
-                member.result = result
-        end_write_batch(connection, wrote_events=True)
+            _hand_out(results, members, apply_many)
 
     def _notify(self, size: int) -> None:
         # Hooks are observers: their failure must not kill the writer or its waiters.
@@ -348,6 +423,26 @@ class GroupCommitter:
                 item.error = WriterStopped("the writer stopped before this write was applied")
                 stranded.append(item)
         _settle_all(stranded)
+
+
+def _phased_groups(
+    batch: list[_Pending[Any]], dialect: str
+) -> list[tuple[Phases, list[_Pending[Any]]]]:
+    groups: dict[PhasedApply, list[_Pending[Any]]] = {}
+    for pending in batch:
+        if pending.phases is not None:
+            groups.setdefault(pending.phases, []).append(pending)
+    return [
+        (phases([member.item for member in members], dialect), members)
+        for phases, members in groups.items()
+    ]
+
+
+def _hand_out(results: Sequence[Any], members: list[_Pending[Any]], source: object) -> None:
+    if len(results) != len(members):
+        raise RuntimeError(f"{source!r} returned {len(results)} results for {len(members)}")
+    for member, result in zip(members, results, strict=True):
+        member.result = result
 
 
 def _begin_batch(connection: Connection) -> RootTransaction:

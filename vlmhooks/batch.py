@@ -4,38 +4,57 @@ Everything here runs inside a caller's transaction (the group committer's batch,
 single `ingest_prediction`), so a 2xx is only ever sent for committed rows. The upsert is
 one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` so concurrent writers in several
 processes cannot regress a status: the database, not the process, decides.
+
+A batch runs in three phases (ARCHITECTURE.md, "The write batch"), so that the group
+committer can keep the database's own work off the event loop:
+
+- `read`: what the batch must know, in one statement (two with Standard Webhooks ids);
+- `plan`: pure Python. Conflicts, replays, and the outcome of every write, decided by the
+  upsert's own forward-only rule against the rows just read. The batch holds the write lock
+  from `read` to commit (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so nothing
+  it read can change meanwhile. Every statement's parameters are rendered here;
+- `write`: the statements, back to back. The upsert's RETURNING is checked against the
+  plan; any difference fails the batch, which the committer rolls back and replays one
+  write at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from schemas.enums import STATUS_RANK
+from schemas.enums import STATUS_RANK, Status
 from vlmhooks.audit import delivery_row
 from vlmhooks.errors import PredictionConflict, WebhookIdConflict
-from vlmhooks.outbox import write_outbox_rows
+from vlmhooks.outbox import OutboxRoute, outbox_routes, write_outbox_rows
 from vlmhooks.public import public_prediction
-from vlmhooks.raw_sql import as_datetime
-from vlmhooks.records import (
-    DeliveryVerdict,
-    IngestOutcome,
-    PredictionWrite,
-    Verdict,
-)
+from vlmhooks.raw_sql import Prepared, as_datetime, as_json, run_prepared
+from vlmhooks.records import DeliveryVerdict, IngestOutcome, PredictionWrite, Verdict
 from vlmhooks.schema_check import check_response_schema
-from vlmhooks.statements import write_statements
+from vlmhooks.statements import WriteStatements, statements_for, write_statements
 from vlmhooks.storable import MAX_DOMAIN_CHARS, storable_content_hash
 
 __all__ = [
+    "BatchDiverged",
+    "PredictionBatch",
     "apply_prediction_write",
     "apply_prediction_writes",
     "begin_write_batch",
     "end_write_batch",
+    "prediction_batch",
 ]
+
+_TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
+Result = IngestOutcome | PredictionConflict
+
+
+class BatchDiverged(RuntimeError):
+    """The database applied the upsert differently from the plan: someone wrote without
+    the write lock. The batch is rolled back (and replayed write by write)."""
 
 
 def begin_write_batch(connection: Connection) -> None:
@@ -53,13 +72,6 @@ def end_write_batch(connection: Connection, wrote_events: bool) -> None:
         connection.execute(statements.notify)
 
 
-@dataclass(frozen=True)
-class _SubmissionContext:
-    prediction_id: str | None
-    domain: str | None
-    json_schema: dict[str, Any] | None
-
-
 def apply_prediction_write(connection: Connection, write: PredictionWrite) -> IngestOutcome:
     """Apply one delivery inside the caller's transaction.
 
@@ -74,50 +86,84 @@ def apply_prediction_write(connection: Connection, write: PredictionWrite) -> In
 
 def apply_prediction_writes(
     connection: Connection, writes: Sequence[PredictionWrite], *, log_conflicts: bool = True
-) -> list[IngestOutcome | PredictionConflict]:
+) -> list[Result]:
     """Apply deliveries in arrival order, as if one by one, with a handful of statements.
 
     One statement per step for the whole batch (not per write) is what makes group commit
-    pay: the upsert, the events and the delivery log each go out as one multi-row statement.
-    A conflict comes back as a value (and, with `log_conflicts`, as a rejected delivery row).
+    pay. A conflict comes back as a value (and, with `log_conflicts`, as a rejected row).
     """
-    batch = _Batch(connection, writes)
-    batch.classify(log_conflicts)
-    batch.upsert()
-    batch.finish()
-    return batch.results()
+    batch = PredictionBatch(writes, dialect=connection.dialect.name, log_conflicts=log_conflicts)
+    batch.read(connection)
+    batch.plan()
+    return batch.write(connection)
 
 
-class _Batch:
-    """The working state of `apply_prediction_writes`; each step is one or two statements."""
+def prediction_batch(writes: list[PredictionWrite], dialect: str) -> PredictionBatch:
+    """`apply_prediction_writes` in phases, for the group committer (`run_batched(phases=)`)."""
+    return PredictionBatch(writes, dialect=dialect)
 
-    def __init__(self, connection: Connection, writes: Sequence[PredictionWrite]) -> None:
-        self.connection = connection
-        self.statements = write_statements(connection)
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    prediction_id: str | None
+    domain: str | None
+    json_schema: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A prediction row as the batch knows it: read, then advanced by each planned write."""
+
+    status: str
+    rank: int
+    body_sha256: str
+    delivery_count: int
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class _Round:
+    """One upsert statement: a prediction id appears at most once (PostgreSQL's rule)."""
+
+    members: list[int]
+    upsert: Prepared
+    applied: dict[str, tuple[int, datetime]]  # id -> (delivery_count, first received_at)
+    events: list[dict[str, Any]]
+    event_insert: Prepared | None
+
+
+class PredictionBatch:
+    """One batch of deliveries through `read`, `plan` and `write` (see the module doc)."""
+
+    def __init__(
+        self, writes: Sequence[PredictionWrite], *, dialect: str, log_conflicts: bool = True
+    ) -> None:
         self.writes = writes
-        self.outcomes: list[IngestOutcome | PredictionConflict | None] = [None] * len(writes)
-        self.pending: list[int] = []  # indexes still to upsert, in arrival order
-        self.replays: list[int] = []
-        self.before: dict[str, tuple[str, str]] = {}
-        self.deliveries: list[tuple[int, dict[str, Any]]] = []
-        self.links: dict[str, dict[str, Any]] = {}
-        self.values: dict[int, dict[str, Any]] = {}
-        self.contexts: dict[str, _SubmissionContext] = {}
+        self.statements: WriteStatements = statements_for(dialect)
+        self.log_conflicts = log_conflicts
+        self.outcomes: list[Result | None] = [None] * len(writes)
+        self.submissions: dict[str, _Submission] = {}
+        self.stored: dict[str, _Stored] = {}
+        self.owners: dict[str, str] = {}  # prediction id -> the submission that stored it
+        self.bound: dict[str, str] = {}  # submission id -> the prediction it stored
         # Stored before without a submission (the submitter's reconcile): the first callback
         # URL accepted for it claims it, even when its write changes nothing.
         self.unowned: set[str] = set()
+        self.known_webhooks: dict[str, tuple[str | None, str | None]] = {}
+        self.routes: list[OutboxRoute] = []
+        self.rounds: list[_Round] = []
+        self.fresh_webhooks: list[dict[str, Any]] = []
         self.claims: dict[str, str] = {}
-        self.owners: dict[str, str] = {}
-        self.bound: dict[str, str] = {}
-        self._read_context()
-        # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
-        self.linked = {sid for sid, ctx in self.contexts.items() if ctx.prediction_id is not None}
+        self.links: dict[str, dict[str, Any]] = {}
+        self.deliveries: list[tuple[int, dict[str, Any]]] = []
+        self.tail: list[Prepared] = []
 
-    def _read_context(self) -> None:
-        """One query (one round trip) for what the batch must know before writing: the
-        submission rows (schema, domain, recorded prediction id), and who owns what:
-        prediction -> the submission that first stored it, callback URL (submission id) ->
-        the prediction first stored through it.
+    # -- read ------------------------------------------------------------------------------
+
+    def read(self, connection: Connection) -> None:
+        """One round trip for the batch's context: submission rows (schema, domain, recorded
+        prediction id) and prediction rows (current state, and who owns what: the
+        submission that first stored each prediction, the prediction each URL stored).
 
         The prediction rows are the binding, so a URL minted by `vlm-receiver callback-url`
         (no submission row) binds exactly like one the submitter recorded; a recorded
@@ -125,25 +171,99 @@ class _Batch:
         """
         submission_ids = sorted({w.submission_id for w in self.writes if w.submission_id})
         prediction_ids = sorted({w.prediction.id for w in self.writes})
-        rows = self.connection.execute(
-            self.statements.batch_context,
-            {
-                "submission_ids": submission_ids,
-                "prediction_ids": prediction_ids,
-                "owner_ids": submission_ids,
-            },
-        )
-        for row in rows:
-            if row.kind == "submission":
-                self.contexts[row.id] = _SubmissionContext(row.link, row.domain, row.json_schema)
-            elif row.link is not None:
-                self.owners[row.id] = row.link
-                self.bound.setdefault(row.link, row.id)
+        context = self.statements.batch_context(submission_ids, prediction_ids)
+        for row in run_prepared(connection, context):
+            kind, row_id, link = row[0], row[1], row[2]
+            if kind == "s":
+                self.submissions[row_id] = _Submission(link, row[3], as_json(row[4]))
+                continue
+            if link is not None:
+                self.owners[row_id] = link
+                self.bound.setdefault(link, row_id)
             else:
-                self.unowned.add(row.id)
-        for submission_id, context in self.contexts.items():
-            if context.prediction_id is not None:
-                self.bound[submission_id] = context.prediction_id
+                self.unowned.add(row_id)
+            self.stored[row_id] = _Stored(row[5], row[6], row[7], row[8], as_datetime(row[9]))
+        for submission_id, submission in self.submissions.items():
+            if submission.prediction_id is not None:
+                self.bound[submission_id] = submission.prediction_id
+        webhook_ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
+        if webhook_ids:
+            rows = connection.execute(self.statements.known_webhooks, {"ids": webhook_ids})
+            self.known_webhooks = {r.id: (r.prediction_id, r.body_sha256) for r in rows}
+        self.routes = outbox_routes(connection)
+
+    # -- plan ------------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Decide every write's outcome and render every statement (no database access)."""
+        before = {pid: (s.status, s.body_sha256) for pid, s in self.stored.items()}
+        # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
+        linked = {sid for sid, sub in self.submissions.items() if sub.prediction_id is not None}
+        occurrences: dict[str, int] = {}
+        round_members: list[list[int]] = []
+        replays: list[int] = []
+        for index, write in enumerate(self.writes):
+            if self._classify(index, write):
+                replays.append(index)
+                continue
+            if self.outcomes[index] is not None:
+                continue  # a conflict
+            n = occurrences.get(write.prediction.id, 0)
+            occurrences[write.prediction.id] = n + 1
+            if n == len(round_members):
+                round_members.append([])
+            round_members[n].append(index)
+        # Each write's outcome against the state left by the writes before it; rounds keep
+        # the arrival order of repeated ids, so this is arrival order for every id.
+        values: dict[int, dict[str, Any]] = {}
+        for members in round_members:
+            self.rounds.append(self._plan_round(members, values, linked))
+        for index in replays:
+            self._plan_replay(index, values, before)
+        self._render_tail()
+
+    def _classify(self, index: int, write: PredictionWrite) -> bool:
+        """Conflict (outcome set), replay (True), or to upsert (binding as it goes)."""
+        prediction_id = write.prediction.id
+        conflict = self._conflict(write)
+        webhook_id = write.webhook_id
+        if conflict is None and webhook_id is not None:
+            first = self.known_webhooks.get(webhook_id)
+            body_sha256 = write.delivery.body_sha256
+            if first is None:
+                self.known_webhooks[webhook_id] = (prediction_id, body_sha256)
+                self.fresh_webhooks.append(
+                    {
+                        "id": webhook_id,
+                        "prediction_id": prediction_id,
+                        "received_at": write.received_at,
+                        "body_sha256": body_sha256,
+                    }
+                )
+            elif _same_message(first, prediction_id, body_sha256):
+                return True
+            else:
+                # Standard Webhooks ids are idempotency keys: one id, one message. A
+                # different body under a used id is refused, never silently dropped.
+                conflict = WebhookIdConflict(
+                    f"webhook-id {webhook_id} was already accepted with a different body",
+                    webhook_id=webhook_id,
+                )
+        if conflict is not None:
+            self.outcomes[index] = conflict
+            if self.log_conflicts:
+                row = _delivery_row_of(write, "rejected", conflict.detail, conflict.status)
+                self.deliveries.append((index, row))
+            return False
+        if write.submission_id is not None:
+            # What storing this write will bind; later writes in the batch must see it.
+            self.bound.setdefault(write.submission_id, prediction_id)
+            self.owners.setdefault(prediction_id, write.submission_id)
+            if prediction_id in self.unowned:
+                self.claims.setdefault(prediction_id, write.submission_id)
+        elif prediction_id not in self.owners:
+            self.unowned.add(prediction_id)  # it may be inserted without a submission
+        return False
 
     def _conflict(self, write: PredictionWrite) -> PredictionConflict | None:
         """Why `write` contradicts a binding made earlier (this batch included), else None."""
@@ -166,157 +286,83 @@ class _Batch:
             )
         return None
 
-    def classify(self, log_conflicts: bool) -> None:
-        """One pass in arrival order: conflict, replay, or to upsert (binding as it goes).
-
-        Writers are serialized (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so
-        the bindings and webhook ids read here cannot change before this batch commits.
-        """
-        known = self._known_webhook_ids()
-        fresh: list[dict[str, Any]] = []
-        for index, write in enumerate(self.writes):
-            prediction_id = write.prediction.id
-            conflict = self._conflict(write)
-            webhook_id = write.webhook_id
-            if conflict is None and webhook_id is not None:
-                first = known.get(webhook_id)
-                if first is None:
-                    known[webhook_id] = (prediction_id, write.delivery.body_sha256)
-                    fresh.append(
-                        {
-                            "id": webhook_id,
-                            "prediction_id": prediction_id,
-                            "received_at": write.received_at,
-                            "body_sha256": write.delivery.body_sha256,
-                        }
-                    )
-                elif _same_message(first, prediction_id, write.delivery.body_sha256):
-                    self.replays.append(index)
-                    continue
-                else:
-                    # Standard Webhooks ids are idempotency keys: one id, one message. A
-                    # different body under a used id is refused, never silently dropped.
-                    conflict = WebhookIdConflict(
-                        f"webhook-id {webhook_id} was already accepted with a different body",
-                        webhook_id=webhook_id,
-                    )
-            if conflict is not None:
-                self.outcomes[index] = conflict
-                if log_conflicts:
-                    row = _delivery_row_of(write, "rejected", conflict.detail, conflict.status)
-                    self.deliveries.append((index, row))
-                continue
-            if write.submission_id is not None:
-                # What storing this write will bind; later writes in the batch must see it.
-                self.bound.setdefault(write.submission_id, prediction_id)
-                self.owners.setdefault(prediction_id, write.submission_id)
-                if prediction_id in self.unowned:
-                    self.claims.setdefault(prediction_id, write.submission_id)
-            elif prediction_id not in self.owners:
-                self.unowned.add(prediction_id)  # it may be inserted without a submission
-            self.pending.append(index)
-        if fresh:
-            self.connection.execute(self.statements.remember_webhook, fresh)
-        if self.replays:
-            # A replay is judged against what was stored when it arrived: the state before
-            # this batch, or after the last write applied ahead of it (see `finish`).
-            self.before = self._current([self.writes[i].prediction.id for i in self.replays])
-
-    def _known_webhook_ids(self) -> dict[str, tuple[str | None, str | None]]:
-        """Webhook ids of this batch an earlier batch accepted: (prediction id, body hash)."""
-        ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
-        if not ids:
-            return {}
-        rows = self.connection.execute(self.statements.known_webhooks, {"ids": ids})
-        return {row.id: (row.prediction_id, row.body_sha256) for row in rows}
-
-    def upsert(self) -> None:
-        # A multi-row upsert may touch each id once (PostgreSQL refuses more), so repeated
-        # ids go to later rounds, which keeps their arrival order.
-        rounds: list[list[int]] = []
-        occurrences: dict[str, int] = {}
-        for index in self.pending:
-            prediction_id = self.writes[index].prediction.id
-            n = occurrences.get(prediction_id, 0)
-            occurrences[prediction_id] = n + 1
-            if n == len(rounds):
-                rounds.append([])
-            rounds[n].append(index)
-        for members in rounds:
-            self._upsert_round(members)
-
-    def _upsert_round(self, members: list[int]) -> None:
-        rows = []
+    def _plan_round(
+        self, members: list[int], values: dict[int, dict[str, Any]], linked: set[str]
+    ) -> _Round:
+        rows: list[dict[str, Any]] = []
+        applied: dict[str, tuple[int, datetime]] = {}
+        events: list[dict[str, Any]] = []
         for index in members:
             write = self.writes[index]
-            context = self.contexts.get(write.submission_id) if write.submission_id else None
+            submission = self.submissions.get(write.submission_id) if write.submission_id else None
             schema_valid, schema_errors = check_response_schema(
-                context.json_schema if context else None, write.prediction.response
+                submission.json_schema if submission else None, write.prediction.response
             )
-            self.values[index] = _prediction_values(write, context, schema_valid, schema_errors)
-            rows.append(self.values[index])
-        applied = {
-            row_id: (count, as_datetime(received_at))
-            for row_id, count, received_at in self.statements.raw_upsert_prediction.execute(
-                self.connection, rows
-            )
-        }
-        unapplied = [i for i in members if self.writes[i].prediction.id not in applied]
-        current = self._current([self.writes[i].prediction.id for i in unapplied])
-        event_rows: list[dict[str, Any]] = []
-        for index in members:
-            write, values = self.writes[index], self.values[index]
-            prediction_id = write.prediction.id
-            if prediction_id in applied:
-                # The row keeps its first received_at; the event must say what GET says.
-                count, first_received_at = applied[prediction_id]
-                status = values["status"]
+            row = _prediction_values(write, submission, schema_valid, schema_errors)
+            values[index] = row
+            rows.append(row)
+            prediction_id, status = row["id"], row["status"]
+            stored = self.stored.get(prediction_id)
+            if stored is None or _moves_forward(stored, row["status_rank"], row["body_sha256"]):
+                # What the upsert will do, by its own rule (statements._UPSERT_SUFFIX).
+                if stored is None:
+                    stored = self.stored[prediction_id] = _Stored(
+                        status, row["status_rank"], row["body_sha256"], 1, write.received_at
+                    )
+                else:
+                    stored.status, stored.rank = status, row["status_rank"]
+                    stored.body_sha256 = row["body_sha256"]
+                    stored.delivery_count += 1
+                count, first_received_at = stored.delivery_count, stored.received_at
+                applied[prediction_id] = (count, first_received_at)
                 verdict: Verdict = "stored" if count == 1 else "updated"
                 reason = None
-                event_rows.append(
+                events.append(
                     {
                         "prediction_id": prediction_id,
                         "type": f"prediction.{status}",
+                        # The row keeps its first received_at; the event says what GET says.
                         "data": public_prediction(
-                            {**values, "delivery_count": count, "received_at": first_received_at}
+                            {**row, "delivery_count": count, "received_at": first_received_at}
                         ),
                         "created_at": write.received_at,
                     }
                 )
                 self.outcomes[index] = IngestOutcome(
-                    prediction_id, status, verdict, None, values["schema_valid"]
+                    prediction_id, status, verdict, None, row["schema_valid"]
                 )
+                changed = True
             else:
-                status, body_sha256 = current[prediction_id]
-                verdict = "duplicate" if body_sha256 == values["body_sha256"] else "stale"
+                verdict = "duplicate" if stored.body_sha256 == row["body_sha256"] else "stale"
                 reason = (
                     "exact duplicate"
                     if verdict == "duplicate"
-                    else f"{write.prediction.status.value} arrived after {status}; kept {status}"
+                    else f"{write.prediction.status.value} arrived after {stored.status}; "
+                    f"kept {stored.status}"
                 )
-                self.outcomes[index] = IngestOutcome(prediction_id, status, verdict)
+                self.outcomes[index] = IngestOutcome(prediction_id, stored.status, verdict)
+                changed = False
             self.deliveries.append((index, _delivery_row_of(write, verdict, reason, 200)))
-            self._link(write, status, changed=prediction_id in applied)
-        if event_rows:
-            inserted = self.statements.raw_insert_event.execute(self.connection, event_rows)
-            seqs = {prediction_id: seq for prediction_id, seq in inserted}
-            # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
-            write_outbox_rows(self.connection, event_rows, seqs)
-            for index in members:
-                outcome = self.outcomes[index]
-                if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
-                    self.outcomes[index] = replace(outcome, event_seq=seqs[outcome.prediction_id])
+            self._link(write, self.stored[prediction_id].status, changed, linked)
+        statements = self.statements
+        return _Round(
+            members,
+            statements.raw_upsert_prediction.prepare(rows),
+            applied,
+            events,
+            statements.raw_insert_event.prepare(events) if events else None,
+        )
 
-    def _link(self, write: PredictionWrite, status: str, *, changed: bool) -> None:
+    def _link(self, write: PredictionWrite, status: str, changed: bool, linked: set[str]) -> None:
         """Record the submission's prediction id and status (only when it has a row)."""
         submission_id = write.submission_id
-        if submission_id is None or submission_id not in self.contexts:
+        if submission_id is None or submission_id not in self.submissions:
             return  # `vlm-receiver callback-url` URLs have no row to link
         # A write that changed nothing still binds a submission not yet linked, so a later
         # delivery with another id conflicts. Every write through one submission carries the
-        # same prediction id (others conflict), so rounds keep their order here.
-        if changed or submission_id not in self.linked:
-            self.linked.add(submission_id)
+        # same prediction id (others conflict), so arrival order holds here.
+        if changed or submission_id not in linked:
+            linked.add(submission_id)
             self.links[submission_id] = {
                 "submission_id": submission_id,
                 "linked_prediction_id": write.prediction.id,
@@ -324,60 +370,92 @@ class _Batch:
                 "linked_at": write.received_at,
             }
 
-    def _current(self, prediction_ids: list[str]) -> dict[str, tuple[str, str]]:
-        if not prediction_ids:
-            return {}
-        rows = self.connection.execute(
-            self.statements.currents, {"prediction_ids": sorted(set(prediction_ids))}
-        )
-        return {row.id: (row.status, row.body_sha256) for row in rows}
+    def _plan_replay(
+        self, index: int, values: dict[int, dict[str, Any]], before: dict[str, tuple[str, str]]
+    ) -> None:
+        """A replayed webhook-id, judged against what was stored when it arrived."""
+        write = self.writes[index]
+        status, stored_hash = self._stored_at(index, values, before)
+        # `duplicate` only when what is stored is this very content; a replay of a message
+        # since superseded (or never applied) is `stale`, like its original.
+        if stored_hash == _content_hash(write):
+            verdict: Verdict = "duplicate"
+            reason = "webhook-id already accepted"
+        else:
+            verdict = "stale"
+            reason = f"webhook-id already accepted; superseded, kept {status}"
+        self.outcomes[index] = IngestOutcome(write.prediction.id, status, verdict)
+        self.deliveries.append((index, _delivery_row_of(write, "replay", reason, 200)))
 
-    def finish(self) -> None:
-        for index in self.replays:
-            write = self.writes[index]
-            status, stored_hash = self._stored_at(index)
-            # `duplicate` only when what is stored is this very content; a replay of a
-            # message since superseded (or never applied) is `stale`, like its original.
-            if stored_hash == _content_hash(write):
-                verdict: Verdict = "duplicate"
-                reason = "webhook-id already accepted"
-            else:
-                verdict = "stale"
-                reason = f"webhook-id already accepted; superseded, kept {status}"
-            self.outcomes[index] = IngestOutcome(write.prediction.id, status, verdict)
-            self.deliveries.append((index, _delivery_row_of(write, "replay", reason, 200)))
+    def _stored_at(
+        self, index: int, values: dict[int, dict[str, Any]], before: dict[str, tuple[str, str]]
+    ) -> tuple[str, str | None]:
+        """(status, content hash) of the replayed prediction as stored when `index` arrived:
+        after the last write applied ahead of it, else as the batch found it."""
+        prediction_id = self.writes[index].prediction.id
+        for earlier in range(index - 1, -1, -1):
+            outcome = self.outcomes[earlier]
+            if (
+                self.writes[earlier].prediction.id == prediction_id
+                and isinstance(outcome, IngestOutcome)
+                and outcome.verdict in ("stored", "updated")
+                and earlier in values
+            ):
+                return values[earlier]["status"], values[earlier]["body_sha256"]
+        found = before.get(prediction_id)
+        if found is None:
+            return self.writes[index].prediction.status.value, None
+        return found
+
+    def _render_tail(self) -> None:
+        """Claims, links and the delivery log: statements whose results nobody reads."""
+        statements = self.statements
         if self.claims:
             claims = [{"claimed_id": p, "claimant_id": s} for p, s in self.claims.items()]
-            self.connection.execute(self.statements.claim_prediction, claims)
+            self.tail.append(statements.raw_claim_prediction.prepare_many(claims))
         if self.links:
-            self.connection.execute(self.statements.link_submission, list(self.links.values()))
+            self.tail.append(statements.raw_link_submission.prepare_many(list(self.links.values())))
         if self.deliveries:
             # In arrival order, so the audit log reads as the requests came in.
             rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
-            self.statements.raw_insert_delivery.execute(self.connection, rows)
+            self.tail.append(statements.raw_insert_delivery.prepare(rows))
 
-    def _stored_at(self, index: int) -> tuple[str, str | None]:
-        """(status, content hash) of the replayed prediction as stored when `index` arrived."""
-        prediction_id = self.writes[index].prediction.id
-        for earlier in reversed(self.pending):
-            outcome = self.outcomes[earlier]
-            if (
-                earlier < index
-                and self.writes[earlier].prediction.id == prediction_id
-                and isinstance(outcome, IngestOutcome)
-                and outcome.verdict in ("stored", "updated")
-            ):
-                values = self.values[earlier]
-                return values["status"], values["body_sha256"]
-        before = self.before.get(prediction_id)
-        if before is None:
-            return self.writes[index].prediction.status.value, None
-        return before
+    # -- write -----------------------------------------------------------------------------
 
-    def results(self) -> list[IngestOutcome | PredictionConflict]:
+    def write(self, connection: Connection) -> list[Result]:
+        """Run the planned statements; every write's outcome once they all have run."""
+        if self.fresh_webhooks:
+            connection.execute(self.statements.remember_webhook, self.fresh_webhooks)
+        for planned in self.rounds:
+            returned = run_prepared(connection, planned.upsert)
+            applied = {row[0]: (row[1], as_datetime(row[2])) for row in returned}
+            if applied != planned.applied:
+                raise BatchDiverged(
+                    f"the upsert applied {sorted(applied)}, the plan {sorted(planned.applied)}"
+                )
+            if planned.event_insert is None:
+                continue
+            seqs = {pid: seq for pid, seq in run_prepared(connection, planned.event_insert)}
+            if self.routes:
+                # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
+                write_outbox_rows(connection, planned.events, seqs, self.routes)
+            for index in planned.members:
+                outcome = self.outcomes[index]
+                if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
+                    self.outcomes[index] = replace(outcome, event_seq=seqs[outcome.prediction_id])
+        for prepared in self.tail:
+            run_prepared(connection, prepared)
         done = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(done) == len(self.writes), "every write gets an outcome"
         return done
+
+
+def _moves_forward(stored: _Stored, rank: int, body_sha256: str) -> bool:
+    """The upsert's WHERE: a higher rank wins; within a non-terminal rank new content wins;
+    a terminal row never changes again."""
+    return rank > stored.rank or (
+        rank == stored.rank and stored.rank < _TERMINAL_RANK and body_sha256 != stored.body_sha256
+    )
 
 
 def _same_message(
@@ -412,7 +490,7 @@ def _delivery_row_of(
 
 def _prediction_values(
     write: PredictionWrite,
-    context: _SubmissionContext | None,
+    submission: _Submission | None,
     schema_valid: bool | None,
     schema_errors: list[str] | None,
 ) -> dict[str, Any]:
@@ -421,8 +499,8 @@ def _prediction_values(
     domain = extra.get("domain")
     if not isinstance(domain, str) or len(domain) > MAX_DOMAIN_CHARS:
         domain = None  # still kept verbatim among the unknown fields (`extra`)
-    if domain is None and context is not None:
-        domain = context.domain
+    if domain is None and submission is not None:
+        domain = submission.domain
     status = prediction.status
     return {
         "id": prediction.id,

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from schemas.contract import as_utc, utc_now
 from schemas.tables import ForwardDestination, ForwardOutbox
 from vlmhooks.forward.destinations import Filters
+from vlmhooks.raw_sql import Prepared, as_json, run_prepared
 from vlmhooks.tables import EVENT, table_of
 
 __all__ = [
@@ -32,10 +33,12 @@ __all__ = [
     "PENDING",
     "Claimed",
     "Lease",
+    "OutboxRoute",
     "Settlement",
     "claim",
     "has_due",
     "new_message_id",
+    "outbox_routes",
     "settle",
     "with_payloads",
     "write_outbox_rows",
@@ -45,10 +48,6 @@ OUTBOX = table_of(ForwardOutbox)
 DESTINATION = table_of(ForwardDestination)
 PENDING, DEAD = "pending", "dead"
 ERROR_WIDTH = 500
-
-_ROUTES = sa.select(DESTINATION.c.id, DESTINATION.c.events, DESTINATION.c.domain).where(
-    DESTINATION.c.active.is_(True)
-)
 _INSERT = OUTBOX.insert()
 
 
@@ -58,17 +57,29 @@ def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+OutboxRoute = tuple[str, Filters]
+# Read by every write batch, so through the raw cursor (vlmhooks/raw_sql.py).
+_ROUTES_SQL = Prepared("SELECT id, events, domain FROM forward_destination WHERE active", ())
+
+
+def outbox_routes(connection: Connection) -> list[OutboxRoute]:
+    """The active destinations and their filters, read in the batch's transaction."""
+    routes: list[OutboxRoute] = []
+    for destination_id, events, domain in run_prepared(connection, _ROUTES_SQL):
+        wanted = as_json(events)
+        routes.append((destination_id, Filters(tuple(wanted) if wanted else None, domain)))
+    return routes
+
+
 def write_outbox_rows(
-    connection: Connection, events: Sequence[Mapping[str, Any]], seqs: Mapping[str, int]
+    connection: Connection,
+    events: Sequence[Mapping[str, Any]],
+    seqs: Mapping[str, int],
+    routes: Sequence[OutboxRoute],
 ) -> None:
     """The store's hook: `events` are the event rows just inserted, `seqs` their seq by
-    prediction id. Runs inside the change's transaction, so both commit or neither does."""
-    routes = [
-        (row.id, Filters(tuple(row.events) if row.events else None, row.domain))
-        for row in connection.execute(_ROUTES)
-    ]
-    if not routes:
-        return
+    prediction id, `routes` from `outbox_routes` in the same transaction. Runs inside the
+    change's transaction, so both commit or neither does."""
     rows: list[dict[str, Any]] = []
     for event in events:
         # The change's own time (the receiver's clock, a parameter), not a second reading:

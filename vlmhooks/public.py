@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any, overload
 
@@ -36,7 +37,14 @@ def iso_utc(value: None) -> None: ...
 @overload
 def iso_utc(value: datetime | None) -> str | None: ...
 def iso_utc(value: datetime | None) -> str | None:
-    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
+    return None if value is None else _iso_utc_text(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso_utc_text(value: datetime) -> str:
+    # Cached: a stored write's event repeats its receive time, and a batch shares instants.
+    # Equal instants give equal text, whatever their tzinfo, so the cache cannot mix them.
+    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 @with_config(ConfigDict(extra="forbid", use_attribute_docstrings=True))

@@ -8,25 +8,45 @@ and convert values exactly as the column types would (so rows read back identica
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from vlmhooks.db import dumps_json
 
-__all__ = ["RawInsert", "as_datetime"]
+__all__ = [
+    "Prepared",
+    "RawInsert",
+    "RawUpdate",
+    "as_datetime",
+    "as_json",
+    "placeholders",
+    "run_prepared",
+]
 
 Convert = Callable[[Any], Any]
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
     # SQLAlchemy's SQLite DATETIME storage format (its bind processor), UTC values.
-    if value is None:
-        return None
-    # isoformat is several times cheaper than strftime; the slice drops the "+00:00".
+    return None if value is None else _sqlite_datetime_text(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sqlite_datetime_text(value: datetime) -> str:
+    # Cached: one write stores its receive time four times (prediction twice, event,
+    # delivery), and a batch's writes share instants. isoformat is several times cheaper
+    # than strftime; the slice drops the "+00:00". In UTC first, so that equal instants
+    # (equal keys here) always give equal text.
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]
 
 
@@ -47,7 +67,76 @@ def as_datetime(value: datetime | str) -> datetime:
     """A timestamp column read through the raw cursor (SQLite returns its stored text)."""
     if isinstance(value, str):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return value
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column read through the raw cursor (SQLite returns its text, psycopg a value)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A statement and its DB-API parameters, rendered ahead of running it: one execute, or
+    an executemany when `many`."""
+
+    sql: str
+    params: tuple[Any, ...] | list[tuple[Any, ...]]
+    many: bool = False
+
+
+def run_prepared(connection: Connection, prepared: Prepared) -> list[tuple[Any, ...]]:
+    """Run `prepared` on the DB-API cursor, inside `connection`'s transaction; the rows it
+    returns. Nothing in SQLAlchemy runs per statement, so a thread that only does this
+    spends its time in the driver, without the GIL."""
+    driver_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    cursor = connection.connection.cursor()
+    try:
+        if prepared.many:
+            cursor.executemany(prepared.sql, prepared.params)
+            return []
+        cursor.execute(prepared.sql, prepared.params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except driver_error as exc:
+        # As SQLAlchemy would raise it (OperationalError, IntegrityError, ...), so callers
+        # keep handling one family of errors.
+        raise sa.exc.DBAPIError.instance(prepared.sql, prepared.params, exc, driver_error) from exc
+    finally:
+        cursor.close()
+
+
+def placeholders(dialect_name: str, count: int) -> str:
+    """`?, ?, ?` (SQLite) or `%s, %s, %s` (psycopg); `NULL` for none, which matches nothing
+    in an `IN (...)` on both."""
+    if count == 0:
+        return "NULL"
+    return ", ".join(["%s" if dialect_name == "postgresql" else "?"] * count)
+
+
+class RawUpdate:
+    """An `UPDATE` run once per parameter row (executemany), values converted as the
+    columns' types would; `sql` uses `{mark}` for each placeholder."""
+
+    def __init__(
+        self, sql: str, names: Sequence[str], datetimes: Sequence[str], dialect_name: str
+    ) -> None:
+        self.sql = sql.format(mark="%s" if dialect_name == "postgresql" else "?")
+        self._values = operator.itemgetter(*names)
+        convert = dialect_name != "postgresql"
+        self._conversions = tuple(
+            (index, _sqlite_datetime)
+            for index, name in enumerate(names)
+            if convert and name in datetimes
+        )
+
+    def prepare_many(self, rows: Sequence[dict[str, Any]]) -> Prepared:
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(self._values(row))
+            for index, convert in self._conversions:
+                values[index] = convert(values[index])
+            params.append(tuple(values))
+        return Prepared(self.sql, params, many=True)
 
 
 class RawInsert:
@@ -75,17 +164,31 @@ class RawInsert:
             else:
                 placeholders.append(mark)
                 converters.append(_identity)
-        self._converters = tuple(zip(self.columns, converters, strict=True))
+        # A row's values in column order with one C call; only the columns that need it
+        # are converted afterwards.
+        self._values = operator.itemgetter(*self.columns)
+        self._conversions = tuple(
+            (index, convert) for index, convert in enumerate(converters) if convert is not _identity
+        )
         # Identifiers from our own table metadata; values only ever travel as parameters.
         self._head = f"INSERT INTO {table.name} ({', '.join(self.columns)}) VALUES "  # noqa: S608
         self._group = f"({', '.join(placeholders)})"
         self._suffix = f" {suffix}" if suffix else ""
 
+    def prepare(self, rows: Sequence[dict[str, Any]]) -> Prepared:
+        """One statement for all `rows` (dicts keyed by column name)."""
+        params: list[Any] = []
+        for row in rows:
+            values = list(self._values(row))
+            for index, convert in self._conversions:
+                values[index] = convert(values[index])
+            params += values
+        return Prepared(
+            self._head + ", ".join([self._group] * len(rows)) + self._suffix, tuple(params)
+        )
+
     def execute(
         self, connection: Connection, rows: Sequence[dict[str, Any]]
     ) -> list[tuple[Any, ...]]:
-        """One statement for all `rows` (dicts keyed by column name); the RETURNING rows."""
-        params = [convert(row[name]) for row in rows for name, convert in self._converters]
-        sql = self._head + ", ".join([self._group] * len(rows)) + self._suffix
-        result = connection.exec_driver_sql(sql, tuple(params))
-        return [tuple(row) for row in result] if result.returns_rows else []
+        """Prepare and run at once; the RETURNING rows."""
+        return run_prepared(connection, self.prepare(rows))

@@ -1,0 +1,133 @@
+"""CPU per callback of the receiver's own code, without the HTTP server: a stable figure.
+
+Drives the ASGI app in-process (lifespan included) with `--concurrency` callbacks in
+flight, on a fresh SQLite file (`synchronous=FULL`) or PostgreSQL, and prints the process
+CPU time per callback. HTTP parsing is left out on purpose: it is uvicorn's, and the same
+for the bare endpoint. Under callgrind, run two counts and take the difference, so that
+start-up drops out:
+
+    python -m bench.ingest_cpu --count 4000
+    python -m bench.ingest_cpu --count 4000 --profile /tmp/ingest.pstats
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
+        python -m bench.ingest_cpu --count 1000 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import receiver_env
+from bench.payloads import SignedCallback, signed_callbacks
+
+
+async def _post(app: Any, state: dict[str, Any], callback: SignedCallback) -> int:
+    body = callback.body
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": callback.path,
+        "raw_path": callback.path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-vlmrun-signature", callback.signature.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": state.copy(),
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}  # the app never reads past the body
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _drive(app: Any, callbacks: list[SignedCallback], concurrency: int) -> list[int]:
+    from receiver.state import SHUTDOWN_HOOK
+
+    state: dict[str, Any] = {}
+    statuses: list[int] = []
+    async with app.router.lifespan_context(app) as lifespan_state:
+        state.update(lifespan_state or {})
+        queue = iter(callbacks)
+
+        async def worker() -> None:
+            for callback in queue:
+                statuses.append(await _post(app, state, callback))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        state[SHUTDOWN_HOOK]()  # what `vlm-receiver serve` calls as it begins to stop
+    return statuses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=1, help="runs on the same app")
+    parser.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL")
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the last run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.database == "sqlite":
+            url = f"sqlite:///{tmp}/cpu.db"
+        else:
+            url = args.database
+        os.environ.update(receiver_env(url))
+        from receiver.app import create_app
+        from vlmhooks import migrate
+        from vlmhooks.db import make_engine
+        from vlmhooks.settings import load_settings
+
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        app = create_app(load_settings())
+        every = list(signed_callbacks(args.count * args.repeat))
+        for run in range(args.repeat):
+            callbacks = every[run * args.count : (run + 1) * args.count]
+            profiler = cProfile.Profile() if args.profile and run == args.repeat - 1 else None
+            cpu, wall = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            statuses = asyncio.run(_drive(app, callbacks, args.concurrency))
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            bad = [s for s in statuses if s != 200]
+            print(
+                f"run {run + 1}: {len(statuses)} callbacks, {len(bad)} not 200, "
+                f"CPU {cpu / len(statuses) * 1e6:.1f} µs/callback, "
+                f"wall {len(statuses) / wall:,.0f}/s"
+            )
+
+
+if __name__ == "__main__":
+    main()
