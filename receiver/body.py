@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from receiver.errors import BodyTooLarge
 from vlmhooks.errors import PayloadError
@@ -24,15 +25,22 @@ def declared_length(content_length: str | None, *, limit: int) -> int | None:
     return length
 
 
-async def read_body(chunks: AsyncIterable[bytes], *, limit: int) -> bytes:
-    """Join `chunks`, stopping with `BodyTooLarge` as soon as more than `limit` bytes arrive.
+async def read_body(receive: Receive, *, limit: int) -> bytes:
+    """The request body from ASGI `receive`, stopping with `BodyTooLarge` as soon as more
+    than `limit` bytes arrive; `ClientDisconnect` when the client goes away first.
 
     Counting what actually streams in (not trusting Content-Length) means a sender can
-    make us hold at most `limit` bytes plus the one chunk that crossed it.
+    make us hold at most `limit` bytes plus the one chunk that crossed it. `receive`
+    directly, not `Request.stream()`: a callback's body is one message, and the async
+    generator around it cost more than reading it.
     """
     parts: list[bytes] = []
     total = 0
-    async for chunk in chunks:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         total += len(chunk)
         if total > limit:
             parts.append(chunk[: len(chunk) - (total - limit)])
@@ -41,5 +49,6 @@ async def read_body(chunks: AsyncIterable[bytes], *, limit: int) -> bytes:
             )
         if chunk:
             parts.append(chunk)
-    # One chunk is the common case (a small callback); skip the copy.
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not message.get("more_body", False):
+            # One chunk is the common case (a small callback); skip the copy.
+            return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -67,7 +67,7 @@ async def create_callback_urls(request: Request) -> Response:
         )
     declared_length(request.headers.get("content-length"), limit=MAX_REQUEST_BYTES)
     try:
-        raw = await read_body(request.stream(), limit=MAX_REQUEST_BYTES)
+        raw = await read_body(request.receive, limit=MAX_REQUEST_BYTES)
     except ClientDisconnect as exc:
         raise PayloadError("the client disconnected before the body was complete") from exc
     wanted = parse_request(raw, request.headers.get("content-type"))

@@ -24,7 +24,7 @@ from receiver.group_commit import WriterStopped
 from receiver.problems import problem_response, receiver_error_response
 from receiver.selftest import answer_self_test
 from receiver.shapes import CallbackAck
-from receiver.state import ReceiverState, receiver_state
+from receiver.state import ReceiverState
 from receiver.verify import require_json_content_type, verify_provider_signatures
 from schemas.enums import Status
 from vlmhooks.audit import delivery_record, log_rejected_delivery
@@ -66,6 +66,7 @@ async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """`receive_callback` as a plain ASGI app: it runs outside Starlette's exception
     middleware (ARCHITECTURE.md, "The callback fast path"), so it turns the unexpected into a
     problem+json 500 itself."""
+    response: ASGIApp
     try:
         response = await receive_callback(Request(scope, receive))
     except Exception:
@@ -76,10 +77,10 @@ async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-async def receive_callback(request: Request) -> Response:
+async def receive_callback(request: Request) -> ASGIApp:
     """Token, body cap, signatures, media type, JSON, contract, (fetch-back), conflict; ack."""
     started = time.perf_counter()
-    state = receiver_state(request)
+    state: ReceiverState = request.scope["state"]["receiver"]
     try:
         submission_id = state.tokens.verify(request.path_params["token"])
         if len(submission_id) > MAX_SUBMISSION_ID_CHARS:
@@ -95,7 +96,7 @@ async def receive_callback(request: Request) -> Response:
                 return self_test
         # No audit row: a request without a valid token must not be able to grow the audit
         # log. One rate-limited log line (never the token) tells the operator why.
-        state.metrics.callbacks.labels("rejected").inc()
+        state.metrics.count_callback("rejected")
         state.refusals.record(exc, submission_id=None, prediction_id=None, authenticated=False)
         return _closing(receiver_error_response(exc))
 
@@ -164,17 +165,17 @@ async def receive_callback(request: Request) -> Response:
         )
     except (SQLAlchemyError, WriterStopped) as exc:
         log.error("could not store a callback: %s", exc)
-        state.metrics.callbacks.labels("error").inc()
+        state.metrics.count_callback("error")
         response = receiver_error_response(
             StorageUnavailable("the callback could not be stored; retry later")
         )
         response.headers["retry-after"] = str(STORAGE_RETRY_AFTER_SECONDS)
         return response
     if isinstance(outcome, PredictionConflict):
-        state.metrics.callbacks.labels("rejected").inc()
+        state.metrics.count_callback("rejected")
         state.refusals.record(outcome, submission_id=submission_id, prediction_id=prediction.id)
         return receiver_error_response(outcome)
-    state.metrics.callbacks.labels(outcome.verdict).inc()
+    state.metrics.count_callback(outcome.verdict)
     state.metrics.ingest_latency.observe(time.perf_counter() - started)
     return _acknowledgement(outcome)
 
@@ -183,7 +184,7 @@ async def _read_capped_body(request: Request, limit: int) -> bytes:
     # Content-Length first, so an announced oversize body is refused without reading a byte.
     declared_length(request.headers.get("content-length"), limit=limit)
     try:
-        return await read_body(request.stream(), limit=limit)
+        return await read_body(request.receive, limit=limit)
     except ClientDisconnect as exc:
         raise PayloadError("the client disconnected before the body was complete") from exc
 
@@ -197,7 +198,7 @@ async def _log_rejection(
     source: str,
     received_at: datetime,
 ) -> None:
-    state.metrics.callbacks.labels("rejected").inc()
+    state.metrics.count_callback("rejected")
     state.refusals.record(error, submission_id=submission_id, prediction_id=prediction_id)
 
     def op(connection: Connection) -> None:
@@ -232,14 +233,32 @@ def _claimed_id(payload: Any) -> str | None:
     return None
 
 
-def _acknowledgement(outcome: IngestOutcome) -> Response:
+def _acknowledgement(outcome: IngestOutcome) -> ASGIApp:
     ack: CallbackAck = {
         "id": outcome.prediction_id,
         "status": Status(outcome.status),
         "duplicate": outcome.verdict == "duplicate",
         "verdict": outcome.verdict,
     }
-    return Response(orjson.dumps(ack), status_code=200, media_type="application/json")
+    return _Ack(orjson.dumps(ack))
+
+
+class _Ack:
+    """A 200 JSON answer sent as two ASGI messages: what `Response` does, minus building
+    its headers one by one for every callback."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __call__(self, _scope: Scope, _receive: Receive, send: Send) -> None:
+        headers = [*_ACK_HEADERS, (b"content-length", str(len(self.body)).encode("ascii"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+_ACK_HEADERS = ((b"content-type", b"application/json"),)
 
 
 def _closing(response: Response) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 
 from sqlalchemy.engine import Engine
 
@@ -47,6 +48,7 @@ class EventHub:
             DEFAULT_KEEPALIVE_INTERVAL if keepalive_interval is None else keepalive_interval
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._changed: asyncio.Event | None = None
         self._listener: asyncio.Task[None] | None = None
         self.listening = False
@@ -54,6 +56,7 @@ class EventHub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._changed = asyncio.Event()
         if self._listen and self._engine.dialect.name == "postgresql":
             self._listener = asyncio.create_task(self._listen_forever(), name="vlmhooks-listen")
@@ -66,9 +69,15 @@ class EventHub:
         self._wake()
 
     def notify_committed(self) -> None:
-        """Called by the writer thread after each commit."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake)
+        """Called by the writer after each commit: its thread, or the loop itself."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            # The event-loop writer (SQLite): no self-pipe write and wake-up per batch.
+            loop.call_soon(self._wake)
+        else:
+            loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:
         self.generation += 1

@@ -8,11 +8,13 @@ transaction, so one bad write never fails its neighbours nor leaves half its row
 `inline=True` (serverless) has no thread: each write is a batch of one, applied and
 committed by the same code before `run` returns, so nothing is left running after it.
 
-`on_loop=True` (SQLite) has no writer thread either: a task on the event loop applies each
-batch's statements (microseconds against SQLite's page cache) and only BEGIN IMMEDIATE (which
-may wait for another process's lock) and COMMIT (the fsync) go to a helper thread, one hop
-each per batch. A writer thread instead convoyed with the event loop on the GIL at every
-statement; here the next batch queues up while the previous one's fsync runs.
+`on_loop=True` (SQLite) has no writer thread either: batches form on the event loop, and
+a one-thread helper runs each batch in two hops: BEGIN IMMEDIATE (which may wait for
+another process's lock), the plain writes and the phased batches' reads; then every
+statement and the COMMIT (the fsync). Only a phased batch's planning (pure Python, see
+vlmhooks/batch.py) runs on the loop, so the database's own work, which releases the GIL,
+overlaps with the next requests. A writer thread that also ran the Python convoyed with
+the event loop on the GIL at every statement; here the next batch queues up meanwhile.
 """
 
 from __future__ import annotations

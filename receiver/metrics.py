@@ -16,7 +16,15 @@ class ReceiverMetrics:
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
 
+    def count_callback(self, verdict: str) -> None:
+        """`callbacks{verdict}` + 1, with the labelled child looked up once per verdict."""
+        child = self._verdicts.get(verdict)
+        if child is None:
+            child = self._verdicts[verdict] = self.callbacks.labels(verdict)
+        child.inc()
+
     def __post_init__(self) -> None:
+        self._verdicts: dict[str, Counter] = {}
         self.callbacks = Counter(
             "vlmhooks_callbacks",
             "Callbacks received, by verdict (stored, updated, duplicate, stale, rejected)",

@@ -84,7 +84,7 @@ async def run_replay(
 async def replay_deliveries(request: Request) -> Response:
     state = receiver_state(request)
     require_replay_keys(state)
-    body = await read_body(request.stream(), limit=MAX_REQUEST_BYTES)
+    body = await read_body(request.receive, limit=MAX_REQUEST_BYTES)
     parsed = _parse(body)
     return json_response(await run_replay(state, parsed.selection, dry_run=parsed.dry_run))
 

@@ -109,7 +109,7 @@ async def answer_self_test(request: Request, state: ReceiverState) -> Response |
     try:
         limit = state.settings.max_body_bytes
         declared_length(request.headers.get("content-length"), limit=limit)
-        body = await read_body(request.stream(), limit=limit)
+        body = await read_body(request.receive, limit=limit)
         headers = request.headers
         policy = state.signature_policy
         # One scheme at a time, so the checker learns which secret does not match.

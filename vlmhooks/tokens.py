@@ -5,6 +5,7 @@ Shared by the submitter (mint) and the receiver (verify); the token carries only
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -20,7 +21,7 @@ from itsdangerous import (
     TimestampSigner,
     URLSafeTimedSerializer,
 )
-from itsdangerous.encoding import base64_decode, bytes_to_int
+from itsdangerous.encoding import bytes_to_int
 
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
 
@@ -77,6 +78,15 @@ def clocked_serializer(
     )
 
 
+def _b64decode(text: str) -> bytes:
+    """itsdangerous's `base64_decode` (URL-safe, padding restored), minus its per-call
+    wrapping: a callback decodes three pieces of its token."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:  # binascii.Error is a ValueError
+        raise BadData("invalid base64-encoded data") from exc
+
+
 class CallbackTokens:
     """Mint and verify callback tokens; keys oldest to newest, the newest signs, any verifies."""
 
@@ -121,16 +131,16 @@ class CallbackTokens:
         payload, _, stamp = signed.rpartition(".")
         if not payload or not stamp:
             raise BadSignature("callback token is malformed")
-        expected = base64_decode(signature)  # BadData when not base64
+        expected = _b64decode(signature)  # BadData when not base64
         message = signed.encode("ascii")
         for key in self._derived_keys:
-            if hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), expected):
+            if hmac.compare_digest(hmac.digest(key, message, "sha256"), expected):
                 break
         else:
             raise BadSignature("callback token signature does not match")
         # Authentic: the age decides now, and an expired signature is final, whichever key
         # made it. Whole seconds, as itsdangerous counts.
-        age = int(self._clock()) - bytes_to_int(base64_decode(stamp))
+        age = int(self._clock()) - bytes_to_int(_b64decode(stamp))
         if age < -self._clock_skew:
             raise TokenInvalid("callback token is dated in the future")
         if age > self._max_age:
@@ -138,7 +148,7 @@ class CallbackTokens:
         if payload.startswith("."):  # zlib-compressed by itsdangerous (long ids only)
             return self._serializer.load_payload(payload.encode("ascii"))
         try:
-            return orjson.loads(base64_decode(payload))
+            return orjson.loads(_b64decode(payload))
         except orjson.JSONDecodeError as exc:
             raise BadPayload("callback token payload is not JSON") from exc
 

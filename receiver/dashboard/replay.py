@@ -61,7 +61,7 @@ async def replay_prediction(request: Request) -> Response:
     # JSON only: another site's plain HTML form cannot send it without a CORS preflight.
     require_json_content_type(request.headers.get("content-type"))
     declared_length(request.headers.get("content-length"), limit=MAX_REQUEST_BYTES)
-    parsed = _parse(await read_body(request.stream(), limit=MAX_REQUEST_BYTES))
+    parsed = _parse(await read_body(request.receive, limit=MAX_REQUEST_BYTES))
     prediction_id: str = request.path_params["prediction_id"]
     if "\x00" in prediction_id:  # PostgreSQL text cannot hold NUL: nothing stored names it
         raise NotFound(f"no stored delivery names prediction {prediction_id!r}")

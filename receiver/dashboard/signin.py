@@ -31,7 +31,7 @@ async def _read_form(request: Request) -> dict[str, str]:
     if media_type != FORM_MEDIA_TYPE:
         raise UnsupportedMediaType(f"expected {FORM_MEDIA_TYPE}, got {media_type or 'none'}")
     declared_length(request.headers.get("content-length"), limit=MAX_FORM_BYTES)
-    body = await read_body(request.stream(), limit=MAX_FORM_BYTES)
+    body = await read_body(request.receive, limit=MAX_FORM_BYTES)
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 

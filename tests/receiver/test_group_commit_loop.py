@@ -1,6 +1,7 @@
-"""GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop, only
-BEGIN and COMMIT leave it, a failing write never fails its neighbours, and `drain` + `stop`
-commit what is queued and refuse the rest."""
+"""GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop, the
+database work runs in one helper thread (only a phased batch's planning stays on the loop),
+a failing write never fails its neighbours, and `drain` + `stop` commit what is queued and
+refuse the rest."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from receiver.group_commit import GroupCommitter, WriterStopped
 from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
 
 
-def test_writes_queued_together_share_one_commit_applied_on_the_loop(probe: Engine) -> None:
+def test_writes_queued_together_share_one_commit_in_the_helper_thread(probe: Engine) -> None:
     sizes: list[int] = []
     threads: list[str] = []
     writer = GroupCommitter(probe, on_batch=sizes.append, on_loop=True)
@@ -35,8 +36,66 @@ def test_writes_queued_together_share_one_commit_applied_on_the_loop(probe: Engi
         writer.stop()
     assert results == list(range(1, 51))
     assert sizes == [50]
-    assert set(threads) == {loop_thread}  # statements ran on the event loop's thread
+    # Statements block (a lock wait, the disk): never on the event loop's thread.
+    assert len(set(threads)) == 1
+    assert loop_thread not in threads
     assert probe_ids(probe) == list(range(1, 51))
+
+
+class RecordingPhases:
+    """A phased batch that records which thread ran each phase, and inserts its items."""
+
+    def __init__(self, items: list[int], dialect: str, seen: dict[str, set[str]]) -> None:
+        self.items, self.dialect, self.seen = items, dialect, seen
+
+    def _saw(self, phase: str) -> None:
+        self.seen.setdefault(phase, set()).add(threading.current_thread().name)
+
+    def read(self, connection: Connection) -> None:
+        self._saw("read")
+
+    def plan(self) -> None:
+        self._saw("plan")
+
+    def write(self, connection: Connection) -> list[int]:
+        self._saw("write")
+        for item in self.items:
+            connection.execute(PROBE.insert().values(id=item))
+        return [item * 10 for item in self.items]
+
+
+def test_a_phased_batch_plans_on_the_loop_and_reads_and_writes_in_the_helper(
+    probe: Engine,
+) -> None:
+    seen: dict[str, set[str]] = {}
+    sizes: list[int] = []
+    writer = GroupCommitter(probe, on_batch=sizes.append, on_loop=True)
+
+    def apply_many(_connection: Connection, _items: list[int]) -> list[int]:
+        raise AssertionError("the loop writer takes the phased form")
+
+    def phases(items: list[int], dialect: str) -> RecordingPhases:
+        assert dialect == probe.dialect.name
+        return RecordingPhases(items, dialect, seen)
+
+    async def scenario() -> tuple[list[int], str]:
+        writer.start()
+        results = await asyncio.gather(
+            *(writer.run_batched(apply_many, i, phases=phases) for i in range(1, 21))
+        )
+        await writer.drain()
+        return list(results), threading.current_thread().name
+
+    try:
+        results, loop_thread = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results == [i * 10 for i in range(1, 21)]
+    assert sizes == [20]
+    assert seen["plan"] == {loop_thread}
+    assert seen["read"] == seen["write"]
+    assert loop_thread not in seen["read"]
+    assert probe_ids(probe) == list(range(1, 21))
 
 
 def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> None:
