@@ -95,10 +95,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the last run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.database == "sqlite":
-            url = f"sqlite:///{tmp}/cpu.db"
-        else:
-            url = args.database
+        url = f"sqlite:///{tmp}/cpu.db" if args.database == "sqlite" else args.database
         os.environ.update(receiver_env(url))
         from receiver.app import create_app
         from vlmhooks import migrate

@@ -30,9 +30,9 @@ from sqlalchemy.engine import Connection
 from schemas.enums import STATUS_RANK, Status
 from vlmhooks.audit import delivery_row
 from vlmhooks.errors import PredictionConflict, WebhookIdConflict
-from vlmhooks.outbox import OutboxRoute, outbox_routes, write_outbox_rows
+from vlmhooks.outbox import OUTBOX_ROUTES, OutboxRoute, outbox_routes, write_outbox_rows
 from vlmhooks.public import public_prediction
-from vlmhooks.raw_sql import Prepared, as_datetime, as_json, run_prepared
+from vlmhooks.raw_sql import Prepared, as_datetime, as_json, run_all
 from vlmhooks.records import DeliveryVerdict, IngestOutcome, PredictionWrite, Verdict
 from vlmhooks.schema_check import check_response_schema
 from vlmhooks.statements import WriteStatements, statements_for, write_statements
@@ -172,7 +172,9 @@ class PredictionBatch:
         submission_ids = sorted({w.submission_id for w in self.writes if w.submission_id})
         prediction_ids = sorted({w.prediction.id for w in self.writes})
         context = self.statements.batch_context(submission_ids, prediction_ids)
-        for row in run_prepared(connection, context):
+        context_rows, route_rows = run_all(connection, [context, OUTBOX_ROUTES])
+        self.routes = outbox_routes(route_rows)
+        for row in context_rows:
             kind, row_id, link = row[0], row[1], row[2]
             if kind == "s":
                 self.submissions[row_id] = _Submission(link, row[3], as_json(row[4]))
@@ -190,7 +192,6 @@ class PredictionBatch:
         if webhook_ids:
             rows = connection.execute(self.statements.known_webhooks, {"ids": webhook_ids})
             self.known_webhooks = {r.id: (r.prediction_id, r.body_sha256) for r in rows}
-        self.routes = outbox_routes(connection)
 
     # -- plan ------------------------------------------------------------------------------
 
@@ -426,16 +427,22 @@ class PredictionBatch:
         """Run the planned statements; every write's outcome once they all have run."""
         if self.fresh_webhooks:
             connection.execute(self.statements.remember_webhook, self.fresh_webhooks)
+        # Every statement at once (one round trip on PostgreSQL): the plan needs no result
+        # to write the next one; the results are checked afterwards.
+        statements = [planned.upsert for planned in self.rounds]
+        statements += [planned.event_insert for planned in self.rounds if planned.event_insert]
+        results = iter(run_all(connection, [*statements, *self.tail]))
         for planned in self.rounds:
-            returned = run_prepared(connection, planned.upsert)
+            returned = next(results)
             applied = {row[0]: (row[1], as_datetime(row[2])) for row in returned}
             if applied != planned.applied:
                 raise BatchDiverged(
                     f"the upsert applied {sorted(applied)}, the plan {sorted(planned.applied)}"
                 )
+        for planned in self.rounds:
             if planned.event_insert is None:
                 continue
-            seqs = {pid: seq for pid, seq in run_prepared(connection, planned.event_insert)}
+            seqs = {pid: seq for pid, seq in next(results)}
             if self.routes:
                 # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
                 write_outbox_rows(connection, planned.events, seqs, self.routes)
@@ -443,8 +450,6 @@ class PredictionBatch:
                 outcome = self.outcomes[index]
                 if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
                     self.outcomes[index] = replace(outcome, event_seq=seqs[outcome.prediction_id])
-        for prepared in self.tail:
-            run_prepared(connection, prepared)
         done = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(done) == len(self.writes), "every write gets an outcome"
         return done

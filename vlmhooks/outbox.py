@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from schemas.contract import as_utc, utc_now
 from schemas.tables import ForwardDestination, ForwardOutbox
 from vlmhooks.forward.destinations import Filters
-from vlmhooks.raw_sql import Prepared, as_json, run_prepared
+from vlmhooks.raw_sql import Prepared, as_json
 from vlmhooks.tables import EVENT, table_of
 
 __all__ = [
@@ -58,14 +58,15 @@ def new_message_id() -> str:
 
 
 OutboxRoute = tuple[str, Filters]
-# Read by every write batch, so through the raw cursor (vlmhooks/raw_sql.py).
-_ROUTES_SQL = Prepared("SELECT id, events, domain FROM forward_destination WHERE active", ())
+# Read by every write batch, with its context (vlmhooks/batch.py), through the raw cursor.
+OUTBOX_ROUTES = Prepared("SELECT id, events, domain FROM forward_destination WHERE active", ())
 
 
-def outbox_routes(connection: Connection) -> list[OutboxRoute]:
-    """The active destinations and their filters, read in the batch's transaction."""
+def outbox_routes(rows: Sequence[tuple[Any, ...]]) -> list[OutboxRoute]:
+    """The active destinations and their filters, from the rows `OUTBOX_ROUTES` read in the
+    batch's transaction."""
     routes: list[OutboxRoute] = []
-    for destination_id, events, domain in run_prepared(connection, _ROUTES_SQL):
+    for destination_id, events, domain in rows:
         wanted = as_json(events)
         routes.append((destination_id, Filters(tuple(wanted) if wanted else None, domain)))
     return routes

@@ -28,6 +28,7 @@ __all__ = [
     "as_datetime",
     "as_json",
     "placeholders",
+    "run_all",
     "run_prepared",
 ]
 
@@ -98,11 +99,58 @@ def run_prepared(connection: Connection, prepared: Prepared) -> list[tuple[Any, 
         cursor.execute(prepared.sql, prepared.params)
         return list(cursor.fetchall()) if cursor.description is not None else []
     except driver_error as exc:
-        # As SQLAlchemy would raise it (OperationalError, IntegrityError, ...), so callers
-        # keep handling one family of errors.
-        raise sa.exc.DBAPIError.instance(prepared.sql, prepared.params, exc, driver_error) from exc
+        raise _wrapped(connection, prepared.sql, prepared.params, exc) from exc
     finally:
         cursor.close()
+
+
+def run_all(connection: Connection, statements: Sequence[Prepared]) -> list[list[tuple[Any, ...]]]:
+    """Run `statements` in order; the rows each returns. On PostgreSQL they go out in one
+    pipeline (one round trip for all, instead of one each); nothing is read between them,
+    so none may depend on another's result in Python."""
+    if connection.dialect.name != "postgresql" or len(statements) < 2:
+        return [run_prepared(connection, prepared) for prepared in statements]
+    driver_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    driver = connection.connection.driver_connection
+    assert driver is not None, "a connection inside a transaction has its driver connection"
+    cursors = []
+    current: Prepared | None = None
+    try:
+        with driver.pipeline():
+            for current in statements:
+                cursor = driver.cursor()
+                cursors.append(cursor)
+                if current.many:
+                    cursor.executemany(current.sql, current.params)
+                else:
+                    cursor.execute(current.sql, current.params)
+        # The pipeline synced on leaving the block: every result is here.
+        return [
+            list(cursor.fetchall()) if cursor.description is not None else [] for cursor in cursors
+        ]
+    except driver_error as exc:
+        sql = current.sql if current is not None else ""
+        params = current.params if current is not None else ()
+        raise _wrapped(connection, sql, params, exc) from exc
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _wrapped(
+    connection: Connection, sql: str, params: Any, error: Exception
+) -> sa.exc.StatementError:
+    # As SQLAlchemy would raise it (OperationalError, IntegrityError, ...), so callers keep
+    # handling one family of errors; parameters hidden as the engine hides them (they hold
+    # callback bodies, which must not reach the logs).
+    return sa.exc.DBAPIError.instance(
+        sql,
+        params,
+        error,
+        connection.dialect.loaded_dbapi.Error,
+        hide_parameters=connection.engine.hide_parameters,
+        dialect=connection.dialect,
+    )
 
 
 def placeholders(dialect_name: str, count: int) -> str:

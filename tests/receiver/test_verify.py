@@ -4,10 +4,12 @@ reader and the audit record; no server, no database."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from starlette.requests import ClientDisconnect
 
 from receiver.body import declared_length, read_body
 from receiver.errors import BodyTooLarge
@@ -106,13 +108,21 @@ def test_policy_repr_hides_secrets() -> None:
     assert "hunter2" not in repr(SignaturePolicy.from_secrets(vlmrun_secrets=("hunter2",)))
 
 
-async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
+def _receive(*parts: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI `receive` that hands out `parts` as body messages, then a disconnect."""
+    messages = [
+        {"type": "http.request", "body": part, "more_body": index < len(parts) - 1}
+        for index, part in enumerate(parts or (b"",))
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return receive
 
 
 def _read(*parts: bytes, limit: int) -> bytes:
-    return asyncio.run(read_body(_chunks(*parts), limit=limit))
+    return asyncio.run(read_body(_receive(*parts), limit=limit))
 
 
 def test_read_body_joins_chunks_up_to_the_limit() -> None:
@@ -123,13 +133,12 @@ def test_read_body_joins_chunks_up_to_the_limit() -> None:
 def test_read_body_stops_at_the_first_chunk_past_the_limit() -> None:
     consumed: list[int] = []
 
-    async def endless() -> AsyncIterator[bytes]:
-        while True:
-            consumed.append(1)
-            yield b"x" * 1000
+    async def endless() -> dict[str, Any]:
+        consumed.append(1)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
 
     with pytest.raises(BodyTooLarge) as caught:
-        asyncio.run(read_body(endless(), limit=2500))
+        asyncio.run(read_body(endless, limit=2500))
     assert len(consumed) == 3  # stopped pulling as soon as the cap was crossed
     assert caught.value.head == b"x" * 2500 and caught.value.status == 413
 
@@ -142,6 +151,14 @@ def test_declared_length() -> None:
     for bad in ["-1", "1e3", "+5", "٣", "", "0x10"]:
         with pytest.raises(PayloadError):
             declared_length(bad, limit=10)
+
+
+def test_read_body_refuses_a_client_that_leaves_mid_body() -> None:
+    async def leaves() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(read_body(leaves, limit=10))
 
 
 def test_a_small_declared_length_does_not_lift_the_cap() -> None:
