@@ -119,6 +119,8 @@ class _Stored:
     body_sha256: str
     delivery_count: int
     received_at: datetime
+    submission_id: str | None
+    domain: str | None
 
 
 @dataclass(slots=True)
@@ -184,7 +186,9 @@ class PredictionBatch:
                 self.bound.setdefault(link, row_id)
             else:
                 self.unowned.add(row_id)
-            self.stored[row_id] = _Stored(row[5], row[6], row[7], row[8], as_datetime(row[9]))
+            self.stored[row_id] = _Stored(
+                row[5], row[6], row[7], row[8], as_datetime(row[9]), link, row[3]
+            )
         for submission_id, submission in self.submissions.items():
             if submission.prediction_id is not None:
                 self.bound[submission_id] = submission.prediction_id
@@ -308,12 +312,21 @@ class PredictionBatch:
                 # What the upsert will do, by its own rule (statements._UPSERT_SUFFIX).
                 if stored is None:
                     stored = self.stored[prediction_id] = _Stored(
-                        status, row["status_rank"], row["body_sha256"], 1, write.received_at
+                        status,
+                        row["status_rank"],
+                        row["body_sha256"],
+                        1,
+                        write.received_at,
+                        row["submission_id"],
+                        row["domain"],
                     )
                 else:
                     stored.status, stored.rank = status, row["status_rank"]
                     stored.body_sha256 = row["body_sha256"]
                     stored.delivery_count += 1
+                    # The upsert's coalesces: the first owner stays, a known domain stays.
+                    stored.submission_id = stored.submission_id or row["submission_id"]
+                    stored.domain = row["domain"] if row["domain"] is not None else stored.domain
                 count, first_received_at = stored.delivery_count, stored.received_at
                 applied[prediction_id] = (count, first_received_at)
                 verdict: Verdict = "stored" if count == 1 else "updated"
@@ -322,9 +335,15 @@ class PredictionBatch:
                     {
                         "prediction_id": prediction_id,
                         "type": f"prediction.{status}",
-                        # The row keeps its first received_at; the event says what GET says.
+                        # What GET says once this commits: the row as the upsert leaves it.
                         "data": public_prediction(
-                            {**row, "delivery_count": count, "received_at": first_received_at}
+                            {
+                                **row,
+                                "delivery_count": count,
+                                "received_at": first_received_at,
+                                "submission_id": stored.submission_id,
+                                "domain": stored.domain,
+                            }
                         ),
                         "created_at": write.received_at,
                     }

@@ -115,7 +115,7 @@ class WriteStatements:
             "SELECT 's', id, prediction_id, domain, json_schema,"  # noqa: S608
             " NULL, NULL, NULL, NULL, NULL"
             f" FROM submission WHERE id IN ({in_submissions})"
-            " UNION ALL SELECT 'p', id, submission_id, NULL, NULL,"
+            " UNION ALL SELECT 'p', id, submission_id, domain, NULL,"
             " status, status_rank, body_sha256, delivery_count, received_at FROM prediction"
             f" WHERE id IN ({in_predictions}) OR submission_id IN ({in_submissions})"
         )

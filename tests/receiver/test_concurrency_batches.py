@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.receiver.callback_harness import prediction_body
 from vlmhooks import migrate
-from vlmhooks.batch import apply_prediction_writes, begin_write_batch
+from vlmhooks.batch import (
+    BatchDiverged,
+    PredictionBatch,
+    apply_prediction_writes,
+    begin_write_batch,
+)
 from vlmhooks.db import make_engine
 from vlmhooks.errors import PredictionConflict
 from vlmhooks.ingest import validate_prediction
+from vlmhooks.public import public_prediction
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
 from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
 
@@ -73,7 +80,9 @@ def _random_writes(rng: random.Random, count: int) -> list[PredictionWrite]:
                 prediction=validate_prediction(body),
                 submission_id=rng.choice([None, "s1", "s2", "s3", "s_without_row"]),
                 source="callback",
-                received_at=NOW,
+                # Distinct times, so a row's first receive time and each event's copy of it
+                # are checked too.
+                received_at=NOW + timedelta(seconds=n),
                 delivery=DeliveryRecord(body_sha256=f"{n:064d}", body=str(n).encode()),
                 webhook_id=webhook_id,
             )
@@ -95,6 +104,8 @@ def _state(engine: Engine) -> dict[str, Any]:
                 PREDICTION.c.status,
                 PREDICTION.c.response,
                 PREDICTION.c.delivery_count,
+                PREDICTION.c.received_at,
+                PREDICTION.c.updated_at,
                 PREDICTION.c.submission_id,
                 PREDICTION.c.schema_valid,
             ).order_by(PREDICTION.c.id)
@@ -115,14 +126,50 @@ def _state(engine: Engine) -> dict[str, Any]:
             ).order_by(DELIVERY.c.id)
         ).all()
         events = connection.execute(
-            sa.select(EVENT.c.prediction_id, EVENT.c.type).order_by(EVENT.c.seq)
+            sa.select(EVENT.c.prediction_id, EVENT.c.type, EVENT.c.data).order_by(EVENT.c.seq)
         ).all()
+        # Every change's event carries the GET shape; the last one must be what GET says now.
+        gets = {
+            row.id: public_prediction(row._mapping)
+            for row in connection.execute(sa.select(PREDICTION))
+        }
+    last_events = {row.prediction_id: row.data for row in events}
+    for prediction_id, data in last_events.items():
+        if data["vlmhooks"]["submission_id"] is None:
+            # Stored without a submission, then claimed by a callback URL whose delivery
+            # changed nothing: ownership moves without a change event, by design.
+            data["vlmhooks"]["submission_id"] = gets[prediction_id]["vlmhooks"]["submission_id"]
+    assert last_events == gets
     return {
-        "predictions": [tuple(row) for row in predictions],
+        "predictions": [tuple(map(_utc, row)) for row in predictions],
         "submissions": [tuple(row) for row in submissions],
         "deliveries": [tuple(row) for row in deliveries],
-        "events": sorted(tuple(row) for row in events),
+        # What each change said (the GET shape: counts, first receive time), in commit order
+        # per prediction.
+        "events": sorted(
+            (
+                row.prediction_id,
+                index,
+                row.type,
+                orjson.dumps(row.data, option=orjson.OPT_SORT_KEYS),
+            )
+            for index, row in _per_prediction_order(events)
+        ),
     }
+
+
+def _utc(value: Any) -> Any:
+    # PostgreSQL reads back aware times, SQLite naive UTC ones: compare the instants.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _per_prediction_order(rows: list[Any]) -> Iterator[tuple[int, Any]]:
+    seen: dict[str, int] = {}
+    for row in rows:
+        seen[row.prediction_id] = seen.get(row.prediction_id, -1) + 1
+        yield seen[row.prediction_id], row
 
 
 def test_a_batch_ends_as_the_same_writes_one_by_one(twin_engines: tuple[Engine, Engine]) -> None:
@@ -149,3 +196,39 @@ def _check_one_scenario(batched_engine: Engine, reference_engine: Engine, seed: 
     assert _state(batched_engine) == _state(reference_engine), seed
     verdicts = {o.verdict for o in batched if isinstance(o, IngestOutcome)}
     assert "stored" in verdicts  # the scenario exercised real writes
+
+
+def test_a_write_behind_the_plans_back_fails_the_batch_before_anything_commits(
+    database_url: str,
+) -> None:
+    """The plan assumes no one writes predictions without the batch's lock; if someone does,
+    the upsert's RETURNING disagrees and the batch raises instead of storing a wrong event."""
+    engine = make_engine(database_url)
+    _reset(engine)
+    body = prediction_body("completed", prediction_id="p_sneaky")
+    write = PredictionWrite(
+        prediction=validate_prediction(body),
+        submission_id="s3",
+        source="callback",
+        received_at=NOW,
+        delivery=DeliveryRecord(body_sha256="0" * 64, body=b"{}"),
+    )
+    with pytest.raises(BatchDiverged), engine.begin() as connection:
+        begin_write_batch(connection)
+        batch = PredictionBatch([write], dialect=engine.dialect.name)
+        batch.read(connection)
+        batch.plan()  # planned as a first insert...
+        # ...but a writer that ignores the lock stores the same id first.
+        connection.execute(
+            PREDICTION.insert().values(
+                id="p_sneaky", status="completed", status_rank=3, created_at=NOW,
+                received_at=NOW, updated_at=NOW, delivery_count=1, source="poll",
+                body_sha256="f" * 64,
+            )
+        )  # fmt: skip
+        batch.write(connection)
+    with engine.connect() as connection:
+        stored = connection.execute(sa.select(sa.func.count()).select_from(PREDICTION)).scalar()
+        events = connection.execute(sa.select(sa.func.count()).select_from(EVENT)).scalar()
+    engine.dispose()
+    assert (stored, events) == (0, 0)  # rolled back whole
