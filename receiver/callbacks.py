@@ -25,7 +25,7 @@ from receiver.problems import problem_response, receiver_error_response
 from receiver.selftest import answer_self_test
 from receiver.shapes import CallbackAck
 from receiver.state import ReceiverState
-from receiver.verify import require_json_content_type, verify_provider_signatures
+from receiver.verify import HeaderPairs, require_json_content_type, verify_provider_signatures
 from schemas.enums import Status
 from vlmhooks.audit import delivery_record, log_rejected_delivery
 from vlmhooks.batch import apply_prediction_writes, prediction_batch
@@ -101,14 +101,15 @@ async def receive_callback(request: Request) -> ASGIApp:
         return _closing(receiver_error_response(exc))
 
     received_at = datetime.fromtimestamp(state.clock(), UTC)
-    headers = request.headers
+    # Decoded once, for the audit record, the signatures and the media type alike.
+    headers = HeaderPairs(request.headers.items())
     delivery: DeliveryRecord | None = None
     claimed_id: str | None = None
     source = SOURCE_CALLBACK
     body = b""
     authenticated = False
     try:
-        body = await _read_capped_body(request, state.settings.max_body_bytes)
+        body = await _read_capped_body(request, headers, state.settings.max_body_bytes)
         delivery = delivery_record(body, headers.items(), body_cap=state.settings.delivery_body_cap)
         # The signature covers the raw bytes, so it is checked before anything reads them.
         webhook_id = verify_provider_signatures(
@@ -180,9 +181,9 @@ async def receive_callback(request: Request) -> ASGIApp:
     return _acknowledgement(outcome)
 
 
-async def _read_capped_body(request: Request, limit: int) -> bytes:
+async def _read_capped_body(request: Request, headers: HeaderPairs, limit: int) -> bytes:
     # Content-Length first, so an announced oversize body is refused without reading a byte.
-    declared_length(request.headers.get("content-length"), limit=limit)
+    declared_length(headers.get("content-length"), limit=limit)
     try:
         return await read_body(request.receive, limit=limit)
     except ClientDisconnect as exc:

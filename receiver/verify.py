@@ -4,8 +4,9 @@ or one of our exceptions out. No framework imports; time is a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vlmhooks.errors import SignatureInvalid, UnsupportedMediaType
 from vlmhooks.settings import Settings
@@ -18,7 +19,12 @@ from vlmhooks.signatures import (
     parse_vlmrun_secrets,
 )
 
-__all__ = ["SignaturePolicy", "require_json_content_type", "verify_provider_signatures"]
+__all__ = [
+    "HeaderPairs",
+    "SignaturePolicy",
+    "require_json_content_type",
+    "verify_provider_signatures",
+]
 
 _VLMRUN_HEADER = VLMRUN_SIGNATURE_HEADER.lower()
 
@@ -59,6 +65,32 @@ class SignaturePolicy:
             standard_secrets=[s.get_secret_value() for s in settings.standard_webhook_secrets],
             tolerance_seconds=settings.signature_tolerance,
         )
+
+
+class HeaderPairs(Mapping[str, str]):
+    """A request's headers decoded once: `items()` keeps every pair, repeats included (what
+    the signature checks need), and a lookup gives the first value, as Starlette's does."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+        self._first: dict[str, str] = {}
+        for name, value in pairs:
+            self._first.setdefault(name, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return self._pairs
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._first.get(name, default)
 
 
 def verify_provider_signatures(
