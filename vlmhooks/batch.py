@@ -36,7 +36,7 @@ from vlmhooks.raw_sql import Prepared, as_datetime, as_json, run_all
 from vlmhooks.records import DeliveryVerdict, IngestOutcome, PredictionWrite, Verdict
 from vlmhooks.schema_check import check_response_schema
 from vlmhooks.statements import WriteStatements, statements_for, write_statements
-from vlmhooks.storable import MAX_DOMAIN_CHARS, storable_content_hash
+from vlmhooks.storable import MAX_DOMAIN_CHARS, storable_content_hash, usage_json
 
 __all__ = [
     "BatchDiverged",
@@ -533,7 +533,7 @@ def _prediction_values(
         "status": status.value,
         "status_rank": STATUS_RANK[status],
         "response": prediction.response,
-        "usage": None if prediction.usage is None else prediction.usage.model_dump(mode="json"),
+        "usage": usage_json(prediction.usage),
         "extra": extra or None,
         "created_at": prediction.created_at,
         "completed_at": prediction.completed_at,

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.contract import PredictionResponse
+from schemas.contract import PredictionResponse, Usage
 from vlmhooks.errors import ContractViolation
 from vlmhooks.numbers import first_inexact_number
+from vlmhooks.public import iso_utc
 from vlmhooks.records import content_sha256
 from vlmhooks.tables import PREDICTION, SUBMISSION, column_width
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_storable",
     "find_nul",
     "storable_content_hash",
+    "usage_json",
 ]
 
 # Read from the tables, so a migration that widens a column widens the check with it.
@@ -31,8 +33,6 @@ MAX_SUBMISSION_ID_CHARS = column_width(SUBMISSION.c.id)
 MAX_DOMAIN_CHARS = column_width(PREDICTION.c.domain)
 # JSON can only carry U+0000 escaped, so a body without this sequence holds none.
 _NUL_ESCAPE = b"\\u0000"
-# The contract fields whose wire form pydantic normalizes (times to UTC, usage defaults).
-_NORMALIZED_FIELDS = {"usage", "created_at", "completed_at", "status"}
 _INEXACT_MESSAGE = (
     "a number that cannot be stored exactly (beyond 64-bit integers or double precision); "
     "send it as a string"
@@ -89,6 +89,15 @@ def find_nul(value: Any) -> str | None:
     return None
 
 
+def usage_json(usage: Usage | None) -> dict[str, Any] | None:
+    """`usage.model_dump(mode="json")`: its fields and the unknown ones it kept, all JSON
+    values already (ints, strings, None, and whatever JSON the sender added)."""
+    if usage is None:
+        return None
+    extra = usage.__pydantic_extra__
+    return {**usage.__dict__, **extra} if extra else dict(usage.__dict__)
+
+
 def storable_content_hash(
     prediction: PredictionResponse, payload: Mapping[str, Any] | None = None
 ) -> str:
@@ -103,7 +112,12 @@ def storable_content_hash(
             wire = prediction.to_wire()
         else:
             wire = dict(payload)
-            wire.update(prediction.model_dump(mode="json", include=_NORMALIZED_FIELDS))
+            # What `model_dump(mode="json")` gives for these fields, without its per-call
+            # cost: times in UTC as pydantic writes them, usage with its defaults.
+            wire["usage"] = usage_json(prediction.usage)
+            wire["created_at"] = iso_utc(prediction.created_at)
+            wire["completed_at"] = iso_utc(prediction.completed_at)
+            wire["status"] = prediction.status.value
             wire.setdefault("response", None)
         if "created_at" not in prediction.model_fields_set:
             # The contract fills a missing created_at with "now", which differs on every
