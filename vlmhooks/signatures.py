@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vlmhooks.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
+from vlmhooks.hmacs import HmacSha256
 
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",
@@ -78,6 +79,11 @@ class VlmrunVerifier:
     """Checks `X-VLMRun-Signature` under any of its keys (several during a rotation)."""
 
     keys: tuple[bytes, ...] = field(repr=False)
+    _macs: tuple[HmacSha256, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The pads hashed once per key, not per callback (vlmhooks/hmacs.py).
+        object.__setattr__(self, "_macs", tuple(HmacSha256(key) for key in self.keys))
 
     def verify(self, body: bytes, header: str | None) -> None:
         """Accept if `header` is `sha256=<hex HMAC-SHA256>` of `body` under any key."""
@@ -89,8 +95,7 @@ class VlmrunVerifier:
         if not _HEX_SHA256.fullmatch(hex_digest):
             raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} must carry 64 hex digits")
         received = bytes.fromhex(hex_digest)
-        # One-shot `hmac.digest` (OpenSSL in one C call), not an HMAC object per key.
-        expected = (hmac.digest(key, body, "sha256") for key in self.keys)
+        expected = (mac.digest(body) for mac in self._macs)
         if not any(hmac.compare_digest(received, digest) for digest in expected):
             raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} does not match")
 
@@ -173,6 +178,10 @@ class StandardWebhookVerifier:
     # Derived once: deriving an ed25519 public key per request would cost more than verifying.
     public_keys: tuple[Ed25519PublicKey, ...] = field(repr=False)
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    _macs: tuple[HmacSha256, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_macs", tuple(HmacSha256(key) for key in self.hmac_keys))
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], *, now: float
@@ -194,7 +203,7 @@ class StandardWebhookVerifier:
         entries = _parse_signature_header(signature_text)
 
         content = _signed_content(msg_id, timestamp_text, body)
-        expected_v1 = [hmac.digest(key, content, "sha256") for key in self.hmac_keys]
+        expected_v1 = [mac.digest(content) for mac in self._macs]
         verdict = StandardWebhookVerdict(msg_id=msg_id, timestamp=timestamp)
         for version, signature in entries:
             if version == "v1":

@@ -24,6 +24,7 @@ from itsdangerous import (
 from itsdangerous.encoding import bytes_to_int
 
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
+from vlmhooks.hmacs import HmacSha256
 
 __all__ = [
     "CALLBACK_PATH_PREFIX",
@@ -116,7 +117,7 @@ class CallbackTokens:
         self._serializer = clocked_serializer(secret_keys, salt=_SALT, clock=clock)
         # Newest key first, as itsdangerous tries them; derived once, not per call.
         signer = self._serializer.make_signer()
-        self._derived_keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]
+        self._macs = [HmacSha256(signer.derive_key(key)) for key in reversed(signer.secret_keys)]
 
     def __repr__(self) -> str:
         keys = len(self._serializer.secret_keys)
@@ -133,8 +134,8 @@ class CallbackTokens:
             raise BadSignature("callback token is malformed")
         expected = _b64decode(signature)  # BadData when not base64
         message = signed.encode("ascii")
-        for key in self._derived_keys:
-            if hmac.compare_digest(hmac.digest(key, message, "sha256"), expected):
+        for mac in self._macs:
+            if hmac.compare_digest(mac.digest(message), expected):
                 break
         else:
             raise BadSignature("callback token signature does not match")
