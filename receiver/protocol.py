@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -71,8 +71,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         # Bytes of the current request head received so far; reset when the head ends.
         self._reading_head = True
         self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
+        # One lazy timer per connection instead of two timers armed and cancelled per
+        # request: each request only moves `_deadline` (see `_check_deadline`).
+        self._waiting_for: Literal["head", "body"] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._period = min(self._limits.header_timeout, self._limits.body_timeout)
 
     @classmethod
     def _resolve_limits(cls) -> HttpLimits:
@@ -90,7 +94,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
+        self._waiting_for = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -127,14 +134,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
-        self._cancel_head_timer()
-        self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_timed_out)
+        self._expect("body", self._limits.body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._waiting_for = None
         self._reading_head = True
         self._head_bytes = 0
         super().on_message_complete()
@@ -165,14 +169,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         )
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if self.transport.is_closing():
             return
         detail = f"the request head did not arrive within {self._limits.header_timeout:g} s"
         self._close_with(_problem(408, "Request Timeout", "request-timeout", detail))
 
     def _body_timed_out(self) -> None:
-        self._body_timer = None
         if self.transport.is_closing():
             return
         if self.cycle is not None and self.cycle.response_complete:
@@ -196,21 +198,35 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _arm_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self._limits.header_timeout, self._head_timed_out
-            )
+        if self._waiting_for != "head":
+            self._expect("head", self._limits.header_timeout)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _expect(self, part: Literal["head", "body"], within: float) -> None:
+        self._waiting_for = part
+        self._deadline = self.loop.time() + within
+        if self._timer is None:
+            self._timer = self.loop.call_later(min(within, self._period), self._check_deadline)
 
-    def _cancel_timers(self) -> None:
-        self._cancel_head_timer()
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+    def _check_deadline(self) -> None:
+        """The lazy timer: time out what is overdue, else look again.
+
+        It never fires later than a deadline: it is armed at most `_period` (the shorter
+        timeout) ahead, and any deadline set meanwhile is at least that far off; when it
+        re-arms, it does so at the deadline or one period ahead, whichever comes first.
+        An idle keep-alive connection (nothing awaited) lets it lapse.
+        """
+        self._timer = None
+        part = self._waiting_for
+        if part is None:
+            return
+        now = self.loop.time()
+        if now < self._deadline:
+            delay = min(self._deadline - now, self._period)
+            self._timer = self.loop.call_later(delay, self._check_deadline)
+        elif part == "head":
+            self._head_timed_out()
+        else:
+            self._body_timed_out()
 
 
 def limited_protocol(limits: HttpLimits) -> type[LimitedHttpProtocol]:

@@ -95,6 +95,41 @@ def test_a_dribbled_callback_body_is_answered_408_and_closed(settings: Settings)
     assert status_of(response) == 408
 
 
+@pytest.mark.parametrize(("head_timeout", "body_timeout"), [(0.6, 2.0), (2.0, 0.6)])
+def test_each_request_on_a_kept_alive_connection_gets_its_own_full_timeouts(
+    sqlite_url: str, head_timeout: float, body_timeout: float
+) -> None:
+    """One lazy timer serves a connection (receiver/protocol.py): the second request's
+    deadlines count from that request, neither from the first nor from the other part's."""
+    settings = limited_settings(
+        sqlite_url, header_timeout=head_timeout, body_timeout=body_timeout, keepalive_timeout=5
+    )
+    token = CallbackTokens(settings.require_secret_keys()).mint("sub_kept_alive")
+    head = f"POST /v1/callbacks/{token} HTTP/1.1\r\nhost: x\r\n".encode()
+    with hardened_receiver(settings) as server:
+        for dribble_body in (False, True):
+            with connect(server) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                first = b""
+                while not first.endswith(b'{"status":"ok"}'):
+                    first += sock.recv(65536)
+                assert first.startswith(b"HTTP/1.1 200")
+                time.sleep(0.3)
+                started = time.monotonic()
+                if dribble_body:
+                    sock.sendall(head + b"content-type: application/json\r\n")
+                    sock.sendall(b"content-length: 100\r\n\r\n{")
+                    expected = body_timeout
+                else:
+                    sock.sendall(head + b"x-slow: ")
+                    expected = head_timeout
+                response = read_until_closed(sock)
+                elapsed = time.monotonic() - started
+            assert status_of(response) == 408
+            # Never before its own deadline; the upper bound only guards against a hang.
+            assert expected - 0.05 <= elapsed < expected + 3, (dribble_body, elapsed)
+
+
 def test_an_unread_body_after_an_answer_is_not_waited_for(settings: Settings) -> None:
     with hardened_receiver(settings) as server, connect(server) as sock:
         # Answered (405) without reading the body; the dribbling rest ends the connection
