@@ -208,9 +208,12 @@ def test_duplicate_deliveries_store_one_row_and_log_each_duplicate(loop: LoopFac
         (result,) = the_loop.submit()
         prediction_id = result.prediction_id
         assert prediction_id is not None
+        # The sandbox records an attempt once it has the answer, just after the receiver
+        # logged the delivery: wait for both sides.
         wait_for(
-            lambda: len(the_loop.deliveries(prediction_id)) == 3,
-            what="three deliveries of one callback",
+            lambda: len(the_loop.deliveries(prediction_id)) == 3
+            and len(the_loop.sandbox_attempts(prediction_id)) == 3,
+            what="three deliveries of one callback, each answered",
         )
         attempts = the_loop.sandbox_attempts(prediction_id)
         api_log = httpx.get(
@@ -238,7 +241,11 @@ def test_running_after_completed_is_logged_stale_and_completed_stands(
         (result,) = the_loop.submit()
         prediction_id = result.prediction_id
         assert prediction_id is not None
-        wait_for(lambda: len(the_loop.deliveries(prediction_id)) == 2, what="two callbacks")
+        wait_for(
+            lambda: len(the_loop.deliveries(prediction_id)) == 2
+            and len(the_loop.sandbox_attempts(prediction_id)) == 2,
+            what="two callbacks, each answered",
+        )
         attempts = the_loop.sandbox_attempts(prediction_id)
         looked_up = the_loop.lookup(prediction_id).json()
 
@@ -261,7 +268,11 @@ def test_intermediate_running_then_completed_moves_forward(loop: LoopFactory) ->
         (result,) = the_loop.submit()
         prediction_id = result.prediction_id
         assert prediction_id is not None
-        wait_for(lambda: len(the_loop.deliveries(prediction_id)) == 2, what="two callbacks")
+        wait_for(
+            lambda: len(the_loop.deliveries(prediction_id)) == 2
+            and len(the_loop.sandbox_attempts(prediction_id)) == 2,
+            what="two callbacks, each answered",
+        )
         attempts = the_loop.sandbox_attempts(prediction_id)
 
     assert [a["prediction_status"] for a in attempts] == ["running", "completed"]
