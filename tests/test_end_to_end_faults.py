@@ -211,8 +211,10 @@ def test_duplicate_deliveries_store_one_row_and_log_each_duplicate(loop: LoopFac
         # The sandbox records an attempt once it has the answer, just after the receiver
         # logged the delivery: wait for both sides.
         wait_for(
-            lambda: len(the_loop.deliveries(prediction_id)) == 3
-            and len(the_loop.sandbox_attempts(prediction_id)) == 3,
+            lambda: (
+                len(the_loop.deliveries(prediction_id)) == 3
+                and len(the_loop.sandbox_attempts(prediction_id)) == 3
+            ),
             what="three deliveries of one callback, each answered",
         )
         attempts = the_loop.sandbox_attempts(prediction_id)
@@ -242,8 +244,10 @@ def test_running_after_completed_is_logged_stale_and_completed_stands(
         prediction_id = result.prediction_id
         assert prediction_id is not None
         wait_for(
-            lambda: len(the_loop.deliveries(prediction_id)) == 2
-            and len(the_loop.sandbox_attempts(prediction_id)) == 2,
+            lambda: (
+                len(the_loop.deliveries(prediction_id)) == 2
+                and len(the_loop.sandbox_attempts(prediction_id)) == 2
+            ),
             what="two callbacks, each answered",
         )
         attempts = the_loop.sandbox_attempts(prediction_id)
@@ -269,8 +273,10 @@ def test_intermediate_running_then_completed_moves_forward(loop: LoopFactory) ->
         prediction_id = result.prediction_id
         assert prediction_id is not None
         wait_for(
-            lambda: len(the_loop.deliveries(prediction_id)) == 2
-            and len(the_loop.sandbox_attempts(prediction_id)) == 2,
+            lambda: (
+                len(the_loop.deliveries(prediction_id)) == 2
+                and len(the_loop.sandbox_attempts(prediction_id)) == 2
+            ),
             what="two callbacks, each answered",
         )
         attempts = the_loop.sandbox_attempts(prediction_id)
