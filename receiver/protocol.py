@@ -10,6 +10,8 @@ long polls and event streams can answer before the graceful-shutdown budget runs
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -90,6 +92,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        _no_delay(transport)
         # uvicorn arms no timer before the first byte: a silent connection would stay forever.
         self._arm_head_timer()
 
@@ -227,6 +230,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._head_timed_out()
         else:
             self._body_timed_out()
+
+
+def _no_delay(transport: asyncio.Transport) -> None:
+    """TCP_NODELAY on the connection, whatever the listening socket was.
+
+    asyncio sets it only on sockets whose `proto` says TCP. With `--workers N`, uvicorn's
+    workers accept on a socket rebuilt from an inherited descriptor, whose `proto` is 0, so
+    Nagle stayed on: the response body, written after its head, waited for the client's
+    delayed ACK, 40 ms per request (bench/README.md, "Issue 13, second pass").
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def limited_protocol(limits: HttpLimits) -> type[LimitedHttpProtocol]:
