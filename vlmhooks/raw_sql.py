@@ -114,24 +114,25 @@ def run_all(connection: Connection, statements: Sequence[Prepared]) -> list[list
     driver = connection.connection.driver_connection
     assert driver is not None, "a connection inside a transaction has its driver connection"
     cursors = []
-    current: Prepared | None = None
     try:
         with driver.pipeline():
-            for current in statements:
+            for prepared in statements:
                 cursor = driver.cursor()
                 cursors.append(cursor)
-                if current.many:
-                    cursor.executemany(current.sql, current.params)
+                if prepared.many:
+                    cursor.executemany(prepared.sql, prepared.params)
                 else:
-                    cursor.execute(current.sql, current.params)
+                    cursor.execute(prepared.sql, prepared.params)
         # The pipeline synced on leaving the block: every result is here.
         return [
             list(cursor.fetchall()) if cursor.description is not None else [] for cursor in cursors
         ]
     except driver_error as exc:
-        sql = current.sql if current is not None else ""
-        params = current.params if current is not None else ()
-        raise _wrapped(connection, sql, params, exc) from exc
+        # A pipeline reports its error when it syncs, not at the statement that failed:
+        # name the batch, not a statement that may be innocent (the driver's own message
+        # says what failed).
+        summary = f"(a pipeline of {len(statements)} statements)"
+        raise _wrapped(connection, summary, (), exc) from exc
     finally:
         for cursor in cursors:
             cursor.close()
@@ -234,9 +235,3 @@ class RawInsert:
         return Prepared(
             self._head + ", ".join([self._group] * len(rows)) + self._suffix, tuple(params)
         )
-
-    def execute(
-        self, connection: Connection, rows: Sequence[dict[str, Any]]
-    ) -> list[tuple[Any, ...]]:
-        """Prepare and run at once; the RETURNING rows."""
-        return run_prepared(connection, self.prepare(rows))
