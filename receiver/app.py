@@ -18,6 +18,7 @@ from receiver.events import EventHub
 from receiver.fanout import FanOut
 from receiver.forwarding import forwarding_routes
 from receiver.group_commit import GroupCommitter
+from receiver.heap import freeze_startup_heap
 from receiver.logs import install_redaction
 from receiver.lookup import lookup_routes
 from receiver.metrics import ReceiverMetrics
@@ -42,8 +43,14 @@ FETCH_BACK_TIMEOUT_SECONDS = 10.0
 FETCH_BACK_CONNECT_TIMEOUT_SECONDS = 5.0
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """Check the configuration now (one clear error), open connections in the lifespan."""
+def create_app(
+    settings: Settings, *, clock: Callable[[], float] = time.time, freeze_heap: bool = False
+) -> Starlette:
+    """Check the configuration now (one clear error), open connections in the lifespan.
+
+    `freeze_heap`: once started, exempt every object alive then from garbage collection
+    (receiver/heap.py); for a server process, which builds one app.
+    """
     secret_keys = settings.require_secret_keys()
     api_keys = tuple(settings.require_lookup_auth())
     # Parsed here, once: every callback reuses the verifiers (and their derived keys).
@@ -99,6 +106,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 changes=events,
                 registry=metrics.registry,
             )
+            if freeze_heap:
+                freeze_startup_heap()  # last: everything start-up made is long-lived
             yield {
                 "receiver": ReceiverState(
                     settings=settings,
@@ -206,4 +215,4 @@ def _no_op() -> None:
 
 def create_app_from_environment() -> Starlette:
     """The uvicorn factory used by `vlm-receiver serve` (each worker reads the environment)."""
-    return create_app(load_settings())
+    return create_app(load_settings(), freeze_heap=True)

@@ -5,6 +5,11 @@ uvicorn times out only idle keep-alive connections. This subclass caps the reque
 (431 at once, the rest never read), closes a connection whose head or body does not
 arrive in time (408), and tells the app when the server starts shutting down, so open
 long polls and event streams can answer before the graceful-shutdown budget runs out.
+
+It also sends a response's head and body in one write (`_CoalescedWrites`): uvicorn
+writes them separately, and on a short response each write is a `send()` of its own,
+a fifth of the event loop's time under callback load (bench/README.md, "Issue 13, third
+pass").
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -79,6 +84,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._period = min(self._limits.header_timeout, self._limits.body_timeout)
+        self._writes: _CoalescedWrites | None = None
 
     @classmethod
     def _resolve_limits(cls) -> HttpLimits:
@@ -93,6 +99,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         _no_delay(transport)
+        self._writes = _CoalescedWrites(transport, self.loop)
         # uvicorn arms no timer before the first byte: a silent connection would stay forever.
         self._arm_head_timer()
 
@@ -139,6 +146,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._expect("body", self._limits.body_timeout)
         super().on_headers_complete()
+        if self.cycle is not None and self._writes is not None:
+            # Before its task first runs: every write of the response goes through it.
+            self.cycle.transport = cast(asyncio.Transport, self._writes)
 
     def on_message_complete(self) -> None:
         self._waiting_for = None
@@ -230,6 +240,47 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._head_timed_out()
         else:
             self._body_timed_out()
+
+
+class _CoalescedWrites:
+    """The transport as a response sees it: writes made in one step of the event loop go
+    out as one `send()`.
+
+    uvicorn writes a response's head, then its body; the ACK of a callback is both at once.
+    The first write is held and flushed by a callback at the loop's next turn, which is
+    after the task that wrote it yields, so the body joins it. A streamed response's head
+    or chunk waits at most that one turn. Closing flushes first, so nothing is reordered.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
 
 
 def _no_delay(transport: asyncio.Transport) -> None:
