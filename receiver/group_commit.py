@@ -8,13 +8,16 @@ transaction, so one bad write never fails its neighbours nor leaves half its row
 `inline=True` (serverless) has no thread: each write is a batch of one, applied and
 committed by the same code before `run` returns, so nothing is left running after it.
 
-`on_loop=True` (SQLite) has no writer thread either: batches form on the event loop, and
-a one-thread helper runs each batch in two hops: BEGIN IMMEDIATE (which may wait for
-another process's lock), the plain writes and the phased batches' reads; then every
-statement and the COMMIT (the fsync). Only a phased batch's planning (pure Python, see
-vlmhooks/batch.py) runs on the loop, so the database's own work, which releases the GIL,
-overlaps with the next requests. A writer thread that also ran the Python convoyed with
-the event loop on the GIL at every statement; here the next batch queues up meanwhile.
+`on_loop=True` (SQLite) has no writer thread either: batches form on the event loop.
+A phased batch (vlmhooks/batch.py) takes BEGIN IMMEDIATE and does its reads on the loop
+when no other process holds the write lock (tens of microseconds), plans on the loop, then
+hands every statement and the COMMIT (the fsync) to a one-thread helper, where the
+database's own work releases the GIL and overlaps with the next requests. When the lock is
+taken, or the batch holds plain writes, BEGIN IMMEDIATE (which may then wait) and the reads
+run in the helper too. A writer thread that also ran the Python convoyed with the event
+loop on the GIL at every statement; every hop to a thread costs about half a millisecond
+of waiting for the GIL, so a batch makes one when it can (ARCHITECTURE.md, "The write
+batch").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +33,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
+from sqlalchemy.exc import OperationalError
 
 from vlmhooks.batch import begin_write_batch, end_write_batch
+from vlmhooks.db import SQLITE_BUSY_TIMEOUT_MS
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -201,6 +207,11 @@ class GroupCommitter:
     async def _flush_on_loop(self) -> None:
         """Commit batches on the event loop until nothing is queued (see the module doc)."""
         while self._loop_pending:
+            # One turn of the loop first: the requests the last batch answered send their
+            # responses before this batch's work on the loop delays them.
+            await asyncio.sleep(0)
+            if not self._loop_pending:
+                break
             batch = self._loop_pending[: self._max_batch]
             del self._loop_pending[: len(batch)]
             try:
@@ -224,14 +235,15 @@ class GroupCommitter:
         phased = _phased_groups(batch, dialect)
         rest = [p for p in batch if p.phases is None]
         try:
-            # Two hops to the helper thread: (1) BEGIN IMMEDIATE (which may wait for another
-            # process's batch), the plain ops and the phased batches' reads; (2) every
-            # statement and the COMMIT (the fsync). Only the planning runs on the loop, so
-            # the database's own work overlaps with the next requests' (ARCHITECTURE.md,
-            # "The write batch").
-            transaction = await loop.run_in_executor(
-                self._io, self._open_batch, connection, rest, phased
-            )
+            # (1) BEGIN IMMEDIATE and the reads: on the loop if the lock is free now, else in
+            # the helper, which may wait for another process's batch; (2) the planning, on
+            # the loop; (3) every statement and the COMMIT (the fsync), in the helper
+            # (ARCHITECTURE.md, "The write batch").
+            transaction = None if rest else self._open_if_free(connection, phased)
+            if transaction is None:
+                transaction = await loop.run_in_executor(
+                    self._io, self._open_batch, connection, rest, phased
+                )
             try:
                 for phases, _members in phased:
                     phases.plan()
@@ -254,6 +266,35 @@ class GroupCommitter:
                 except Exception as exc:
                     pending.error = exc
         self._notify(len(batch))
+
+    def _open_if_free(
+        self, connection: Connection, phased: list[tuple[Phases, list[_Pending[Any]]]]
+    ) -> RootTransaction | None:
+        """`_open_batch` on the loop's thread if no process holds the write lock; else None.
+
+        SQLite's busy timeout is off for the attempt, so BEGIN IMMEDIATE fails at once
+        instead of blocking the loop; the helper then waits for the lock as usual.
+        """
+        if connection.dialect.name != "sqlite":
+            return None
+        driver = connection.connection.driver_connection
+        assert driver is not None, "a held connection has its driver connection"
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            transaction = _begin_batch(connection)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                raise
+            return None
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        try:
+            for phases, _members in phased:
+                phases.read(connection)
+        except BaseException:
+            transaction.rollback()
+            raise
+        return transaction
 
     def _open_batch(
         self,

@@ -1,12 +1,14 @@
 """GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop, the
-database work runs in one helper thread (only a phased batch's planning stays on the loop),
-a failing write never fails its neighbours, and `drain` + `stop` commit what is queued and
-refuse the rest."""
+statements and the commit run in one helper thread (a phased batch opens, reads and plans
+on the loop when the write lock is free), a failing write never fails its neighbours, and
+`drain` + `stop` commit what is queued and refuse the rest."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from receiver.group_commit import GroupCommitter, WriterStopped
 from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
+from vlmhooks.db import make_engine
 
 
 def test_writes_queued_together_share_one_commit_in_the_helper_thread(probe: Engine) -> None:
@@ -64,7 +67,7 @@ class RecordingPhases:
         return [item * 10 for item in self.items]
 
 
-def test_a_phased_batch_plans_on_the_loop_and_reads_and_writes_in_the_helper(
+def test_a_phased_batch_reads_and_plans_on_the_loop_and_writes_in_the_helper(
     probe: Engine,
 ) -> None:
     seen: dict[str, set[str]] = {}
@@ -93,8 +96,11 @@ def test_a_phased_batch_plans_on_the_loop_and_reads_and_writes_in_the_helper(
     assert results == [i * 10 for i in range(1, 21)]
     assert sizes == [20]
     assert seen["plan"] == {loop_thread}
-    assert seen["read"] == seen["write"]
-    assert loop_thread not in seen["read"]
+    if probe.dialect.name == "sqlite":
+        assert seen["read"] == {loop_thread}  # the lock was free: no hop to open
+    else:
+        assert seen["read"] == seen["write"]
+    assert loop_thread not in seen["write"]
     assert probe_ids(probe) == list(range(1, 21))
 
 
@@ -142,3 +148,89 @@ def test_drain_then_stop_commits_what_is_queued_then_refuses(probe: Engine) -> N
 
     assert asyncio.run(scenario()) == [1, 2, 3]
     assert probe_ids(probe) == [1, 2, 3]
+
+
+def test_a_batch_waits_for_another_process_lock_in_the_helper_not_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Another process holds SQLite's write lock: the batch's BEGIN IMMEDIATE and reads move
+    to the helper thread, which waits; the loop keeps running; then the next batch, with
+    the lock free again, opens on the loop on the same connection."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    engine = make_engine(url, pool_size=1, immediate_writes=True)
+    PROBE.create(engine)
+    seen: dict[str, set[str]] = {}
+    writer = GroupCommitter(engine, on_loop=True)
+
+    def phases(items: list[int], dialect: str) -> RecordingPhases:
+        return RecordingPhases(items, dialect, seen)
+
+    def apply_many(_connection: Connection, _items: list[int]) -> list[int]:
+        raise AssertionError("the loop writer takes the phased form")
+
+    async def scenario() -> tuple[int, int, str]:
+        writer.start()
+        other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's batch, holding the lock
+        ticks = 0
+        write = asyncio.ensure_future(writer.run_batched(apply_many, 1, phases=phases))
+        while ticks < 20:  # the loop is free while the batch waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        other.close()
+        first = await write
+        seen.clear()
+        second = await writer.run_batched(apply_many, 2, phases=phases)
+        await writer.drain()
+        return first, second, threading.current_thread().name
+
+    try:
+        first, second, loop_thread = asyncio.run(scenario())
+    finally:
+        writer.stop()
+        engine.dispose()
+    assert (first, second) == (10, 20)
+    # The second batch: lock free, so it opened and read on the loop, after a failed try.
+    assert seen["read"] == seen["plan"] == {loop_thread}
+    assert loop_thread not in seen["write"]
+    check = make_engine(url)
+    assert probe_ids(check) == [1, 2]
+    check.dispose()
+
+
+def test_the_first_batch_under_a_held_lock_read_in_the_helper(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    engine = make_engine(url, pool_size=1, immediate_writes=True)
+    PROBE.create(engine)
+    seen: dict[str, set[str]] = {}
+    writer = GroupCommitter(engine, on_loop=True)
+
+    def phases(items: list[int], dialect: str) -> RecordingPhases:
+        return RecordingPhases(items, dialect, seen)
+
+    async def scenario() -> str:
+        writer.start()
+        other = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(writer.run_batched(_refuse, 7, phases=phases))
+        await asyncio.sleep(0.2)
+        other.execute("COMMIT")
+        other.close()
+        assert await write == 70
+        await writer.drain()
+        return threading.current_thread().name
+
+    try:
+        loop_thread = asyncio.run(scenario())
+    finally:
+        writer.stop()
+        engine.dispose()
+    assert seen["plan"] == {loop_thread}
+    assert loop_thread not in seen["read"]  # it waited for the lock in the helper
+    assert seen["read"] == seen["write"]
+
+
+def _refuse(_connection: Connection, _items: list[int]) -> list[int]:
+    raise AssertionError("the loop writer takes the phased form")
