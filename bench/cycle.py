@@ -1,0 +1,93 @@
+"""Where a SQLite batch's time goes under closed-loop load, and who is busy meanwhile.
+
+    python -m bench.cycle --repo /tmp/before        # another tree (git archive <commit>)
+    python -m bench.cycle                           # this tree
+
+wrk drives the receiver as bench.ingest does (32 connections, signed 1.5 KB callbacks,
+`synchronous=FULL`, 1 worker) while `bench/cycle_probe.py` times each batch inside the
+server: the whole cycle (queued batch taken to its writes settled), and the time spent in
+opening (BEGIN IMMEDIATE and the reads), planning and closing (statements and COMMIT).
+What is left of the cycle is hand-offs: waits for the helper thread, for the GIL, and for
+the event loop to get back to the batch. It also prints each server thread's CPU and the
+whole machine's, which tell a latency-bound receiver from a CPU-bound one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import REPO, receiver_env, run_server
+from bench.ingest import fresh_database, run_wrk, write_requests
+
+PROBE = Path(__file__).with_name("cycle_probe.py")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of `pid`: the main one runs the event loop."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        name = "event loop" if int(tid) == pid else f"thread {tid}"
+        found[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def machine_busy() -> tuple[int, int]:
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), values[3] + values[4]  # all, idle + iowait
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=REPO)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    requests_file = write_requests(200_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "cycle.json"
+        env = {**receiver_env(fresh_database("sqlite", Path(tmp))),
+               "VLMHOOKS_CYCLE_STATS": str(stats)}  # fmt: skip
+        argv = [sys.executable, str(PROBE), "serve", "--host", "127.0.0.1", "--port", "{port}"]
+        with run_server(argv, env, repo=args.repo.resolve()) as server:
+            run_wrk(server.url, requests_file, args, duration=2)  # warm-up
+            cpu_before, busy_before, started = thread_cpu(server.pid), machine_busy(), time.time()
+            output = run_wrk(server.url, requests_file, args, duration=args.duration)
+            elapsed = time.time() - started
+            cpu_after, busy_after = thread_cpu(server.pid), machine_busy()
+            time.sleep(0.5)
+        rows = [json.loads(line) for line in stats.read_text().splitlines()]
+        samples = [row for row in rows if started <= row[0] <= started + elapsed]
+    rate = next(line for line in output.splitlines() if "Requests/sec" in line).split()[-1]
+    print(f"\n{args.repo}: {rate} callbacks/s, {len(samples)} batches timed\n")
+    print("| thread | CPU, % of one core |")
+    print("| --- | ---: |")
+    for thread, seconds in cpu_after.items():
+        share = (seconds - cpu_before.get(thread, 0.0)) / elapsed * 100
+        if share >= 1:
+            print(f"| {thread} | {share:.0f} |")
+    total, idle = (after - before for after, before in zip(busy_after, busy_before, strict=True))
+    print(f"| whole machine (2 cores = 200) | {(1 - idle / total) * 200:.0f} |")
+    count = len(samples) or 1
+    size, cycle, opening, planning, closing = (
+        sum(s[i] for s in samples) / count for i in range(1, 6)
+    )
+    print("\n| batch (means) | ms |\n| --- | ---: |")
+    print(f"| writes per batch | {size:.1f} |")
+    print(f"| whole cycle | {cycle * 1e3:.2f} |")
+    print(f"| open: BEGIN IMMEDIATE and reads | {opening * 1e3:.2f} |")
+    print(f"| plan | {planning * 1e3:.2f} |")
+    print(f"| close: statements and COMMIT | {closing * 1e3:.2f} |")
+    print(f"| hand-offs (the rest) | {(cycle - opening - planning - closing) * 1e3:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
