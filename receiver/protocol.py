@@ -156,12 +156,31 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         super().on_message_complete()
 
+    # uvicorn's own writes and closes: what a response holds goes out first, in order
+
+    def on_response_complete(self) -> None:
+        self._flush_writes()  # a whole response: out now, in one write
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._flush_writes()
+        super().send_400_response(msg)
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._flush_writes()
+        super().timeout_keep_alive_handler()
+
+    def _flush_writes(self) -> None:
+        if self._writes is not None:
+            self._writes.flush()
+
     # uvicorn server
 
     def shutdown(self) -> None:
         hook: Callable[[], None] | None = self.app_state.get(SHUTDOWN_HOOK)
         if hook is not None:
             hook()  # idempotent: called once per open connection
+        self._flush_writes()
         super().shutdown()
 
     # limits
@@ -198,6 +217,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._close_with(_problem(408, "Request Timeout", "request-timeout", detail))
 
     def _close_with(self, response: bytes) -> None:
+        self._flush_writes()
         cycle = self.cycle
         answering = False
         if cycle is not None and not cycle.response_complete:
@@ -246,10 +266,10 @@ class _CoalescedWrites:
     """The transport as a response sees it: writes made in one step of the event loop go
     out as one `send()`.
 
-    uvicorn writes a response's head, then its body; the ACK of a callback is both at once.
-    The first write is held and flushed by a callback at the loop's next turn, which is
-    after the task that wrote it yields, so the body joins it. A streamed response's head
-    or chunk waits at most that one turn. Closing flushes first, so nothing is reordered.
+    uvicorn writes a response's head, then its body. The first write is held; the protocol
+    flushes when the response completes (one `send()` for a whole response), and before any
+    write or close of its own, so nothing is reordered or dropped. A streamed response's
+    head or chunk is flushed by a callback at the loop's next turn at the latest.
     """
 
     __slots__ = ("_held", "_loop", "_transport")

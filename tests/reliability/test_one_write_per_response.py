@@ -38,7 +38,7 @@ class _CountingTransport:
         return getattr(self._transport, name)
 
 
-def _counting_protocol(writes: list[bytes]) -> type:
+def _counting_protocol(writes: list[bytes], at_completion: list[int] | None = None) -> type:
     base = limited_protocol(HttpLimits())
 
     class Counting(base):  # type: ignore[valid-type,misc]
@@ -46,6 +46,11 @@ def _counting_protocol(writes: list[bytes]) -> type:
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(_CountingTransport(transport, self.recorded))  # type: ignore[arg-type]
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if at_completion is not None:  # what had reached the socket, without a loop turn
+                at_completion.append(len(self.recorded))
 
     return Counting
 
@@ -74,6 +79,20 @@ def test_each_response_on_a_kept_alive_connection_is_one_write(sqlite_url: str) 
         head, _, rest = write.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 %d " % response.status_code)
         assert rest == response.content
+
+
+def test_a_complete_response_is_written_before_uvicorn_moves_on(sqlite_url: str) -> None:
+    """Not at the loop's next turn: a shutdown or a close in between would drop it."""
+    writes: list[bytes] = []
+    at_completion: list[int] = []
+    protocol = _counting_protocol(writes, at_completion)
+    with (
+        hardened_receiver(_settings(sqlite_url), http=protocol) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/healthz").status_code == 200
+    assert at_completion == [1, 2]
 
 
 def test_a_streamed_head_is_not_held_for_a_body(sqlite_url: str) -> None:
