@@ -88,6 +88,8 @@ class _Pending(Generic[T]):
 
 
 _STOP = object()
+# A batch's phased items, grouped by the phases that apply them.
+_PhasedGroups = list[tuple[Phases, list[_Pending[Any]]]]
 
 
 class GroupCommitter:
@@ -268,7 +270,7 @@ class GroupCommitter:
         self._notify(len(batch))
 
     def _open_if_free(
-        self, connection: Connection, phased: list[tuple[Phases, list[_Pending[Any]]]]
+        self, connection: Connection, phased: _PhasedGroups
     ) -> RootTransaction | None:
         """`_open_batch` on the loop's thread if no process holds the write lock; else None.
 
@@ -283,35 +285,23 @@ class GroupCommitter:
         try:
             transaction = _begin_batch(connection)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+            # Any SQLITE_BUSY (the primary code, under extended ones such as _RECOVERY).
+            if getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             return None
         finally:
             driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        try:
-            for phases, _members in phased:
-                phases.read(connection)
-        except BaseException:
-            transaction.rollback()
-            raise
+        _read_or_roll_back(connection, transaction, [], phased)
         return transaction
 
     def _open_batch(
         self,
         connection: Connection,
         rest: list[_Pending[Any]],
-        phased: list[tuple[Phases, list[_Pending[Any]]]],
+        phased: _PhasedGroups,
     ) -> RootTransaction:
         transaction = _begin_batch(connection)
-        try:
-            for pending in rest:
-                if pending.op is not None:
-                    pending.result = pending.op(connection)
-            for phases, _members in phased:
-                phases.read(connection)
-        except BaseException:
-            transaction.rollback()
-            raise
+        _read_or_roll_back(connection, transaction, rest, phased)
         return transaction
 
     def _close_batch(
@@ -319,7 +309,7 @@ class GroupCommitter:
         connection: Connection,
         transaction: RootTransaction,
         rest: list[_Pending[Any]],
-        phased: list[tuple[Phases, list[_Pending[Any]]]],
+        phased: _PhasedGroups,
     ) -> None:
         try:
             for phases, members in phased:
@@ -468,9 +458,7 @@ class GroupCommitter:
         _settle_all(stranded)
 
 
-def _phased_groups(
-    batch: list[_Pending[Any]], dialect: str
-) -> list[tuple[Phases, list[_Pending[Any]]]]:
+def _phased_groups(batch: list[_Pending[Any]], dialect: str) -> _PhasedGroups:
     groups: dict[PhasedApply, list[_Pending[Any]]] = {}
     for pending in batch:
         if pending.phases is not None:
@@ -479,6 +467,24 @@ def _phased_groups(
         (phases([member.item for member in members], dialect), members)
         for phases, members in groups.items()
     ]
+
+
+def _read_or_roll_back(
+    connection: Connection,
+    transaction: RootTransaction,
+    rest: list[_Pending[Any]],
+    phased: _PhasedGroups,
+) -> None:
+    """The plain ops and the phased batches' reads, in the batch just opened."""
+    try:
+        for pending in rest:
+            if pending.op is not None:
+                pending.result = pending.op(connection)
+        for phases, _members in phased:
+            phases.read(connection)
+    except BaseException:
+        transaction.rollback()
+        raise
 
 
 def _hand_out(results: Sequence[Any], members: list[_Pending[Any]], source: object) -> None:
