@@ -262,6 +262,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._body_timed_out()
 
 
+_JOIN_LIMIT = 64 * 1024
+
+
 class _CoalescedWrites:
     """The transport as a response sees it: writes made in one step of the event loop go
     out as one `send()`.
@@ -280,6 +283,13 @@ class _CoalescedWrites:
         self._held: list[bytes] = []
 
     def write(self, data: bytes) -> None:
+        if len(data) > _JOIN_LIMIT:
+            # A large body goes out as it is: copying it to join the head costs more than
+            # the second send, and would double the memory it takes.
+            self.flush()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
         if not self._held:
             self._loop.call_soon(self.flush)
         self._held.append(data)

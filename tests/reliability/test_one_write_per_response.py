@@ -118,7 +118,8 @@ class _RecordingTransport(asyncio.Transport):
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
+        assert isinstance(data, bytes)
+        self.writes.append(data)
 
     def close(self) -> None:
         self.closed = True
@@ -159,3 +160,20 @@ def test_close_flushes_first_and_nothing_is_written_after_it() -> None:
     transport = asyncio.run(scenario())
     assert transport.writes == [b"last words"]
     assert transport.closed
+
+
+def test_a_large_body_follows_the_head_uncopied() -> None:
+    big = b"x" * (1024 * 1024)
+
+    async def scenario() -> list[bytes]:
+        transport = _RecordingTransport()
+        writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+        writes.write(b"head;")
+        writes.write(big)
+        assert transport.writes == [b"head;", big]  # at once, in order
+        await _turn()
+        return transport.writes
+
+    sent = asyncio.run(scenario())
+    assert len(sent) == 2
+    assert sent[1] is big  # not joined: no copy of a large body
