@@ -24,7 +24,7 @@ from receiver.group_commit import WriterStopped
 from receiver.problems import problem_response, receiver_error_response
 from receiver.selftest import answer_self_test
 from receiver.shapes import CallbackAck
-from receiver.state import ReceiverState
+from receiver.state import ReceiverState, receiver_state
 from receiver.verify import HeaderPairs, require_json_content_type, verify_provider_signatures
 from schemas.enums import Status
 from vlmhooks.audit import delivery_record, log_rejected_delivery
@@ -80,7 +80,7 @@ async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
 async def receive_callback(request: Request) -> ASGIApp:
     """Token, body cap, signatures, media type, JSON, contract, (fetch-back), conflict; ack."""
     started = time.perf_counter()
-    state: ReceiverState = request.scope["state"]["receiver"]
+    state = receiver_state(request)
     try:
         submission_id = state.tokens.verify(request.path_params["token"])
         if len(submission_id) > MAX_SUBMISSION_ID_CHARS:

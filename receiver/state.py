@@ -57,6 +57,8 @@ class ReceiverState:
 
 
 def receiver_state(request: Request) -> ReceiverState:
-    state = request.state.receiver
+    # From the scope's lifespan state directly: `request.state` builds a wrapper object,
+    # and every callback asks.
+    state = request.scope["state"]["receiver"]
     assert isinstance(state, ReceiverState)
     return state
