@@ -6,10 +6,11 @@
 wrk drives the receiver as bench.ingest does (32 connections, signed 1.5 KB callbacks,
 `synchronous=FULL`, 1 worker) while `bench/cycle_probe.py` times each batch inside the
 server: the whole cycle (queued batch taken to its writes settled), and the time spent in
-opening (BEGIN IMMEDIATE and the reads), planning and closing (statements and COMMIT).
-What is left of the cycle is hand-offs: waits for the helper thread, for the GIL, and for
-the event loop to get back to the batch. It also prints each server thread's CPU and the
-whole machine's, which tell a latency-bound receiver from a CPU-bound one.
+opening (BEGIN IMMEDIATE and the reads), planning, the statements and the COMMIT, each as
+wall time and as its thread's CPU: wall minus CPU is time spent waiting, for the GIL or for
+the disk. What is left of the cycle is hand-offs: waits for the helper thread, for the GIL,
+and for the event loop to get back to the batch. It also prints each server thread's CPU
+and the whole machine's, which tell a latency-bound receiver from a CPU-bound one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.harness import REPO, receiver_env, run_server
 from bench.ingest import fresh_database, run_wrk, write_requests
@@ -76,17 +78,32 @@ def main() -> None:
             print(f"| {thread} | {share:.0f} |")
     total, idle = (after - before for after, before in zip(busy_after, busy_before, strict=True))
     print(f"| whole machine (2 cores = 200) | {(1 - idle / total) * 200:.0f} |")
+    print_phases(samples)
+
+
+PHASES = (
+    ("open", "open: BEGIN IMMEDIATE and reads"),
+    ("plan", "plan"),
+    ("write", "statements"),
+    ("commit", "COMMIT (and its fsync)"),
+)
+
+
+def print_phases(samples: list[list[Any]]) -> None:
+    """Mean wall and CPU time of each phase per batch; wall minus CPU is waiting."""
     count = len(samples) or 1
-    size, cycle, opening, planning, closing = (
-        sum(s[i] for s in samples) / count for i in range(1, 6)
-    )
-    print("\n| batch (means) | ms |\n| --- | ---: |")
-    print(f"| writes per batch | {size:.1f} |")
-    print(f"| whole cycle | {cycle * 1e3:.2f} |")
-    print(f"| open: BEGIN IMMEDIATE and reads | {opening * 1e3:.2f} |")
-    print(f"| plan | {planning * 1e3:.2f} |")
-    print(f"| close: statements and COMMIT | {closing * 1e3:.2f} |")
-    print(f"| hand-offs (the rest) | {(cycle - opening - planning - closing) * 1e3:.2f} |")
+    size = sum(s[1] for s in samples) / count
+    cycle = sum(s[2] for s in samples) / count
+
+    def mean(phase: str, index: int) -> float:
+        return sum(s[3].get(phase, [0.0, 0.0])[index] for s in samples) / count * 1e3
+
+    print(f"\n{size:.1f} writes per batch; whole cycle {cycle * 1e3:.2f} ms\n")
+    print("| batch phase (means) | wall ms | CPU ms |\n| --- | ---: | ---: |")
+    for phase, label in PHASES:
+        print(f"| {label} | {mean(phase, 0):.2f} | {mean(phase, 1):.2f} |")
+    rest = cycle * 1e3 - sum(mean(phase, 0) for phase, _label in PHASES)
+    print(f"| hand-offs (the rest of the cycle) | {rest:.2f} | |")
 
 
 if __name__ == "__main__":

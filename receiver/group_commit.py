@@ -10,14 +10,14 @@ committed by the same code before `run` returns, so nothing is left running afte
 
 `on_loop=True` (SQLite) has no writer thread either: batches form on the event loop.
 A phased batch (vlmhooks/batch.py) takes BEGIN IMMEDIATE and does its reads on the loop
-when no other process holds the write lock (tens of microseconds), plans on the loop, then
-hands every statement and the COMMIT (the fsync) to a one-thread helper, where the
-database's own work releases the GIL and overlaps with the next requests. When the lock is
-taken, or the batch holds plain writes, BEGIN IMMEDIATE (which may then wait) and the reads
-run in the helper too. A writer thread that also ran the Python convoyed with the event
-loop on the GIL at every statement; every hop to a thread costs about half a millisecond
-of waiting for the GIL, so a batch makes one when it can (ARCHITECTURE.md, "The write
-batch").
+when no other process holds the write lock (tens of microseconds), plans and runs its
+statements on the loop (SQLite's own CPU work, under the lock it holds), and hands only the
+COMMIT (the fsync) to a one-thread helper, where it releases the GIL and overlaps with the
+next requests; the helper gets the GIL back within 0.2 ms to return (receiver/gil_handoff.py).
+When the lock is taken, BEGIN IMMEDIATE (which may then wait) and the reads run in the
+helper; a batch holding plain writes runs them, its statements and the COMMIT there, as
+before. Statements in the helper waited for the GIL at every step while the loop served
+requests: 2.5 ms of a 8 ms cycle (ARCHITECTURE.md, "The write batch").
 """
 
 from __future__ import annotations
@@ -29,12 +29,21 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import OperationalError
 
+from receiver.gil_handoff import quick_gil_handoff
+from receiver.pending_writes import (
+    BatchApply,
+    PendingWrite,
+    PhasedApply,
+    Phases,
+    hand_out,
+    settle_all,
+    settle_group,
+)
 from vlmhooks.batch import begin_write_batch, end_write_batch
 from vlmhooks.db import SQLITE_BUSY_TIMEOUT_MS
 
@@ -51,8 +60,6 @@ __all__ = [
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 WriteOp = Callable[[Connection], Any]
-# Applies many queued items in one call: one statement per step for the whole batch.
-BatchApply = Callable[[Connection, list[Any]], Sequence[Any]]
 
 DEFAULT_MAX_BATCH = 512
 STOP_TIMEOUT_SECONDS = 30.0
@@ -63,33 +70,9 @@ class WriterStopped(RuntimeError):
     """The committer is not running; the write was not applied."""
 
 
-class Phases(Protocol):
-    """A batch split so that only `plan` needs the event loop (vlmhooks/batch.py)."""
-
-    def read(self, connection: Connection) -> None: ...
-    def plan(self) -> None: ...
-    def write(self, connection: Connection) -> Sequence[Any]: ...
-
-
-# Builds the phases of one batch from its items (for `run_batched(..., phases=)`).
-PhasedApply = Callable[[list[Any], str], Phases]
-
-
-@dataclass
-class _Pending(Generic[T]):
-    op: Callable[[Connection], T] | None
-    future: asyncio.Future[T]
-    loop: asyncio.AbstractEventLoop
-    item: Any = None
-    apply_many: BatchApply | None = None
-    phases: PhasedApply | None = None
-    result: Any = None
-    error: BaseException | None = None
-
-
 _STOP = object()
 # A batch's phased items, grouped by the phases that apply them.
-_PhasedGroups = list[tuple[Phases, list[_Pending[Any]]]]
+_PhasedGroups = list[tuple[Phases, list[PendingWrite[Any]]]]
 
 
 class GroupCommitter:
@@ -108,7 +91,7 @@ class GroupCommitter:
         self._engine = engine
         self._inline = inline
         self._on_loop = on_loop and not inline
-        self._loop_pending: list[_Pending[Any]] = []
+        self._loop_pending: list[PendingWrite[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._io: ThreadPoolExecutor | None = None
         self._inline_lock = threading.Lock()
@@ -159,7 +142,7 @@ class GroupCommitter:
         stranded, self._loop_pending = self._loop_pending, []
         for pending in stranded:
             pending.error = WriterStopped("the writer stopped before this write was applied")
-        _settle_group(stranded)
+        settle_group(stranded)
         if self._io is not None:
             self._io.submit(self._drop_connection).result(timeout=STOP_TIMEOUT_SECONDS)
             self._io.shutdown(wait=True)
@@ -172,7 +155,7 @@ class GroupCommitter:
         writes are rolled back and the exception is raised here.
         """
         loop = asyncio.get_running_loop()
-        return await self._enqueue(_Pending(op, loop.create_future(), loop))
+        return await self._enqueue(PendingWrite(op, loop.create_future(), loop))
 
     async def run_batched(
         self,
@@ -189,10 +172,11 @@ class GroupCommitter:
         the loop and the statements in its helper thread.
         """
         loop = asyncio.get_running_loop()
-        pending: _Pending[T] = _Pending(None, loop.create_future(), loop, item, apply_many, phases)
+        future: asyncio.Future[T] = loop.create_future()
+        pending = PendingWrite(None, future, loop, item, apply_many, phases)
         return await self._enqueue(pending)
 
-    async def _enqueue(self, pending: _Pending[T]) -> T:
+    async def _enqueue(self, pending: PendingWrite[T]) -> T:
         with self._lock:
             if not self._running:
                 raise WriterStopped("the writer is not running")
@@ -222,14 +206,14 @@ class GroupCommitter:
                 # Never resolve a write as committed when the commit did not finish.
                 for pending in batch:
                     pending.error = pending.error or exc
-                _settle_group(batch)
+                settle_group(batch)
                 if not isinstance(exc, Exception):
                     raise
                 log.exception("a batch could not be committed")
                 continue
-            _settle_group(batch)
+            settle_group(batch)
 
-    async def _commit_on_loop(self, batch: list[_Pending[Any]]) -> None:
+    async def _commit_on_loop(self, batch: list[PendingWrite[Any]]) -> None:
         assert self._io is not None, "started with on_loop"
         loop = asyncio.get_running_loop()
         connection = self._held_connection()
@@ -249,9 +233,16 @@ class GroupCommitter:
             try:
                 for phases, _members in phased:
                     phases.plan()
-                await loop.run_in_executor(
-                    self._io, self._close_batch, connection, transaction, rest, phased
-                )
+                if rest or dialect != "sqlite":
+                    await loop.run_in_executor(
+                        self._io, self._close_batch, connection, transaction, rest, phased
+                    )
+                else:
+                    # (3') A phased SQLite batch: the statements on the loop (CPU, under the
+                    # lock the batch holds), only the COMMIT in the helper.
+                    self._write_on_loop(connection, transaction, phased)
+                    with quick_gil_handoff():
+                        await loop.run_in_executor(self._io, transaction.commit)
             except BaseException:
                 if transaction.is_active:
                     await loop.run_in_executor(self._io, transaction.rollback)
@@ -297,23 +288,34 @@ class GroupCommitter:
     def _open_batch(
         self,
         connection: Connection,
-        rest: list[_Pending[Any]],
+        rest: list[PendingWrite[Any]],
         phased: _PhasedGroups,
     ) -> RootTransaction:
         transaction = _begin_batch(connection)
         _read_or_roll_back(connection, transaction, rest, phased)
         return transaction
 
+    def _write_on_loop(
+        self, connection: Connection, transaction: RootTransaction, phased: _PhasedGroups
+    ) -> None:
+        try:
+            for phases, members in phased:
+                hand_out(phases.write(connection), members, phases)
+            end_write_batch(connection, wrote_events=True)
+        except BaseException:
+            transaction.rollback()
+            raise
+
     def _close_batch(
         self,
         connection: Connection,
         transaction: RootTransaction,
-        rest: list[_Pending[Any]],
+        rest: list[PendingWrite[Any]],
         phased: _PhasedGroups,
     ) -> None:
         try:
             for phases, members in phased:
-                _hand_out(phases.write(connection), members, phases)
+                hand_out(phases.write(connection), members, phases)
             self._apply_groups(connection, [p for p in rest if p.apply_many is not None])
             end_write_batch(connection, wrote_events=True)
         except BaseException:
@@ -321,7 +323,7 @@ class GroupCommitter:
             raise
         transaction.commit()
 
-    def _commit_inline(self, pending: _Pending[T]) -> T:
+    def _commit_inline(self, pending: PendingWrite[T]) -> T:
         # On the caller's thread, blocking its event loop for one commit: a function
         # instance serves one invocation at a time, and a thread hop would buy nothing.
         with self._inline_lock:
@@ -353,7 +355,7 @@ class GroupCommitter:
         first = self._queue.get()
         if first is _STOP:
             return False
-        batch: list[_Pending[Any]] = [first]
+        batch: list[PendingWrite[Any]] = [first]
         keep_going = True
         while len(batch) < self._max_batch:
             try:
@@ -370,12 +372,12 @@ class GroupCommitter:
             # Never resolve a write as committed when the commit did not finish.
             for pending in batch:
                 pending.error = pending.error or exc
-            _settle_all(batch)
+            settle_all(batch)
             raise
-        _settle_all(batch)
+        settle_all(batch)
         return keep_going
 
-    def _commit(self, batch: list[_Pending[Any]]) -> None:
+    def _commit(self, batch: list[PendingWrite[Any]]) -> None:
         try:
             self._apply_together(batch)
         except Exception:
@@ -389,7 +391,7 @@ class GroupCommitter:
                     pending.error = exc
         self._notify(len(batch))
 
-    def _apply_together(self, batch: list[_Pending[Any]]) -> None:
+    def _apply_together(self, batch: list[PendingWrite[Any]]) -> None:
         connection = self._held_connection()
         try:
             with connection.begin():
@@ -415,25 +417,25 @@ class GroupCommitter:
                 log.warning("closing a failed writer connection failed", exc_info=True)
             self._connection = None
 
-    def _apply_in(self, connection: Connection, batch: list[_Pending[Any]]) -> None:
+    def _apply_in(self, connection: Connection, batch: list[PendingWrite[Any]]) -> None:
         begin_write_batch(connection)
         self._apply_items(connection, batch)
 
-    def _apply_items(self, connection: Connection, batch: list[_Pending[Any]]) -> None:
+    def _apply_items(self, connection: Connection, batch: list[PendingWrite[Any]]) -> None:
         for pending in batch:
             if pending.apply_many is None and pending.op is not None:
                 pending.result = pending.op(connection)
         self._apply_groups(connection, [p for p in batch if p.apply_many is not None])
         end_write_batch(connection, wrote_events=True)
 
-    def _apply_groups(self, connection: Connection, batched: list[_Pending[Any]]) -> None:
-        groups: dict[BatchApply, list[_Pending[Any]]] = {}
+    def _apply_groups(self, connection: Connection, batched: list[PendingWrite[Any]]) -> None:
+        groups: dict[BatchApply, list[PendingWrite[Any]]] = {}
         for pending in batched:
             assert pending.apply_many is not None
             groups.setdefault(pending.apply_many, []).append(pending)
         for apply_many, members in groups.items():
             results = apply_many(connection, [member.item for member in members])
-            _hand_out(results, members, apply_many)
+            hand_out(results, members, apply_many)
 
     def _notify(self, size: int) -> None:
         # Hooks are observers: their failure must not kill the writer or its waiters.
@@ -446,7 +448,7 @@ class GroupCommitter:
             log.exception("a group-commit hook failed")
 
     def _release_queued(self) -> None:
-        stranded: list[_Pending[Any]] = []
+        stranded: list[PendingWrite[Any]] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -455,11 +457,11 @@ class GroupCommitter:
             if item is not _STOP:
                 item.error = WriterStopped("the writer stopped before this write was applied")
                 stranded.append(item)
-        _settle_all(stranded)
+        settle_all(stranded)
 
 
-def _phased_groups(batch: list[_Pending[Any]], dialect: str) -> _PhasedGroups:
-    groups: dict[PhasedApply, list[_Pending[Any]]] = {}
+def _phased_groups(batch: list[PendingWrite[Any]], dialect: str) -> _PhasedGroups:
+    groups: dict[PhasedApply, list[PendingWrite[Any]]] = {}
     for pending in batch:
         if pending.phases is not None:
             groups.setdefault(pending.phases, []).append(pending)
@@ -472,7 +474,7 @@ def _phased_groups(batch: list[_Pending[Any]], dialect: str) -> _PhasedGroups:
 def _read_or_roll_back(
     connection: Connection,
     transaction: RootTransaction,
-    rest: list[_Pending[Any]],
+    rest: list[PendingWrite[Any]],
     phased: _PhasedGroups,
 ) -> None:
     """The plain ops and the phased batches' reads, in the batch just opened."""
@@ -487,36 +489,7 @@ def _read_or_roll_back(
         raise
 
 
-def _hand_out(results: Sequence[Any], members: list[_Pending[Any]], source: object) -> None:
-    if len(results) != len(members):
-        raise RuntimeError(f"{source!r} returned {len(results)} results for {len(members)}")
-    for member, result in zip(members, results, strict=True):
-        member.result = result
-
-
 def _begin_batch(connection: Connection) -> RootTransaction:
     transaction = connection.begin()
     begin_write_batch(connection)
     return transaction
-
-
-def _settle_all(batch: list[_Pending[Any]]) -> None:
-    """Resolve the futures: one thread-safe hop per event loop, not one per write."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending[Any]]] = {}
-    for pending in batch:
-        by_loop.setdefault(pending.loop, []).append(pending)
-    for loop, group in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle_group, group)
-        except RuntimeError:  # that loop is closed; nobody is waiting any more
-            continue
-
-
-def _settle_group(group: list[_Pending[Any]]) -> None:
-    for pending in group:
-        if pending.future.done():  # the request was cancelled (client went away)
-            continue
-        if pending.error is not None:
-            pending.future.set_exception(pending.error)
-        else:
-            pending.future.set_result(pending.result)

@@ -1,20 +1,24 @@
-"""GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop, the
-statements and the commit run in one helper thread (a phased batch opens, reads and plans
-on the loop when the write lock is free), a failing write never fails its neighbours, and
-`drain` + `stop` commit what is queued and refuse the rest."""
+"""GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop; a
+phased batch opens (when the write lock is free), reads, plans and runs its statements on
+the loop and commits in one helper thread, which gets the GIL back quickly; plain writes
+run in the helper; a failing write never fails its neighbours, and `drain` + `stop` commit
+what is queued and refuse the rest."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from receiver.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS
 from receiver.group_commit import GroupCommitter, WriterStopped
 from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
 from vlmhooks.db import make_engine
@@ -67,11 +71,21 @@ class RecordingPhases:
         return [item * 10 for item in self.items]
 
 
-def test_a_phased_batch_reads_and_plans_on_the_loop_and_writes_in_the_helper(
-    probe: Engine,
-) -> None:
+def commits_seen(engine: Engine) -> list[tuple[str, float]]:
+    """Each COMMIT's thread and the switch interval it ran under, as the engine reports."""
+    seen: list[tuple[str, float]] = []
+
+    def on_commit(_connection: Connection) -> None:
+        seen.append((threading.current_thread().name, sys.getswitchinterval()))
+
+    event.listen(engine, "commit", on_commit)
+    return seen
+
+
+def test_a_phased_batch_runs_on_the_loop_and_commits_in_the_helper(probe: Engine) -> None:
     seen: dict[str, set[str]] = {}
     sizes: list[int] = []
+    commits = commits_seen(probe)
     writer = GroupCommitter(probe, on_batch=sizes.append, on_loop=True)
 
     def apply_many(_connection: Connection, _items: list[int]) -> list[int]:
@@ -89,6 +103,7 @@ def test_a_phased_batch_reads_and_plans_on_the_loop_and_writes_in_the_helper(
         await writer.drain()
         return list(results), threading.current_thread().name
 
+    before = sys.getswitchinterval()
     try:
         results, loop_thread = asyncio.run(scenario())
     finally:
@@ -96,11 +111,17 @@ def test_a_phased_batch_reads_and_plans_on_the_loop_and_writes_in_the_helper(
     assert results == [i * 10 for i in range(1, 21)]
     assert sizes == [20]
     assert seen["plan"] == {loop_thread}
+    ((commit_thread, interval),) = commits
+    assert commit_thread != loop_thread  # the fsync never blocks the loop
     if probe.dialect.name == "sqlite":
-        assert seen["read"] == {loop_thread}  # the lock was free: no hop to open
+        # The lock was free: no hop to open; the statements are CPU under the held lock.
+        assert seen["read"] == seen["write"] == {loop_thread}
+        # The helper takes the GIL back within 0.2 ms; the default returns afterwards.
+        assert interval == pytest.approx(HANDOFF_SWITCH_INTERVAL_SECONDS)
     else:
-        assert seen["read"] == seen["write"]
-    assert loop_thread not in seen["write"]
+        # Never a network round trip on the loop.
+        assert seen["read"] == seen["write"] == {commit_thread}
+    assert sys.getswitchinterval() == pytest.approx(before)
     assert probe_ids(probe) == list(range(1, 21))
 
 
@@ -133,6 +154,45 @@ def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> Non
     assert probe_ids(probe) == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_phased_batch_failing_on_the_loop_is_rolled_back_and_replayed_alone(
+    probe: Engine,
+) -> None:
+    """A statement that fails on the loop (here a duplicate key) undoes the whole batch;
+    each write is then applied alone, so only the bad one fails, and the next batch runs on
+    the loop again."""
+    with probe.begin() as connection:
+        connection.execute(PROBE.insert().values(id=3))
+    seen: dict[str, set[str]] = {}
+    writer = GroupCommitter(probe, on_loop=True)
+
+    def insert_alone(connection: Connection, items: list[int]) -> list[int]:
+        for item in items:
+            connection.execute(PROBE.insert().values(id=item))
+        return [item * 10 for item in items]
+
+    def phases(items: list[int], dialect: str) -> RecordingPhases:
+        return RecordingPhases(items, dialect, seen)
+
+    async def scenario() -> tuple[list[Any], int]:
+        writer.start()
+        results = await asyncio.gather(
+            *(writer.run_batched(insert_alone, i, phases=phases) for i in range(1, 6)),
+            return_exceptions=True,
+        )
+        later = await writer.run_batched(insert_alone, 6, phases=phases)
+        await writer.drain()
+        return list(results), later
+
+    try:
+        results, later = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert [type(result) for result in results] == [int, int, IntegrityError, int, int]
+    assert [r for r in results if isinstance(r, int)] == [10, 20, 40, 50]
+    assert later == 60
+    assert probe_ids(probe) == [1, 2, 3, 4, 5, 6]
+
+
 def test_drain_then_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
     writer = GroupCommitter(probe, on_loop=True)
 
@@ -155,10 +215,12 @@ def test_a_batch_waits_for_another_process_lock_in_the_helper_not_on_the_loop(
 ) -> None:
     """Another process holds SQLite's write lock: the batch's BEGIN IMMEDIATE and reads move
     to the helper thread, which waits; the loop keeps running; then the next batch, with
-    the lock free again, opens on the loop on the same connection."""
+    the lock free again, opens on the loop on the same connection. Every COMMIT is the
+    helper's."""
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     engine = make_engine(url, pool_size=1, immediate_writes=True)
     PROBE.create(engine)
+    commits = commits_seen(engine)
     seen: dict[str, set[str]] = {}
     first_batch: dict[str, set[str]] = {}
     writer = GroupCommitter(engine, on_loop=True)
@@ -191,13 +253,15 @@ def test_a_batch_waits_for_another_process_lock_in_the_helper_not_on_the_loop(
         writer.stop()
         engine.dispose()
     assert (first, second) == (10, 20)
-    # The first batch waited for the lock, and read, in the helper; it planned on the loop.
-    assert first_batch["plan"] == {loop_thread}
-    assert first_batch["read"] == first_batch["write"] != {loop_thread}
+    # The first batch waited for the lock, and read, in the helper; once it held the lock
+    # it planned and ran its statements on the loop.
+    assert first_batch["read"] != {loop_thread}
+    assert first_batch["plan"] == first_batch["write"] == {loop_thread}
     # The second, lock free, opened and read on the loop (on the connection that had failed
     # its try).
-    assert seen["read"] == seen["plan"] == {loop_thread}
-    assert loop_thread not in seen["write"]
+    assert seen["read"] == seen["plan"] == seen["write"] == {loop_thread}
+    assert len(commits) == 2
+    assert all(thread != loop_thread for thread, _interval in commits)
     check = make_engine(url)
     assert probe_ids(check) == [1, 2]
     check.dispose()
