@@ -4,8 +4,8 @@ CPython gives the GIL to a waiting thread only when the holder blocks, or after 
 interval (5 ms by default) has passed and the holder is asked to drop it. A busy event
 loop rarely blocks, so a helper thread that finishes its C work (SQLite's COMMIT and fsync,
 with the GIL released) and needs the GIL for a few microseconds of Python to hand back its
-result waits up to 5 ms. Every caller in the batch waits with it (bench/README.md,
-"Issue 13, fourth pass"). While such work is in flight, the interval is 0.2 ms; outside it,
+result waits up to 5 ms. Every caller in the batch waits with it (ARCHITECTURE.md, "The
+write batch"). While such work is in flight, the interval is 0.2 ms; outside it,
 nothing else in the process competes for the GIL on the hot path, and the default returns.
 
 Nested and concurrent uses (several committers in one process, as in the tests) keep the

@@ -17,7 +17,7 @@ next requests; the helper gets the GIL back within 0.2 ms to return (receiver/gi
 When the lock is taken, BEGIN IMMEDIATE (which may then wait) and the reads run in the
 helper; a batch holding plain writes runs them, its statements and the COMMIT there, as
 before. Statements in the helper waited for the GIL at every step while the loop served
-requests: 2.5 ms of a 8 ms cycle (ARCHITECTURE.md, "The write batch").
+requests: 2.5 ms of an 8.5 ms cycle (ARCHITECTURE.md, "The write batch").
 """
 
 from __future__ import annotations
