@@ -240,7 +240,7 @@ class GroupCommitter:
                 else:
                     # (3') A phased SQLite batch: the statements on the loop (CPU, under the
                     # lock the batch holds), only the COMMIT in the helper.
-                    self._write_on_loop(connection, transaction, phased)
+                    self._write_batch(connection, transaction, [], phased)
                     with quick_gil_handoff():
                         await loop.run_in_executor(self._io, transaction.commit)
             except BaseException:
@@ -295,12 +295,19 @@ class GroupCommitter:
         _read_or_roll_back(connection, transaction, rest, phased)
         return transaction
 
-    def _write_on_loop(
-        self, connection: Connection, transaction: RootTransaction, phased: _PhasedGroups
+    def _write_batch(
+        self,
+        connection: Connection,
+        transaction: RootTransaction,
+        rest: list[PendingWrite[Any]],
+        phased: _PhasedGroups,
     ) -> None:
+        """The batch's statements (the loop's for a phased SQLite batch, else the helper's);
+        on any failure the batch is rolled back whole."""
         try:
             for phases, members in phased:
                 hand_out(phases.write(connection), members, phases)
+            self._apply_groups(connection, [p for p in rest if p.apply_many is not None])
             end_write_batch(connection, wrote_events=True)
         except BaseException:
             transaction.rollback()
@@ -313,14 +320,7 @@ class GroupCommitter:
         rest: list[PendingWrite[Any]],
         phased: _PhasedGroups,
     ) -> None:
-        try:
-            for phases, members in phased:
-                hand_out(phases.write(connection), members, phases)
-            self._apply_groups(connection, [p for p in rest if p.apply_many is not None])
-            end_write_batch(connection, wrote_events=True)
-        except BaseException:
-            transaction.rollback()
-            raise
+        self._write_batch(connection, transaction, rest, phased)
         transaction.commit()
 
     def _commit_inline(self, pending: PendingWrite[T]) -> T:
