@@ -168,9 +168,8 @@ class GroupCommitter:
 
         `apply_many(connection, items)` returns one result per item, in order; if it raises,
         the batch is rolled back and each item is retried alone. `phases(items, dialect)`,
-        the same work split in three, lets the event-loop writer open, plan and write on the
-        loop and leave only the COMMIT to its helper thread (SQLite), or only the planning
-        on the loop (any other database).
+        the same work split in three, lets the event-loop writer (SQLite) open, plan and write
+        on the loop and leave only the COMMIT to its helper thread.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()

@@ -7,7 +7,7 @@ processes cannot regress a status: the database, not the process, decides.
 
 A batch runs in three phases (ARCHITECTURE.md, "The write batch"), so that the group
 committer can put each where it costs least: on SQLite all three run on the event loop and
-only the COMMIT waits in a thread; on PostgreSQL only the planning is the loop's:
+only the COMMIT waits in a thread; on PostgreSQL the writer thread runs them all:
 
 - `read`: what the batch must know, in one statement (two with Standard Webhooks ids);
 - `plan`: pure Python. Conflicts, replays, and the outcome of every write, decided by the
