@@ -62,6 +62,10 @@ ItemT = TypeVar("ItemT")
 WriteOp = Callable[[Connection], Any]
 
 DEFAULT_MAX_BATCH = 512
+# A batch carrying more than this (bodies, JSON) runs its statements in the helper thread:
+# SQLite copying megabytes would hold up every other request on the loop. A typical batch of
+# callbacks carries tens of KiB.
+LOOP_WRITE_MAX_BYTES = 256 * 1024
 STOP_TIMEOUT_SECONDS = 30.0
 log = logging.getLogger("vlmhooks.group_commit")
 
@@ -223,8 +227,7 @@ class GroupCommitter:
         try:
             # (1) BEGIN IMMEDIATE and the reads: on the loop if the lock is free now, else in
             # the helper, which may wait for another process's batch; (2) the planning, on
-            # the loop; (3) every statement and the COMMIT (the fsync), in the helper
-            # (ARCHITECTURE.md, "The write batch").
+            # the loop; (3) below (ARCHITECTURE.md, "The write batch").
             transaction = None if rest else self._open_if_free(connection, phased)
             if transaction is None:
                 transaction = await loop.run_in_executor(
@@ -233,16 +236,19 @@ class GroupCommitter:
             try:
                 for phases, _members in phased:
                     phases.plan()
-                if rest or dialect != "sqlite":
-                    await loop.run_in_executor(
-                        self._io, self._close_batch, connection, transaction, rest, phased
-                    )
-                else:
-                    # (3') A phased SQLite batch: the statements on the loop (CPU, under the
-                    # lock the batch holds), only the COMMIT in the helper.
+                # (3) A phased SQLite batch runs its statements on the loop (CPU, under the
+                # lock it holds) unless it carries megabytes; the COMMIT is the helper's.
+                # Plain ops, other databases and large batches: all of it in the helper.
+                on_loop = not rest and dialect == "sqlite"
+                if on_loop and _payload_bytes(phased) <= LOOP_WRITE_MAX_BYTES:
                     self._write_batch(connection, transaction, [], phased)
                     with quick_gil_handoff():
                         await loop.run_in_executor(self._io, transaction.commit)
+                else:
+                    with quick_gil_handoff():
+                        await loop.run_in_executor(
+                            self._io, self._close_batch, connection, transaction, rest, phased
+                        )
             except BaseException:
                 if transaction.is_active:
                     await loop.run_in_executor(self._io, transaction.rollback)
@@ -487,6 +493,10 @@ def _read_or_roll_back(
     except BaseException:
         transaction.rollback()
         raise
+
+
+def _payload_bytes(phased: _PhasedGroups) -> int:
+    return sum(phases.payload_bytes for phases, _members in phased)
 
 
 def _begin_batch(connection: Connection) -> RootTransaction:

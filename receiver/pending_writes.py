@@ -29,7 +29,11 @@ BatchApply = Callable[[Connection, list[Any]], Sequence[Any]]
 
 
 class Phases(Protocol):
-    """A batch split so that only `plan` needs the event loop (vlmhooks/batch.py)."""
+    """A batch split in three (vlmhooks/batch.py). `payload_bytes`, known once planned, is
+    what `write` will hand the database: the committer keeps a large batch's statements
+    off the event loop."""
+
+    payload_bytes: int
 
     def read(self, connection: Connection) -> None: ...
     def plan(self) -> None: ...

@@ -21,7 +21,7 @@ only the COMMIT waits in a thread; on PostgreSQL the writer thread runs them all
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -160,6 +160,8 @@ class PredictionBatch:
         self.links: dict[str, dict[str, Any]] = {}
         self.deliveries: list[tuple[int, dict[str, Any]]] = []
         self.tail: list[Prepared] = []
+        # What the planned statements carry (text and bytes), once planned.
+        self.payload_bytes = 0
 
     # -- read ------------------------------------------------------------------------------
 
@@ -227,6 +229,7 @@ class PredictionBatch:
         for index in replays:
             self._plan_replay(index, values, before)
         self._render_tail()
+        self.payload_bytes = sum(map(_payload_bytes, self._planned()))
 
     def _classify(self, index: int, write: PredictionWrite) -> bool:
         """Conflict (outcome set), replay (True), or to upsert (binding as it goes)."""
@@ -441,6 +444,12 @@ class PredictionBatch:
             rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
             self.tail.append(statements.raw_insert_delivery.prepare(rows))
 
+    def _planned(self) -> list[Prepared]:
+        """Every planned statement, in the order `write` runs them."""
+        statements = [planned.upsert for planned in self.rounds]
+        statements += [planned.event_insert for planned in self.rounds if planned.event_insert]
+        return [*statements, *self.tail]
+
     # -- write -----------------------------------------------------------------------------
 
     def write(self, connection: Connection) -> list[Result]:
@@ -449,9 +458,7 @@ class PredictionBatch:
             connection.execute(self.statements.remember_webhook, self.fresh_webhooks)
         # Every statement at once (one round trip on PostgreSQL): the plan needs no result
         # to write the next one; the results are checked afterwards.
-        statements = [planned.upsert for planned in self.rounds]
-        statements += [planned.event_insert for planned in self.rounds if planned.event_insert]
-        results = iter(run_all(connection, [*statements, *self.tail]))
+        results = iter(run_all(connection, self._planned()))
         for planned in self.rounds:
             returned = next(results)
             applied = {row[0]: (row[1], as_datetime(row[2])) for row in returned}
@@ -473,6 +480,16 @@ class PredictionBatch:
         done = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(done) == len(self.writes), "every write gets an outcome"
         return done
+
+
+def _payload_bytes(prepared: Prepared) -> int:
+    if prepared.many:
+        return sum(_text_bytes(row) for row in prepared.params)
+    return _text_bytes(prepared.params)
+
+
+def _text_bytes(values: Iterable[Any]) -> int:
+    return sum(len(value) for value in values if isinstance(value, str | bytes))
 
 
 def _moves_forward(stored: _Stored, rank: int, body_sha256: str) -> bool:

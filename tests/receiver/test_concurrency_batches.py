@@ -232,3 +232,33 @@ def test_a_write_behind_the_plans_back_fails_the_batch_before_anything_commits(
         events = connection.execute(sa.select(sa.func.count()).select_from(EVENT)).scalar()
     engine.dispose()
     assert (stored, events) == (0, 0)  # rolled back whole
+
+
+def test_a_planned_batch_knows_what_it_will_hand_the_database(database_url: str) -> None:
+    """`payload_bytes` (which keeps a large batch's statements off the event loop) counts
+    what the planned statements carry: here each write's stored body and its response twice
+    (the prediction row and its event), so it grows with the bodies."""
+    engine = make_engine(database_url)
+    _reset(engine)
+
+    def planned(size: int) -> int:
+        body = prediction_body("completed", prediction_id=f"p_{size}")
+        body["response"] = {"total": 1, "vendor": "x" * size}
+        write = PredictionWrite(
+            prediction=validate_prediction(body),
+            submission_id=None,
+            source="callback",
+            received_at=NOW,
+            delivery=DeliveryRecord(body_sha256="0" * 64, body=b"y" * size),
+        )
+        with engine.connect() as connection:
+            batch = PredictionBatch([write], dialect=engine.dialect.name)
+            batch.read(connection)
+            batch.plan()
+        return batch.payload_bytes
+
+    small, large = planned(10), planned(100_010)
+    engine.dispose()
+    assert small > 0
+    # 100,000 more bytes of body, and 100,000 more of response in the row and in the event.
+    assert 300_000 <= large - small < 301_000

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS
-from receiver.group_commit import GroupCommitter, WriterStopped
+from receiver.group_commit import LOOP_WRITE_MAX_BYTES, GroupCommitter, WriterStopped
 from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
 from vlmhooks.db import make_engine
 
@@ -52,8 +52,11 @@ def test_writes_queued_together_share_one_commit_in_the_helper_thread(probe: Eng
 class RecordingPhases:
     """A phased batch that records which thread ran each phase, and inserts its items."""
 
-    def __init__(self, items: list[int], dialect: str, seen: dict[str, set[str]]) -> None:
+    def __init__(
+        self, items: list[int], dialect: str, seen: dict[str, set[str]], payload_bytes: int = 0
+    ) -> None:
         self.items, self.dialect, self.seen = items, dialect, seen
+        self.payload_bytes = payload_bytes
 
     def _saw(self, phase: str) -> None:
         self.seen.setdefault(phase, set()).add(threading.current_thread().name)
@@ -152,6 +155,38 @@ def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> Non
     assert isinstance(results[5], ValueError)
     assert results[6] == 6
     assert probe_ids(probe) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_batch_carrying_megabytes_writes_in_the_helper(sqlite_url: str) -> None:
+    """Copying megabytes into SQLite would hold up every request on the loop: such a batch
+    runs its statements in the helper, with its COMMIT."""
+    sqlite_engine = make_engine(sqlite_url)
+    PROBE.create(sqlite_engine)
+    seen: dict[str, set[str]] = {}
+    commits = commits_seen(sqlite_engine)
+    writer = GroupCommitter(sqlite_engine, on_loop=True)
+
+    def phases(items: list[int], dialect: str) -> RecordingPhases:
+        return RecordingPhases(items, dialect, seen, payload_bytes=LOOP_WRITE_MAX_BYTES + 1)
+
+    async def scenario() -> tuple[list[int], str]:
+        writer.start()
+        results = await asyncio.gather(
+            *(writer.run_batched(_refuse, i, phases=phases) for i in range(1, 4))
+        )
+        await writer.drain()
+        return list(results), threading.current_thread().name
+
+    try:
+        results, loop_thread = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results == [10, 20, 30]
+    ((commit_thread, _interval),) = commits
+    assert seen["read"] == seen["plan"] == {loop_thread}
+    assert seen["write"] == {commit_thread} != {loop_thread}
+    assert probe_ids(sqlite_engine) == [1, 2, 3]
+    sqlite_engine.dispose()
 
 
 def test_a_phased_batch_failing_on_the_loop_is_rolled_back_and_replayed_alone(
