@@ -15,9 +15,9 @@ statements on the loop (SQLite's own CPU work, under the lock it holds), and han
 COMMIT (the fsync) to a one-thread helper, where it releases the GIL and overlaps with the
 next requests; the helper gets the GIL back within 0.2 ms to return (receiver/gil_handoff.py).
 When the lock is taken, BEGIN IMMEDIATE (which may then wait) and the reads run in the
-helper; a batch holding plain writes runs them, its statements and the COMMIT there, as
-before. Statements in the helper waited for the GIL at every step while the loop served
-requests: 2.5 ms of an 8.5 ms cycle (ARCHITECTURE.md, "The write batch").
+helper; a batch holding plain writes, or carrying over 256 KiB, runs its statements and the
+COMMIT there, as before. Statements in the helper waited for the GIL at every step while the
+loop served requests: 2.5 ms of an 8.5 ms cycle (ARCHITECTURE.md, "The write batch").
 """
 
 from __future__ import annotations
