@@ -241,14 +241,16 @@ class GroupCommitter:
                 # Plain ops, other databases and large batches: all of it in the helper.
                 on_loop = not rest and dialect == "sqlite"
                 if on_loop and _payload_bytes(phased) <= LOOP_WRITE_MAX_BYTES:
-                    self._write_batch(connection, transaction, [], phased)
-                    with quick_gil_handoff():
-                        await loop.run_in_executor(self._io, transaction.commit)
+                    self._write_batch(connection, transaction, rest, phased)
+                    close = transaction.commit
                 else:
-                    with quick_gil_handoff():
-                        await loop.run_in_executor(
-                            self._io, self._close_batch, connection, transaction, rest, phased
-                        )
+
+                    def close() -> None:
+                        self._write_batch(connection, transaction, rest, phased)
+                        transaction.commit()
+
+                with quick_gil_handoff():
+                    await loop.run_in_executor(self._io, close)
             except BaseException:
                 if transaction.is_active:
                     await loop.run_in_executor(self._io, transaction.rollback)
@@ -318,16 +320,6 @@ class GroupCommitter:
         except BaseException:
             transaction.rollback()
             raise
-
-    def _close_batch(
-        self,
-        connection: Connection,
-        transaction: RootTransaction,
-        rest: list[PendingWrite[Any]],
-        phased: _PhasedGroups,
-    ) -> None:
-        self._write_batch(connection, transaction, rest, phased)
-        transaction.commit()
 
     def _commit_inline(self, pending: PendingWrite[T]) -> T:
         # On the caller's thread, blocking its event loop for one commit: a function

@@ -33,7 +33,8 @@ class Phases(Protocol):
     what `write` will hand the database: the committer keeps a large batch's statements
     off the event loop."""
 
-    payload_bytes: int
+    @property
+    def payload_bytes(self) -> int: ...
 
     def read(self, connection: Connection) -> None: ...
     def plan(self) -> None: ...

@@ -160,8 +160,6 @@ class PredictionBatch:
         self.links: dict[str, dict[str, Any]] = {}
         self.deliveries: list[tuple[int, dict[str, Any]]] = []
         self.tail: list[Prepared] = []
-        # What the planned statements carry (text and bytes), once planned.
-        self.payload_bytes = 0
 
     # -- read ------------------------------------------------------------------------------
 
@@ -229,7 +227,6 @@ class PredictionBatch:
         for index in replays:
             self._plan_replay(index, values, before)
         self._render_tail()
-        self.payload_bytes = sum(map(_payload_bytes, self._planned()))
 
     def _classify(self, index: int, write: PredictionWrite) -> bool:
         """Conflict (outcome set), replay (True), or to upsert (binding as it goes)."""
@@ -443,6 +440,12 @@ class PredictionBatch:
             # In arrival order, so the audit log reads as the requests came in.
             rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
             self.tail.append(statements.raw_insert_delivery.prepare(rows))
+
+    @property
+    def payload_bytes(self) -> int:
+        """What the planned statements carry (text and bytes); asked only by the SQLite
+        writer, so other paths never pay for counting."""
+        return sum(map(_payload_bytes, self._planned()))
 
     def _planned(self) -> list[Prepared]:
         """Every planned statement, in the order `write` runs them."""
