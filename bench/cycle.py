@@ -104,6 +104,19 @@ def print_phases(samples: list[list[Any]]) -> None:
         print(f"| {label} | {mean(phase, 0):.2f} | {mean(phase, 1):.2f} |")
     rest = cycle * 1e3 - sum(mean(phase, 0) for phase, _label in PHASES)
     print(f"| hand-offs (the rest of the cycle) | {rest:.2f} | |")
+    # The tail: a batch that checkpoints the WAL inside its COMMIT holds up every request
+    # queued behind it (receiver/wal_checkpoints.py).
+    commits = sorted(s[3].get("commit", [0.0])[0] * 1e3 for s in samples) or [0.0]
+    cycles = sorted(s[2] * 1e3 for s in samples) or [0.0]
+
+    def tail(values: list[float], share: float) -> float:
+        return values[min(len(values) - 1, int(share * len(values)))]
+
+    print("\n| per batch, ms | p50 | p99 | p99.9 | max |\n| --- | ---: | ---: | ---: | ---: |")
+    for label, values in (("COMMIT wall", commits), ("cycle", cycles)):
+        shares = (0.5, 0.99, 0.999)
+        print(f"| {label} | " + " | ".join(f"{tail(values, q):.2f}" for q in shares)
+              + f" | {values[-1]:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

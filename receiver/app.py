@@ -27,7 +27,7 @@ from receiver.problems import EXCEPTION_HANDLERS
 from receiver.pruning import DeliveryPruner
 from receiver.refusals import RefusalLog
 from receiver.replay_route import replay_routes
-from receiver.runtime import open_engines, resolve_runtime
+from receiver.runtime import open_engines, resolve_runtime, wal_checkpointer
 from receiver.state import SHUTDOWN_HOOK, ReceiverState
 from receiver.usage import usage_routes
 from receiver.verify import SignaturePolicy
@@ -89,6 +89,9 @@ def create_app(
             metrics.listeners.labels("sse").set_function(lambda: watched.subscribers)
             metrics.listeners.labels("long_poll").set_function(lambda: watched.long_polls)
         writer.start()
+        checkpointer = wal_checkpointer(write_engine, runtime)
+        if checkpointer is not None:
+            checkpointer.start()
         # Serverless: nothing may outlive an invocation; prune with `deliveries prune` instead.
         pruner = None
         if settings.delivery_retention is not None and not runtime.serverless:
@@ -135,6 +138,8 @@ def create_app(
                 await fanout.stop()
             await writer.drain()
             writer.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
             await events.stop()
             if http is not None:
                 await http.aclose()

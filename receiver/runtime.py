@@ -1,8 +1,9 @@
 """Where the receiver runs: a long-lived server, or one function invocation at a time
 (serverless), directly on the database or behind a transaction-mode connection pooler.
 
-The answer decides the engines, whether the group committer has a thread, and whether
-readers are woken by LISTEN/NOTIFY or by polling; `create_app` asks here once.
+The answer decides the engines, whether the group committer has a thread, whether WAL
+checkpoints run in the background, and whether readers are woken by LISTEN/NOTIFY or by
+polling; `create_app` asks here once.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from receiver.wal_checkpoints import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer, database_file
 from vlmhooks.db import make_engine
 from vlmhooks.errors import ConfigError
 from vlmhooks.settings import Settings
 
-__all__ = ["Runtime", "open_engines", "resolve_runtime"]
+__all__ = ["Runtime", "open_engines", "resolve_runtime", "wal_checkpointer"]
 
 SERVER_POOL_SIZE = 8
 # One invocation at a time per function instance: a read and the write never overlap, and
@@ -62,8 +64,24 @@ def open_engines(settings: Settings, runtime: Runtime) -> tuple[Engine, Engine]:
         return engine, engine
     # One connection is all the writer needs; BEGIN IMMEDIATE makes writers in other
     # processes queue on SQLite's busy timeout rather than fail.
-    write_engine = make_engine(url, pool_size=1, immediate_writes=True, pooler=runtime.pooler)
+    write_engine = make_engine(
+        url,
+        pool_size=1,
+        immediate_writes=True,
+        pooler=runtime.pooler,
+        # A long-running server checkpoints in the background (receiver/wal_checkpoints.py).
+        wal_autocheckpoint=None if runtime.serverless else WRITER_AUTOCHECKPOINT_PAGES,
+    )
     return engine, write_engine
+
+
+def wal_checkpointer(write_engine: Engine, runtime: Runtime) -> WalCheckpointer | None:
+    """The background checkpointer for a served SQLite file (`open_engines`'s write engine
+    leaves it the WAL); None for PostgreSQL, in-memory SQLite and serverless."""
+    if runtime.serverless or write_engine.dialect.name != "sqlite":
+        return None
+    database = database_file(write_engine.url.database)
+    return None if database is None else WalCheckpointer(database)
 
 
 def _is_sqlite(url: str) -> bool:

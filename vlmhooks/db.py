@@ -64,6 +64,7 @@ def make_engine(
     immediate_writes: bool = False,
     echo: bool = False,
     pooler: str = "none",
+    wal_autocheckpoint: int | None = None,
 ) -> Engine:
     """Build the engine for `url`; call it from a lifespan or CLI, never at import time.
 
@@ -75,6 +76,9 @@ def make_engine(
     transaction mode): each transaction may run on another server connection, so psycopg
     must not prepare statements server-side (a later transaction would name a statement
     that backend never saw).
+
+    `wal_autocheckpoint` (SQLite only): the WAL size, in pages, past which a COMMIT on these
+    connections checkpoints (SQLite's default is 1,000); see receiver/wal_checkpoints.py.
     """
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
@@ -89,6 +93,9 @@ def make_engine(
             max_overflow=pool_size,
         )
         sa.event.listen(engine, "connect", _configure_sqlite)
+        if wal_autocheckpoint is not None:
+            pragma = f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}"
+            sa.event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute(pragma))
         # pysqlite's implicit BEGIN is off (isolation_level=None above); we emit our own,
         # as SQLAlchemy's pysqlite notes recommend, so transactions mean what they say.
         begin = "BEGIN IMMEDIATE" if immediate_writes else "BEGIN"
