@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, receiver_env, run_server
+from bench.harness import REPO, pin_cores, receiver_env, run_server
 from bench.ingest import fresh_database, run_wrk, write_requests
 
 PROBE = Path(__file__).with_name("cycle_probe.py")
@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
+    pin_cores(args.pin)
     requests_file = write_requests(200_000)
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "cycle.json"

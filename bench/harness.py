@@ -51,6 +51,27 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: f
     raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
+# `--pin`: the server on CPU 0 and the load generator on CPU 1. Unpinned, the scheduler
+# moves the server's threads and wrk's between the two cores, and runs of one build differed
+# by up to 20% (bench/README.md, "Issue 13, fifth pass").
+PIN_ENV = "VLMHOOKS_BENCH_PIN"
+
+
+def pin_cores(enabled: bool) -> None:
+    """Pin what this process starts from now on (`--pin`), and itself to the load's core."""
+    if enabled:
+        os.environ[PIN_ENV] = "1"
+        os.sched_setaffinity(0, {1})
+
+
+def server_pin() -> list[str]:
+    return ["taskset", "-c", "0"] if os.environ.get(PIN_ENV) else []
+
+
+def load_pin() -> list[str]:
+    return ["taskset", "-c", "1"] if os.environ.get(PIN_ENV) else []
+
+
 @contextmanager
 def run_server(
     argv: Sequence[str],
@@ -62,7 +83,7 @@ def run_server(
     port = port or free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(repo)}
     process = subprocess.Popen(
-        [arg.replace("{port}", str(port)) for arg in argv],
+        [*server_pin(), *(arg.replace("{port}", str(port)) for arg in argv)],
         env=full_env,
         cwd=repo,
         stdout=subprocess.DEVNULL,

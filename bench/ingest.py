@@ -21,7 +21,16 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from bench.harness import REPO, RESULTS, receiver_argv, receiver_env, run_server, uvicorn_argv
+from bench.harness import (
+    REPO,
+    RESULTS,
+    load_pin,
+    pin_cores,
+    receiver_argv,
+    receiver_env,
+    run_server,
+    uvicorn_argv,
+)
 from bench.payloads import signed_callbacks
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
@@ -60,8 +69,8 @@ def _ms(value: str, unit: str) -> float:
 
 def run_wrk(url: str, requests_file: Path, args: argparse.Namespace, duration: int) -> str:
     command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
-        "-s", str(LUA), url, "--", str(requests_file), str(args.threads),
+        *load_pin(), "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
+        "--latency", "-s", str(LUA), url, "--", str(requests_file), str(args.threads),
     ]  # fmt: skip
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
@@ -164,7 +173,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--targets", default="bare,textbook,receiver")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
+    pin_cores(args.pin)
     if shutil.which("wrk") is None:
         raise SystemExit("bench.ingest: wrk is not installed (apt-get install wrk)")
     requests_file = write_requests(args.requests)

@@ -71,23 +71,25 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     checkpoints = sorted(int(c) for c in args.checkpoints.split(",") if int(c) <= args.total)
-    samples: list[tuple[int, int, float]] = []
+    samples: list[tuple[int, int, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = fresh_database(args.database, Path(tmp))
         env = receiver_env(url)
         argv = receiver_argv()
+        # SQLite: the WAL must stay bounded too (receiver/wal_checkpoints.py).
+        wal = Path(tmp) / "bench.db-wal"
         with run_server(argv, env) as server:
             started = time.perf_counter()
             pending = list(checkpoints)
 
             def on_progress(done: int) -> None:
                 if pending and done >= pending[0]:
-                    samples.append(
-                        (pending.pop(0), rss_kib(server.pid), time.perf_counter() - started)
-                    )
+                    wal_mib = wal.stat().st_size / 2**20 if wal.exists() else 0.0
+                    elapsed = time.perf_counter() - started
+                    samples.append((pending.pop(0), rss_kib(server.pid), elapsed, wal_mib))
                     print(
                         f"{samples[-1][0]:>9,} callbacks  RSS {samples[-1][1] / 1024:7.1f} MiB  "
-                        f"{samples[-1][2]:6.0f}s",
+                        f"{samples[-1][2]:6.0f}s  WAL {wal_mib:.1f} MiB",
                         flush=True,
                     )
 
@@ -95,9 +97,9 @@ def main() -> None:
             final_rss = rss_kib(server.pid)
         rows = count_predictions(url)
     print(f"\nnon-2xx: {failures}; prediction rows: {rows:,}; final RSS {final_rss / 1024:.1f} MiB")
-    print("| callbacks | RSS MiB | elapsed s |\n| ---: | ---: | ---: |")
-    for done, rss, elapsed in samples:
-        print(f"| {done:,} | {rss / 1024:.1f} | {elapsed:.0f} |")
+    print("| callbacks | RSS MiB | elapsed s | WAL MiB |\n| ---: | ---: | ---: | ---: |")
+    for done, rss, elapsed, wal_mib in samples:
+        print(f"| {done:,} | {rss / 1024:.1f} | {elapsed:.0f} | {wal_mib:.1f} |")
     if len(samples) >= 2:
         print(f"\nRSS ratio last/first: {samples[-1][1] / samples[0][1]:.2f}")
 

@@ -2,6 +2,10 @@
 time (so a stalled server cannot hide its queueing: no coordinated omission).
 
     python -m bench.openloop --rate 2000 --duration 20      # SQLite, 1 worker
+    python -m bench.openloop --rate 2000 --duration 20 --bare
+
+`--bare` serves bench.apps' bare endpoint instead: the floor of the measurement itself (this
+generator, uvicorn and the machine's scheduling), which no receiver can beat.
 
 Raw HTTP/1.1 over asyncio streams (keep-alive, one request in flight per connection),
 because an HTTP client library would saturate a core before the server does.
@@ -16,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import REPO, receiver_argv, receiver_env, run_server
+from bench.harness import REPO, pin_cores, receiver_argv, receiver_env, run_server, uvicorn_argv
 from bench.ingest import fresh_database
 from bench.payloads import signed_callbacks
 
@@ -85,7 +89,10 @@ def main() -> None:
     parser.add_argument(
         "--repo", type=Path, default=REPO, help="the source tree whose receiver is measured"
     )
+    parser.add_argument("--bare", action="store_true", help="the bare endpoint: the floor")
+    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
+    pin_cores(args.pin)
     count = int(args.rate * args.duration)
     requests = [
         encode_request(c.path, c.signature, c.body)
@@ -94,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = fresh_database(args.database, Path(tmp))
         env = receiver_env(url)
-        argv = receiver_argv(args.workers)
+        argv = uvicorn_argv("bench.apps:bare_app") if args.bare else receiver_argv(args.workers)
         with run_server(argv, env, repo=args.repo.resolve()) as server:
             started = time.perf_counter()
             latencies, failures = asyncio.run(
@@ -106,9 +113,10 @@ def main() -> None:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
 
+    served = "the bare endpoint" if args.bare else f"{args.database}, {args.workers} worker(s)"
     print(
-        f"\noffered {args.rate:,.0f}/s for {args.duration}s ({args.database}, "
-        f"{args.workers} worker(s)); achieved {len(latencies) / elapsed:,.0f}/s"
+        f"\noffered {args.rate:,.0f}/s for {args.duration}s ({served}); "
+        f"achieved {len(latencies) / elapsed:,.0f}/s"
     )
     print("| offered/s | sent | non-2xx | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
