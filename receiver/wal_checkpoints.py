@@ -29,6 +29,7 @@ __all__ = [
     "CHECKPOINT_PENDING_PAGES",
     "WRITER_AUTOCHECKPOINT_PAGES",
     "WalCheckpointer",
+    "checkpoint_connection",
     "database_file",
     "wal_frames",
 ]
@@ -76,7 +77,7 @@ class WalCheckpointer:
         connect: Callable[[str], sqlite3.Connection] | None = None,
     ) -> None:
         self.database = database
-        self._connect = connect or _connect
+        self._connect = connect or checkpoint_connection
         self._pending_pages = pending_pages
         self._poll_seconds = poll_seconds
         self._stopping = threading.Event()
@@ -133,9 +134,16 @@ class WalCheckpointer:
             log.warning("a background WAL checkpoint of %s failed: %s", self.database, error)
 
 
-def _connect(database: str) -> sqlite3.Connection:
+def checkpoint_connection(database: str) -> sqlite3.Connection:
+    """The checkpointer's own connection to `database`."""
     # No busy timeout: a PASSIVE checkpoint never waits for a lock.
-    return sqlite3.connect(database, isolation_level=None, timeout=0)
+    connection = sqlite3.connect(database, isolation_level=None, timeout=0)
+    # FULL, whatever the build's default: the checkpoint must fsync the database file after
+    # copying. When the writer's own checkpoint later finds every page already copied, it
+    # copies (and syncs) nothing, and SQLite rewinds the WAL: pages this connection copied
+    # without an fsync could then be lost to a power cut.
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
 
 
 def database_file(url_database: str | None) -> str | None:

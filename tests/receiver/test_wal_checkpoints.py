@@ -18,6 +18,7 @@ from receiver.runtime import Runtime, open_engines, wal_checkpointer
 from receiver.wal_checkpoints import (
     WRITER_AUTOCHECKPOINT_PAGES,
     WalCheckpointer,
+    checkpoint_connection,
     database_file,
     wal_frames,
 )
@@ -88,6 +89,16 @@ def test_it_checkpoints_only_once_enough_pages_wait(
     assert frames >= 64 and copied == frames
     assert checkpointer.checkpoints == 1
     reader.close()
+
+
+def test_its_connection_fsyncs_what_it_copies(tmp_path: Path, writer: sqlite3.Connection) -> None:
+    """The writer may rewind the WAL after this connection's checkpoint: FULL, so the pages
+    it copied are on disk first."""
+    connection = checkpoint_connection(str(tmp_path / "wal.db"))
+    try:
+        assert connection.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    finally:
+        connection.close()
 
 
 def test_the_thread_copies_pages_the_writer_never_checkpoints(
