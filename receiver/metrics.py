@@ -49,6 +49,13 @@ class ReceiverMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.wal_frames = Gauge(
+            "vlmhooks_sqlite_wal_frames",
+            "SQLite WAL frames (pages): all in the WAL (kind=logged), and those not yet copied "
+            "into the database file (kind=pending); served SQLite only",
+            ["kind"],
+            registry=self.registry,
+        )
         self.commit_batch_size = Histogram(
             "vlmhooks_group_commit_batch_size",
             "Writes committed together in one transaction",

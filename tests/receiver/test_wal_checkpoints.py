@@ -1,11 +1,13 @@
 """Background WAL checkpoints (receiver/wal_checkpoints.py), on real SQLite files: the
 WAL-index header is read as SQLite itself reports it, a PASSIVE checkpoint runs once enough
 pages wait and copies them without the writer's COMMIT doing it, failures are survived, and
-the served app runs the thread and leaves its writer only the rare checkpoint of its own."""
+the served app runs the thread, leaves its writer only the rare checkpoint of its own, and
+shows the WAL on /metrics."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -22,7 +24,12 @@ from receiver.wal_checkpoints import (
     database_file,
     wal_frames,
 )
-from tests.receiver.callback_harness import prediction_body, receiver_settings, running_receiver
+from tests.receiver.callback_harness import (
+    LOOKUP_KEY,
+    prediction_body,
+    receiver_settings,
+    running_receiver,
+)
 
 SERVER = Runtime(serverless=False, pooler="none")
 
@@ -192,4 +199,11 @@ def test_a_serving_receiver_checkpoints_in_the_background(sqlite_url: str) -> No
         wait_for(lambda: (wal_frames(database) or (0, 0))[1] > 0)
         frames, _copied = wal_frames(database) or (0, 0)
         assert frames < WRITER_AUTOCHECKPOINT_PAGES
+        # The same header on /metrics, read at the scrape.
+        headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
+        text = receiver.client.get("/metrics", headers=headers).text
+        gauges = dict(re.findall(r'vlmhooks_sqlite_wal_frames\{kind="(\w+)"\} ([0-9.e+]+)', text))
+        logged, pending = float(gauges["logged"]), float(gauges["pending"])
+        assert 0 < logged < WRITER_AUTOCHECKPOINT_PAGES
+        assert 0 <= pending < logged
     assert not any(t.name == "vlmhooks-checkpoint" for t in threading.enumerate())
