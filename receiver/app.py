@@ -31,7 +31,6 @@ from receiver.runtime import open_engines, resolve_runtime, wal_checkpointer
 from receiver.state import SHUTDOWN_HOOK, ReceiverState
 from receiver.usage import usage_routes
 from receiver.verify import SignaturePolicy
-from receiver.wal_checkpoints import export_wal_frames
 from vlmhooks.forward.relay import transaction_runner
 from vlmhooks.forward.runtime import Forwarding
 from vlmhooks.settings import Settings, load_settings
@@ -93,7 +92,7 @@ def create_app(
         checkpointer = wal_checkpointer(write_engine, runtime)
         if checkpointer is not None:
             checkpointer.start()
-            export_wal_frames(metrics.wal_frames, checkpointer.database)
+            checkpointer.export_frames(metrics.wal_frames)
         # Serverless: nothing may outlive an invocation; prune with `deliveries prune` instead.
         pruner = None
         if settings.delivery_retention is not None and not runtime.serverless:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from receiver.events import EventHub
 from schemas.enums import Status
+from vlmhooks.db import sqlite_file
 from vlmhooks.reads import StoredEvent, events_after, last_event_seq
 from vlmhooks.settings import DEFAULT_SSE_BUFFER_BYTES
 from vlmhooks.tasks import cancel_and_wait
@@ -45,41 +45,47 @@ FINGERPRINT_TRUST_SECONDS = 10.0
 log = logging.getLogger("vlmhooks.fanout")
 
 
-def sqlite_fingerprint(engine: Engine) -> Callable[[], tuple[int | bytes, ...]] | None:
-    """For a SQLite file: what every commit changes, read without a query.
+class SqliteChanges:
+    """For a SQLite file: a number that changes whenever any connection, in any process,
+    commits (`PRAGMA data_version`), read through SQLite on a connection of its own.
 
-    File sizes and times alone are not enough: a WAL grows before its commit is visible, so a
-    stat taken in between equals the next one and the commit is missed; a WAL reused after a
-    checkpoint keeps its size, and mtimes move in kernel ticks. The wal-index
-    header (the first 48 bytes of `-shm`) holds a change counter and the last frame, which
-    every WAL commit updates; the database header's change counter (bytes 24-27) does the
-    same for a file in rollback-journal mode.
+    Not from the files themselves (an earlier version read the WAL-index header with
+    `open()`): closing a descriptor of SQLite's files drops every POSIX lock this process
+    holds on them, SQLite's included, and another process may then rewind or delete a WAL
+    still in use here (receiver/wal_checkpoints.py). A failed read counts as a change: the
+    pump then reads the feed, and reports what is wrong.
     """
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._connection: sqlite3.Connection | None = None
+        self._failures = 0
+
+    def __call__(self) -> int:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(
+                    self._database, isolation_level=None, check_same_thread=False
+                )
+            version: int = self._connection.execute("PRAGMA data_version").fetchone()[0]
+            return version
+        except sqlite3.Error:
+            self.close()
+            self._failures += 1
+            return -self._failures  # never a version, never the same twice
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def sqlite_changes(engine: Engine) -> SqliteChanges | None:
+    """A `SqliteChanges` for the engine's SQLite file; None for PostgreSQL and in-memory."""
+    if engine.dialect.name != "sqlite":
         return None
-    paths = (database, database + "-wal")
-    headers = ((database, 24, 4), (database + "-shm", 0, 48))
-
-    def fingerprint() -> tuple[int | bytes, ...]:
-        values: list[int | bytes] = []
-        for path in paths:
-            try:
-                stat = os.stat(path)
-            except FileNotFoundError:
-                values += (0, 0, 0)
-            else:
-                values += (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        for path, offset, size in headers:
-            try:
-                with open(path, "rb") as file:
-                    file.seek(offset)
-                    values.append(file.read(size))
-            except OSError:
-                values.append(b"")
-        return tuple(values)
-
-    return fingerprint
+    database = sqlite_file(engine.url.database)
+    return None if database is None else SqliteChanges(database)
 
 
 def format_event(event: StoredEvent) -> bytes:
@@ -157,9 +163,9 @@ class FanOut:
         self.draining = False
         self.reads = 0  # change-feed reads by the pump (a test and bench/fanout.py look)
         # SQLite has no NOTIFY: other processes' commits are seen by polling. An unchanged
-        # fingerprint (see sqlite_fingerprint) means no commit, so no query is needed.
-        self._fingerprint = sqlite_fingerprint(engine)
-        self._seen_fingerprint: tuple[int | bytes, ...] | None = None
+        # data version (see SqliteChanges) means no commit, so no query is needed.
+        self._fingerprint = sqlite_changes(engine)
+        self._seen_fingerprint: int | None = None
         self._read_at = 0.0
 
     async def start(self) -> None:
@@ -170,6 +176,8 @@ class FanOut:
         if self._pump_task is not None:
             await cancel_and_wait(self._pump_task)
             self._pump_task = None
+        if self._fingerprint is not None:
+            self._fingerprint.close()
 
     def begin_shutdown(self) -> None:
         """Every open stream gets its retry hint and every long poll its answer, now."""
@@ -264,7 +272,7 @@ class FanOut:
         if self._fingerprint is None:
             return True  # PostgreSQL: the poll is LISTEN's safety net, rare and cheap
         if time.monotonic() - self._read_at > FINGERPRINT_TRUST_SECONDS:
-            return True  # a safety net: the fingerprint is a file read, not a transaction
+            return True  # a safety net: a version read is cheap, but not the feed itself
         return self._fingerprint() != self._seen_fingerprint
 
     async def _deliver_new(self) -> None:

@@ -51,8 +51,9 @@ class ReceiverMetrics:
         )
         self.wal_frames = Gauge(
             "vlmhooks_sqlite_wal_frames",
-            "SQLite WAL frames (pages): all in the WAL (kind=logged), and those not yet copied "
-            "into the database file (kind=pending); served SQLite only",
+            "SQLite WAL frames (pages) at the last background checkpoint: all in the WAL "
+            "(kind=logged), and those it could not copy into the database file because a "
+            "reader still needs them (kind=uncopied); served SQLite only",
             ["kind"],
             registry=self.registry,
         )

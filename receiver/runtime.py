@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from receiver.wal_checkpoints import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer, database_file
-from vlmhooks.db import make_engine
+from receiver.wal_checkpoints import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from vlmhooks.db import make_engine, sqlite_file
 from vlmhooks.errors import ConfigError
 from vlmhooks.settings import Settings
 
@@ -80,7 +80,7 @@ def wal_checkpointer(write_engine: Engine, runtime: Runtime) -> WalCheckpointer 
     leaves it the WAL); None for PostgreSQL, in-memory SQLite and serverless."""
     if runtime.serverless or write_engine.dialect.name != "sqlite":
         return None
-    database = database_file(write_engine.url.database)
+    database = sqlite_file(write_engine.url.database)
     return None if database is None else WalCheckpointer(database)
 
 

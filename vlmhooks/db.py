@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -37,6 +38,14 @@ def normalize_database_url(url: str) -> str:
             "only sqlite and postgresql are supported"
         )
     return url
+
+
+def sqlite_file(url_database: str | None) -> str | None:
+    """The file a SQLite URL's database names, absolute; None for an in-memory database
+    (and for `file:` URIs, whose options only SQLite should read)."""
+    if not url_database or url_database == ":memory:" or url_database.startswith("file:"):
+        return None
+    return os.path.abspath(url_database)
 
 
 def dumps_json(value: Any) -> str:

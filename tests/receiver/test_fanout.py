@@ -239,20 +239,21 @@ def test_shutdown_answers_long_polls_and_hints_streams(database_url: str, engine
         server.thread.join(timeout=30)
 
 
-def test_the_sqlite_fingerprint_sees_every_commit_even_in_a_reused_wal(sqlite_url: str) -> None:
-    # A restarted WAL is overwritten in place (same size), so only times would tell, and they
-    # move in ticks. Worse, a WAL grows before its commit is visible: a stat taken in between
-    # matched the next one, and the commit waited for the 10 s safety read. The wal-index
-    # header in the fingerprint changes exactly when a commit becomes visible.
+def test_the_sqlite_data_version_sees_every_commit_even_in_a_reused_wal(sqlite_url: str) -> None:
+    # A restarted WAL is overwritten in place (same size), so file sizes and times cannot
+    # tell a commit; and a WAL grows before its commit is visible. The data version changes
+    # exactly when another connection's commit becomes visible.
     writer = make_engine(sqlite_url)
-    fingerprint = fanout_module.sqlite_fingerprint(writer)
-    assert fingerprint is not None
+    changes = fanout_module.sqlite_changes(writer)
+    assert changes is not None
     try:
         for index in range(40):
             with writer.begin() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
-            before = fingerprint()
+            before = changes()
+            assert changes() == before  # nothing committed in between
             store(writer, f"fp{index}", "running")
-            assert fingerprint() != before, f"commit {index} left the fingerprint unchanged"
+            assert changes() != before, f"commit {index} left the data version unchanged"
     finally:
+        changes.close()
         writer.dispose()

@@ -1,37 +1,52 @@
-"""Background WAL checkpoints (receiver/wal_checkpoints.py), on real SQLite files: the
-WAL-index header is read as SQLite itself reports it, a PASSIVE checkpoint runs once enough
-pages wait and copies them without the writer's COMMIT doing it, failures are survived, and
-the served app runs the thread, leaves its writer only the rare checkpoint of its own, and
-shows the WAL on /metrics."""
+"""Background WAL checkpoints (receiver/wal_checkpoints.py), on real SQLite files: each
+checkpoint reports what SQLite reports and copies what the writer never checkpoints, the
+connection fsyncs what it copies, failures are survived, the served app runs the thread and
+leaves its writer only the rare checkpoint of its own, and nothing that reads the WAL's
+state ever drops the POSIX locks SQLite holds in this process."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from receiver.fanout import SqliteChanges
 from receiver.runtime import Runtime, open_engines, wal_checkpointer
 from receiver.wal_checkpoints import (
     WRITER_AUTOCHECKPOINT_PAGES,
     WalCheckpointer,
     checkpoint_connection,
-    database_file,
-    wal_frames,
 )
 from tests.receiver.callback_harness import (
     LOOKUP_KEY,
+    Receiver,
     prediction_body,
     receiver_settings,
     running_receiver,
 )
+from vlmhooks.db import make_engine, sqlite_file
 
 SERVER = Runtime(serverless=False, pooler="none")
+# The WAL-index's "DMS" byte: every connection with the WAL open holds a read lock on it,
+# and a process that finds it unlocked takes the database for unused (SQLite's os_unix.c).
+DMS_OFFSET = 128
+_PROBE = """
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, int(sys.argv[2]), 1, 0)
+answer = fcntl.fcntl(fd, fcntl.F_GETLK, request)
+kind, _whence, _start, _length, pid = struct.unpack("hhqqi4x", answer)
+print(0 if kind == fcntl.F_UNLCK else pid)
+"""
 
 
 @pytest.fixture
@@ -53,49 +68,50 @@ def write_pages(connection: sqlite3.Connection, commits: int) -> None:
         connection.execute("COMMIT")
 
 
-def wait_for(condition: object, timeout: float = 20.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
 
 
-def test_the_header_says_what_sqlite_reports(tmp_path: Path, writer: sqlite3.Connection) -> None:
-    database = str(tmp_path / "wal.db")
-    write_pages(writer, 10)
-    frames, copied = wal_frames(database) or (0, 0)
-    assert frames > 10 and copied == 0
-    other = sqlite3.connect(database, isolation_level=None)
-    busy, log_frames, checkpointed = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    other.close()
-    assert (busy, log_frames, checkpointed) == (0, frames, frames)
-    assert wal_frames(database) == (frames, frames)
+def dms_lock_holder(database: str) -> int:
+    """From another process: the pid holding a lock on the WAL-index's DMS byte, else 0."""
+    found = subprocess.run(
+        [sys.executable, "-c", _PROBE, database + "-shm", str(DMS_OFFSET)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(found.stdout)
 
 
-def test_no_wal_index_or_a_foreign_one_reads_as_none(tmp_path: Path) -> None:
-    database = str(tmp_path / "none.db")
-    assert wal_frames(database) is None
-    Path(database + "-shm").write_bytes(b"\x00" * 50)  # too short
-    assert wal_frames(database) is None
-    Path(database + "-shm").write_bytes(b"\x01" * 200)  # not version 3007000
-    assert wal_frames(database) is None
-
-
-def test_it_checkpoints_only_once_enough_pages_wait(
+def test_a_checkpoint_reports_and_copies_what_the_writer_left(
     tmp_path: Path, writer: sqlite3.Connection
 ) -> None:
     database = str(tmp_path / "wal.db")
-    checkpointer = WalCheckpointer(database, pending_pages=64)
+    checkpointer = WalCheckpointer(database)
+    connection = checkpoint_connection(database)
     reader = sqlite3.connect(database, isolation_level=None)
-    write_pages(writer, 5)
-    assert not checkpointer.checkpoint_if_due(reader)
-    assert (wal_frames(database) or (0, 1))[1] == 0  # nothing copied
-    write_pages(writer, 40)
-    assert checkpointer.checkpoint_if_due(reader)
-    frames, copied = wal_frames(database) or (0, 0)
-    assert frames >= 64 and copied == frames
-    assert checkpointer.checkpoints == 1
-    reader.close()
+    try:
+        write_pages(writer, 10)
+        # A reader's snapshot holds back what was committed after it.
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        write_pages(writer, 5)
+        logged, copied = checkpointer.checkpoint(connection)
+        assert 0 < copied < logged
+        assert (checkpointer.logged_frames, checkpointer.uncopied_frames) == (
+            logged,
+            logged - copied,
+        )
+        reader.execute("COMMIT")
+        assert checkpointer.checkpoint(connection) == (logged, logged)
+        assert checkpointer.uncopied_frames == 0
+        assert checkpointer.checkpoints == 2
+    finally:
+        reader.close()
+        connection.close()
 
 
 def test_its_connection_fsyncs_what_it_copies(tmp_path: Path, writer: sqlite3.Connection) -> None:
@@ -112,14 +128,14 @@ def test_the_thread_copies_pages_the_writer_never_checkpoints(
     tmp_path: Path, writer: sqlite3.Connection
 ) -> None:
     database = str(tmp_path / "wal.db")
-    checkpointer = WalCheckpointer(database, pending_pages=32, poll_seconds=0.01)
+    checkpointer = WalCheckpointer(database, interval_seconds=0.01)
     checkpointer.start()
     try:
         write_pages(writer, 20)
-        wait_for(lambda: (wal_frames(database) or (0, 0))[1] > 0)
+        wait_for(lambda: checkpointer.logged_frames > 20 and checkpointer.uncopied_frames == 0)
         # Writes go on while it works: the WAL stays readable and complete.
         write_pages(writer, 20)
-        wait_for(lambda: checkpointer.checkpoints >= 2)
+        wait_for(lambda: checkpointer.logged_frames > 40 and checkpointer.uncopied_frames == 0)
         assert writer.execute("SELECT count(*) FROM t").fetchone() == (160,)
     finally:
         checkpointer.stop()
@@ -136,11 +152,9 @@ def test_a_failing_checkpoint_is_logged_once_and_retried(
         attempts.append(path)
         if len(attempts) <= 3:
             raise sqlite3.OperationalError("unable to open database file")
-        return sqlite3.connect(path, isolation_level=None, timeout=0)
+        return checkpoint_connection(path)
 
-    checkpointer = WalCheckpointer(
-        database, pending_pages=32, poll_seconds=0.01, connect=flaky_connect
-    )
+    checkpointer = WalCheckpointer(database, interval_seconds=0.01, connect=flaky_connect)
     write_pages(writer, 20)
     with caplog.at_level(logging.WARNING, logger="vlmhooks.checkpoints"):
         checkpointer.start()
@@ -150,8 +164,37 @@ def test_a_failing_checkpoint_is_logged_once_and_retried(
             checkpointer.stop()
     failures = [r for r in caplog.records if "checkpoint" in r.getMessage()]
     assert len(attempts) >= 4
-    assert len(failures) == 1  # rate-limited: one line, not one per poll
+    assert len(failures) == 1  # rate-limited: one line, not one per attempt
     assert "unable to open database file" in failures[0].getMessage()
+    assert checkpointer.uncopied_frames == 0
+
+
+def test_reading_the_wal_state_keeps_the_locks_sqlite_holds(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it. An
+    earlier version read the WAL-index header with open(): another process then took the
+    database for unused, and acknowledged writes were lost. The checkpointer and the
+    change detector go through SQLite, which keeps its descriptors while they hold locks."""
+    database = str(tmp_path / "locks.db")
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as held:
+            held.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            held.exec_driver_sql("SELECT count(*) FROM t").scalar()
+            assert dms_lock_holder(database) == os.getpid()
+            changes = SqliteChanges(database)
+            assert changes() == changes()
+            changes.close()
+            checkpointer = WalCheckpointer(database)
+            connection = checkpoint_connection(database)
+            checkpointer.checkpoint(connection)
+            connection.close()
+            assert dms_lock_holder(database) == os.getpid()
+            # What the earlier version did, for contrast: the lock is gone.
+            with open(database + "-shm", "rb") as index:
+                index.read(136)
+            assert dms_lock_holder(database) == 0
+    finally:
+        engine.dispose()
 
 
 def test_the_served_writer_leaves_checkpoints_to_the_thread(sqlite_url: str) -> None:
@@ -164,7 +207,7 @@ def test_the_served_writer_leaves_checkpoints_to_the_thread(sqlite_url: str) -> 
         assert (pages, default) == (WRITER_AUTOCHECKPOINT_PAGES, 1000)
         checkpointer = wal_checkpointer(write_engine, SERVER)
         assert checkpointer is not None
-        assert checkpointer.database == database_file(write_engine.url.database)
+        assert checkpointer.database == sqlite_file(write_engine.url.database)
     finally:
         engine.dispose()
         write_engine.dispose()
@@ -181,13 +224,18 @@ def test_serverless_and_in_memory_keep_sqlite_own_checkpoints(sqlite_url: str) -
     finally:
         engine.dispose()
         write_engine.dispose()
-    assert database_file(":memory:") is None
-    assert database_file(None) is None
+    assert sqlite_file(":memory:") is None
+    assert sqlite_file(None) is None
 
 
 def test_a_serving_receiver_checkpoints_in_the_background(sqlite_url: str) -> None:
-    database = database_file(sqlite_url.removeprefix("sqlite:///"))
-    assert database is not None
+    headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
+
+    def wal_gauges(served: Receiver) -> dict[str, float]:
+        text = served.client.get("/metrics", headers=headers).text
+        found = re.findall(r'vlmhooks_sqlite_wal_frames\{kind="(\w+)"\} ([0-9.e+]+)', text)
+        return {kind: float(value) for kind, value in found}
+
     with running_receiver(receiver_settings(sqlite_url)) as receiver:
         assert any(t.name == "vlmhooks-checkpoint" for t in threading.enumerate())
         body = prediction_body(response={"text": "y" * 6000})
@@ -195,15 +243,8 @@ def test_a_serving_receiver_checkpoints_in_the_background(sqlite_url: str) -> No
             body["id"] = f"pred_{number}"
             token = receiver.token(f"sub_{number}")
             assert receiver.post_json(body, token=token).status_code == 200
-        # Far below the writer's own 4,096 pages: only the thread can have copied these.
-        wait_for(lambda: (wal_frames(database) or (0, 0))[1] > 0)
-        frames, _copied = wal_frames(database) or (0, 0)
-        assert frames < WRITER_AUTOCHECKPOINT_PAGES
-        # The same header on /metrics, read at the scrape.
-        headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
-        text = receiver.client.get("/metrics", headers=headers).text
-        gauges = dict(re.findall(r'vlmhooks_sqlite_wal_frames\{kind="(\w+)"\} ([0-9.e+]+)', text))
-        logged, pending = float(gauges["logged"]), float(gauges["pending"])
-        assert 0 < logged < WRITER_AUTOCHECKPOINT_PAGES
-        assert 0 <= pending < logged
+        # Far below the writer's own 4,096 pages: only the thread can have copied them all.
+        wait_for(lambda: wal_gauges(receiver).get("logged", 0) > 100)
+        wait_for(lambda: wal_gauges(receiver).get("uncopied", -1) == 0)
+        assert wal_gauges(receiver)["logged"] < WRITER_AUTOCHECKPOINT_PAGES
     assert not any(t.name == "vlmhooks-checkpoint" for t in threading.enumerate())
