@@ -70,9 +70,13 @@ def create_app(
         metrics = ReceiverMetrics()
         engine, write_engine = open_engines(settings, runtime)
         events = EventHub(engine, listen=runtime.listens)
+        checkpointer = wal_checkpointer(write_engine, runtime)
+        on_batch: Callable[[int], None] = metrics.commit_batch_size.observe
+        if checkpointer is not None:
+            on_batch = _both(on_batch, checkpointer.note_writes)
         writer = GroupCommitter(
             write_engine,
-            on_batch=metrics.commit_batch_size.observe,
+            on_batch=on_batch,
             after_commit=events.notify_committed,
             inline=runtime.serverless,
             # SQLite statements cost microseconds: the loop runs them, a thread only fsyncs.
@@ -89,7 +93,6 @@ def create_app(
             metrics.listeners.labels("sse").set_function(lambda: watched.subscribers)
             metrics.listeners.labels("long_poll").set_function(lambda: watched.long_polls)
         writer.start()
-        checkpointer = wal_checkpointer(write_engine, runtime)
         if checkpointer is not None:
             checkpointer.start()
             checkpointer.export_frames(metrics.wal_frames)
@@ -213,6 +216,14 @@ def _fetch_back_client(settings: Settings) -> httpx.AsyncClient:
         headers["Authorization"] = f"Bearer {settings.vlmrun_api_key.get_secret_value()}"
     timeout = httpx.Timeout(FETCH_BACK_TIMEOUT_SECONDS, connect=FETCH_BACK_CONNECT_TIMEOUT_SECONDS)
     return httpx.AsyncClient(timeout=timeout, headers=headers)
+
+
+def _both(first: Callable[[int], None], second: Callable[[int], None]) -> Callable[[int], None]:
+    def call(size: int) -> None:
+        first(size)
+        second(size)
+
+    return call
 
 
 def _no_op() -> None:

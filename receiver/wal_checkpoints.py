@@ -5,10 +5,11 @@ into the database file, and fsyncs it, inside that COMMIT. On the receiver, one 
 every ~60 did that, and every request queued behind it waited too (bench/README.md, "Issue
 13, fifth pass"). So the write engine checkpoints itself only past 4,096 pages
 (`WRITER_AUTOCHECKPOINT_PAGES`), and this thread runs a PASSIVE checkpoint (one that never
-waits for, nor blocks, the writer) four times a second. When nothing is waiting it does
-nothing, not even an fsync. When the writer's own checkpoint comes due it finds nearly
-every page copied already: it copies the last few, and SQLite rewinds the WAL at the next
-batch.
+waits for, nor blocks, the writer) after every 200 committed writes, about 250 pages
+(`note_writes`, from the group committer), and at least once a second for writes from
+other processes. When nothing is waiting it does nothing, not even an fsync. When the
+writer's own checkpoint comes due it finds nearly every page copied already: it copies
+the last few, and SQLite rewinds the WAL at the next batch.
 
 Why the writer keeps a checkpoint of its own: SQLite rewinds the WAL only when a write
 transaction starts with every frame copied, which a checkpoint from another connection
@@ -37,12 +38,16 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_INTERVAL_SECONDS",
     "WRITER_AUTOCHECKPOINT_PAGES",
+    "WRITES_PER_CHECKPOINT",
     "WalCheckpointer",
     "checkpoint_connection",
 ]
 
 WRITER_AUTOCHECKPOINT_PAGES = 4096
-CHECKPOINT_INTERVAL_SECONDS = 0.25
+# A committed write adds about 1.2 pages to the WAL (bench/README.md, fifth pass): 200 writes
+# are about SQLite's own 1,000-page step divided by four, in the background.
+WRITES_PER_CHECKPOINT = 200
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 ERROR_LOG_INTERVAL_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 
@@ -57,11 +62,15 @@ class WalCheckpointer:
         database: str,
         *,
         interval_seconds: float = CHECKPOINT_INTERVAL_SECONDS,
+        writes_per_checkpoint: int = WRITES_PER_CHECKPOINT,
         connect: Callable[[str], sqlite3.Connection] | None = None,
     ) -> None:
         self.database = database
         self._connect = connect or checkpoint_connection
         self._interval = interval_seconds
+        self._writes_per_checkpoint = writes_per_checkpoint
+        self._writes = 0
+        self._due = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error_logged = -ERROR_LOG_INTERVAL_SECONDS
@@ -82,13 +91,18 @@ class WalCheckpointer:
         if self._thread is None:
             return
         self._stopping.set()
+        self._due.set()
         self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
         self._thread = None
 
     def _run(self) -> None:
         connection: sqlite3.Connection | None = None
         try:
-            while not self._stopping.wait(self._interval):
+            while True:
+                self._due.wait(self._interval)
+                self._due.clear()
+                if self._stopping.is_set():
+                    break
                 try:
                     if connection is None:
                         connection = self._connect(self.database)
@@ -101,6 +115,15 @@ class WalCheckpointer:
         finally:
             if connection is not None:
                 connection.close()
+
+    def note_writes(self, count: int) -> None:
+        """`count` writes were committed here (the group committer's hook, on its thread):
+        the thread checkpoints once enough have added up. A lost update between threads
+        only moves one checkpoint by a batch."""
+        self._writes += count
+        if self._writes >= self._writes_per_checkpoint:
+            self._writes = 0
+            self._due.set()
 
     def checkpoint(self, connection: sqlite3.Connection) -> tuple[int, int]:
         """One PASSIVE checkpoint on `connection`: (frames in the WAL, frames in the database

@@ -128,18 +128,41 @@ def test_the_thread_copies_pages_the_writer_never_checkpoints(
     tmp_path: Path, writer: sqlite3.Connection
 ) -> None:
     database = str(tmp_path / "wal.db")
-    checkpointer = WalCheckpointer(database, interval_seconds=0.01)
+    # A timer far beyond the test: only the committed writes can wake the thread.
+    checkpointer = WalCheckpointer(database, interval_seconds=3600, writes_per_checkpoint=10)
     checkpointer.start()
     try:
         write_pages(writer, 20)
-        wait_for(lambda: checkpointer.logged_frames > 20 and checkpointer.uncopied_frames == 0)
+        checkpointer.note_writes(9)
+        time.sleep(0.2)
+        assert checkpointer.checkpoints == 0  # not enough writes yet
+        checkpointer.note_writes(1)
+        wait_for(lambda: checkpointer.checkpoints == 1)
+        assert checkpointer.logged_frames > 20 and checkpointer.uncopied_frames == 0
         # Writes go on while it works: the WAL stays readable and complete.
         write_pages(writer, 20)
-        wait_for(lambda: checkpointer.logged_frames > 40 and checkpointer.uncopied_frames == 0)
+        checkpointer.note_writes(10)
+        wait_for(lambda: checkpointer.checkpoints == 2)
+        assert checkpointer.logged_frames > 40 and checkpointer.uncopied_frames == 0
         assert writer.execute("SELECT count(*) FROM t").fetchone() == (160,)
     finally:
         checkpointer.stop()
     assert not any(t.name == "vlmhooks-checkpoint" for t in threading.enumerate())
+
+
+def test_without_writes_here_the_timer_still_checkpoints(
+    tmp_path: Path, writer: sqlite3.Connection
+) -> None:
+    """Writes from other processes (the relay, a CLI) are never noted here: the timer."""
+    database = str(tmp_path / "wal.db")
+    checkpointer = WalCheckpointer(database, interval_seconds=0.01)
+    write_pages(writer, 20)
+    checkpointer.start()
+    try:
+        wait_for(lambda: checkpointer.checkpoints >= 1)
+        assert checkpointer.logged_frames > 20 and checkpointer.uncopied_frames == 0
+    finally:
+        checkpointer.stop()
 
 
 def test_a_failing_checkpoint_is_logged_once_and_retried(
