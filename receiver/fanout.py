@@ -64,8 +64,10 @@ class SqliteChanges:
     def __call__(self) -> int:
         try:
             if self._connection is None:
+                # No busy wait: this runs on the event loop, and a locked file (a recovery
+                # in another process) simply counts as a change.
                 self._connection = sqlite3.connect(
-                    self._database, isolation_level=None, check_same_thread=False
+                    self._database, isolation_level=None, check_same_thread=False, timeout=0
                 )
             version: int = self._connection.execute("PRAGMA data_version").fetchone()[0]
             return version
