@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from receiver.wal_checkpoints import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
 from vlmhooks.db import make_engine, sqlite_file
@@ -69,8 +69,11 @@ def open_engines(settings: Settings, runtime: Runtime) -> tuple[Engine, Engine]:
         pool_size=1,
         immediate_writes=True,
         pooler=runtime.pooler,
-        # A long-running server checkpoints in the background (receiver/wal_checkpoints.py).
-        wal_autocheckpoint=None if runtime.serverless else WRITER_AUTOCHECKPOINT_PAGES,
+        # Where a thread checkpoints in the background, the writer only rarely does
+        # (receiver/wal_checkpoints.py).
+        wal_autocheckpoint=(
+            WRITER_AUTOCHECKPOINT_PAGES if _checkpointed_file(engine.url, runtime) else None
+        ),
     )
     return engine, write_engine
 
@@ -78,10 +81,14 @@ def open_engines(settings: Settings, runtime: Runtime) -> tuple[Engine, Engine]:
 def wal_checkpointer(write_engine: Engine, runtime: Runtime) -> WalCheckpointer | None:
     """The background checkpointer for a served SQLite file (`open_engines`'s write engine
     leaves it the WAL); None for PostgreSQL, in-memory SQLite and serverless."""
-    if runtime.serverless or write_engine.dialect.name != "sqlite":
-        return None
-    database = sqlite_file(write_engine.url.database)
+    database = _checkpointed_file(write_engine.url, runtime)
     return None if database is None else WalCheckpointer(database)
+
+
+def _checkpointed_file(url: URL, runtime: Runtime) -> str | None:
+    if runtime.serverless or url.get_backend_name() != "sqlite":
+        return None
+    return sqlite_file(url.database)
 
 
 def _is_sqlite(url: str) -> bool:
