@@ -40,7 +40,7 @@ __all__ = [
 EVENT_BATCH = 500
 DEFAULT_SUBSCRIBER_BUFFER_BYTES = DEFAULT_SSE_BUFFER_BYTES
 SUBSCRIBER_BUFFER_EVENTS = 10_000
-FINGERPRINT_TRUST_SECONDS = 10.0
+VERSION_TRUST_SECONDS = 10.0
 
 log = logging.getLogger("vlmhooks.fanout")
 
@@ -166,8 +166,8 @@ class FanOut:
         self.reads = 0  # change-feed reads by the pump (a test and bench/fanout.py look)
         # SQLite has no NOTIFY: other processes' commits are seen by polling. An unchanged
         # data version (see SqliteChanges) means no commit, so no query is needed.
-        self._fingerprint = sqlite_changes(engine)
-        self._seen_fingerprint: int | None = None
+        self._changes = sqlite_changes(engine)
+        self._seen_version: int | None = None
         self._read_at = 0.0
 
     async def start(self) -> None:
@@ -178,8 +178,8 @@ class FanOut:
         if self._pump_task is not None:
             await cancel_and_wait(self._pump_task)
             self._pump_task = None
-        if self._fingerprint is not None:
-            self._fingerprint.close()
+        if self._changes is not None:
+            self._changes.close()
 
     def begin_shutdown(self) -> None:
         """Every open stream gets its retry hint and every long poll its answer, now."""
@@ -245,8 +245,8 @@ class FanOut:
         if self._stale:
             async with self._lock:
                 if self._stale:
-                    if self._fingerprint is not None:
-                        self._seen_fingerprint = self._fingerprint()
+                    if self._changes is not None:
+                        self._seen_version = self._changes()
                     self._position = await run_in_threadpool(last_event_seq, self._engine)
                     self._read_at = time.monotonic()
                     self._stale = False
@@ -271,15 +271,15 @@ class FanOut:
             woken = self._hub.generation != generation
 
     def _files_changed(self) -> bool:
-        if self._fingerprint is None:
+        if self._changes is None:
             return True  # PostgreSQL: the poll is LISTEN's safety net, rare and cheap
-        if time.monotonic() - self._read_at > FINGERPRINT_TRUST_SECONDS:
+        if time.monotonic() - self._read_at > VERSION_TRUST_SECONDS:
             return True  # a safety net: a version read is cheap, but not the feed itself
-        return self._fingerprint() != self._seen_fingerprint
+        return self._changes() != self._seen_version
 
     async def _deliver_new(self) -> None:
-        if self._fingerprint is not None:
-            self._seen_fingerprint = self._fingerprint()  # before the read: no commit slips by
+        if self._changes is not None:
+            self._seen_version = self._changes()  # before the read: no commit slips by
         self._read_at = time.monotonic()
         while True:
             batch = await run_in_threadpool(events_after, self._engine, self._position, EVENT_BATCH)

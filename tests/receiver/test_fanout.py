@@ -96,7 +96,7 @@ def test_idle_waiters_make_no_database_queries(
     # The process's own safety nets (a read every 10 s whatever the number of waiters: LISTEN
     # could lose a notification, a file stat could miss a commit) are pushed out of the window.
     monkeypatch.setattr(events_module, "LISTENING_POLL_INTERVAL", 120.0)
-    monkeypatch.setattr(fanout_module, "FINGERPRINT_TRUST_SECONDS", 120.0)
+    monkeypatch.setattr(fanout_module, "VERSION_TRUST_SECONDS", 120.0)
     store(engine, "busy", "running")
     settings = receiver_settings(database_url)
     polls, streams = 20, 20
