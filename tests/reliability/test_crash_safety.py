@@ -179,7 +179,11 @@ def history(attempts: list[dict[str, Any]], prediction_ids: list[str]) -> dict[s
     }
 
 
-def test_kill_9_under_load_loses_nothing(database_url: str, tmp_path: Path) -> None:
+# Two workers too: each worker's writer, checkpointer and change detector share the file
+# with the other's, and a process that drops its locks on it (ARCHITECTURE.md, "Nothing in
+# the receiver opens SQLite's files itself") loses the other's acknowledged writes.
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_under_load_loses_nothing(database_url: str, tmp_path: Path, workers: int) -> None:
     predictions = size("CRASH_PREDICTIONS")
     kills = size("CRASH_KILLS")
     rng = random.Random(seed())
@@ -196,6 +200,7 @@ def test_kill_9_under_load_loses_nothing(database_url: str, tmp_path: Path) -> N
             "VLMHOOKS_API_KEYS": LOOKUP_KEY,
         },
         log_path=tmp_path / "receiver.log",
+        workers=workers,
     )
     sandbox_config = SandboxConfig(
         api_keys=API_KEY,
