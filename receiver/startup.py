@@ -35,14 +35,12 @@ def missing_sqlite_file(database_url: str) -> Path | None:
     """
     from sqlalchemy.engine import make_url
 
-    from vlmhooks.db import normalize_database_url
+    from vlmhooks.db import normalize_database_url, sqlite_file
 
     url = make_url(normalize_database_url(database_url))
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database or ""
     # ":memory:", "" and file: URIs (mode=memory and friends) are not plain files.
-    if database in ("", ":memory:") or database.startswith("file:"):
+    database = sqlite_file(url.database) if url.get_backend_name() == "sqlite" else None
+    if database is None:
         return None
     path = Path(database)
     return path if not path.exists() and path.parent.is_dir() else None

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,9 +115,19 @@ def test_a_checkpoint_reports_and_copies_what_the_writer_left(
         connection.close()
 
 
-def test_its_connection_fsyncs_what_it_copies(tmp_path: Path, writer: sqlite3.Connection) -> None:
+def test_its_connection_fsyncs_what_it_copies(
+    tmp_path: Path, writer: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The writer may rewind the WAL after this connection's checkpoint: FULL, so the pages
-    it copied are on disk first."""
+    it copied are on disk first, whatever the connection started with (here OFF)."""
+    connect = sqlite3.connect
+
+    def connect_without_syncs(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.execute("PRAGMA synchronous=OFF")
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", connect_without_syncs)
     connection = checkpoint_connection(str(tmp_path / "wal.db"))
     try:
         assert connection.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
@@ -236,7 +247,7 @@ def test_the_served_writer_leaves_checkpoints_to_the_thread(sqlite_url: str) -> 
         write_engine.dispose()
 
 
-def test_serverless_and_in_memory_keep_sqlite_own_checkpoints(sqlite_url: str) -> None:
+def test_serverless_keeps_sqlite_own_checkpoints(sqlite_url: str) -> None:
     serverless = Runtime(serverless=True, pooler="none")
     engine, write_engine = open_engines(receiver_settings(sqlite_url), serverless)
     try:
