@@ -26,10 +26,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.engine import Connection
 
 from schemas.enums import STATUS_RANK, Status
 from vlmhooks.audit import delivery_row
+from vlmhooks.db import dumps_json_utf8
 from vlmhooks.errors import PredictionConflict, WebhookIdConflict
 from vlmhooks.outbox import OUTBOX_ROUTES, OutboxRoute, outbox_routes, write_outbox_rows
 from vlmhooks.public import public_prediction
@@ -558,7 +560,9 @@ def _prediction_values(
         "domain": domain,
         "status": status.value,
         "status_rank": STATUS_RANK[status],
-        "response": prediction.response,
+        # Serialized once, for the row and for its event's data (an orjson fragment goes
+        # into the event's JSON as it is).
+        "response": orjson.Fragment(dumps_json_utf8(prediction.response)),
         "usage": usage_json(prediction.usage),
         "extra": extra or None,
         "created_at": prediction.created_at,

@@ -19,7 +19,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from vlmhooks.db import dumps_json
+from vlmhooks.db import dumps_json, dumps_json_utf8
 
 __all__ = [
     "Prepared",
@@ -58,6 +58,12 @@ def _sqlite_bool(value: bool | None) -> int | None:
 def _json(value: Any) -> str:
     # As sa.JSON binds it: None is the JSON `null`, not SQL NULL (none_as_null=False).
     return dumps_json(value)
+
+
+def _json_utf8(value: Any) -> bytes:
+    # SQLite's form of `_json`: orjson's UTF-8 as it comes, cast to TEXT by the statement
+    # (`CAST(? AS TEXT)`), so no str is built only for the driver to encode it back.
+    return dumps_json_utf8(value)
 
 
 def _identity(value: Any) -> Any:
@@ -202,8 +208,9 @@ class RawInsert:
         for name in self.columns:
             column_type = table.c[name].type
             if isinstance(column_type, sa.JSON):
-                placeholders.append(f"CAST({mark} AS JSONB)" if postgresql else mark)
-                converters.append(_json)
+                # Stored as TEXT on SQLite, as SQLAlchemy's JSON type stores it.
+                placeholders.append(f"CAST({mark} AS JSONB)" if postgresql else "CAST(? AS TEXT)")
+                converters.append(_json if postgresql else _json_utf8)
             elif isinstance(column_type, sa.DateTime) and not postgresql:
                 placeholders.append(mark)
                 converters.append(_sqlite_datetime)

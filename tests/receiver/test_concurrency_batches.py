@@ -262,3 +262,35 @@ def test_a_planned_batch_knows_what_it_will_hand_the_database(database_url: str)
     assert small > 0
     # 100,000 more bytes of body, and 100,000 more of response in the row and in the event.
     assert 300_000 <= large - small < 301_000
+
+
+def test_json_columns_are_stored_as_text_on_sqlite(tmp_path: Path) -> None:
+    """The batch hands SQLite orjson's UTF-8 under `CAST(? AS TEXT)`: the columns hold TEXT,
+    as SQLAlchemy's JSON type writes them (a BLOB would read back as bytes and, since
+    SQLite 3.45, be taken for JSONB by its JSON functions), and the text is the value's."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'text.db'}")
+    migrate.upgrade(engine)
+    body = prediction_body("completed", prediction_id="p_text")
+    body["response"] = {"vendor": "Friedrichstraße €", "lines": [{"n": 1}]}
+    write = PredictionWrite(
+        prediction=validate_prediction(body),
+        submission_id=None,
+        source="callback",
+        received_at=NOW,
+        delivery=DeliveryRecord(
+            body_sha256="0" * 64, headers={"content-type": "application/json"}, body=b"{}"
+        ),
+    )
+    with engine.begin() as connection:
+        apply_prediction_writes(connection, [write])
+    with engine.connect() as connection:
+        types = connection.exec_driver_sql(
+            "SELECT typeof(p.response), typeof(p.usage), typeof(e.data), typeof(d.headers),"
+            " json_extract(p.response, '$.vendor'), json_extract(e.data, '$.response.vendor')"
+            " FROM prediction p JOIN prediction_event e ON e.prediction_id = p.id"
+            " JOIN delivery d ON d.prediction_id = p.id"
+        ).one()
+        row = connection.execute(sa.select(PREDICTION.c.response)).one()
+    engine.dispose()
+    assert tuple(types) == ("text",) * 4 + ("Friedrichstraße €",) * 2
+    assert row.response == body["response"]

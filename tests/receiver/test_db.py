@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from vlmhooks.db import make_engine, normalize_database_url
+from vlmhooks.db import dumps_json, dumps_json_utf8, make_engine, normalize_database_url
 from vlmhooks.errors import ConfigError
 
 
@@ -45,3 +49,46 @@ def test_postgres_engine_uses_psycopg3(postgres_url: str) -> None:
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT 1").scalar() == 1
     engine.dispose()
+
+
+def test_sqlite_begin_busy_is_sqlalchemys_operational_error(tmp_path: Path) -> None:
+    """The `begin` listener sends BEGIN IMMEDIATE to the driver itself; a lock held
+    elsewhere still surfaces as SQLAlchemy's OperationalError carrying SQLITE_BUSY, which
+    the group committer's lock-free attempt relies on."""
+    path = tmp_path / "busy.db"
+    engine = make_engine(f"sqlite:///{path}", immediate_writes=True)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout=0")
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                connection.begin()
+            assert getattr(raised.value.orig, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            other.execute("COMMIT")
+            with connection.begin():  # and once the lock is free, the same connection writes
+                connection.exec_driver_sql("CREATE TABLE t (x)")
+    finally:
+        other.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, None, "ß€\u2028"], "b": {"c": True}},
+        {1: "one", "nested": {2.5: "x", None: "n"}},
+        None,
+        "text",
+    ],
+)
+def test_json_columns_encode_like_the_stdlib(value: Any) -> None:
+    """orjson without its non-string-keys option on the fast path, with it as the fallback:
+    the same text as the stdlib encoder either way (keys that are not strings become
+    strings)."""
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert dumps_json_utf8(value) == expected.encode()
+    assert dumps_json(value) == expected
