@@ -13,7 +13,6 @@ from receiver.replay import DEFAULT_REPLAY_LIMIT, ReplaySelection, replay_report
 from receiver.shapes import ReplayResult
 from receiver.verify import SignaturePolicy
 from schemas.contract import as_utc
-from vlmhooks.batch import begin_write_batch, end_write_batch
 from vlmhooks.db import make_engine
 from vlmhooks.durations import DurationTooLong, parse_duration
 from vlmhooks.errors import ConfigError
@@ -112,12 +111,10 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             # (page by page: a later page does not see an earlier page's rolled-back rows).
             with engine.connect() as connection:
                 transaction = connection.begin()
-                begin_write_batch(connection)
                 page_results = replay_selected(connection, page, policy, now=now)
                 if args.dry_run:
                     transaction.rollback()
                 else:
-                    end_write_batch(connection, wrote_events=True)
                     transaction.commit()
             if not args.json:
                 for result in page_results:

@@ -44,7 +44,6 @@ from receiver.pending_writes import (
     settle_all,
     settle_group,
 )
-from vlmhooks.batch import begin_write_batch, end_write_batch
 from vlmhooks.db import SQLITE_BUSY_TIMEOUT_MS
 
 __all__ = [
@@ -152,14 +151,16 @@ class GroupCommitter:
             self._io.shutdown(wait=True)
             self._io = None
 
-    async def run(self, op: Callable[[Connection], T]) -> T:
+    async def run(self, op: Callable[[Connection], T], *, alone: bool = False) -> T:
         """Apply `op` in the next batch and return its result once committed.
 
         `op` runs on the writer thread inside the batch's transaction; if it raises, its
-        writes are rolled back and the exception is raised here.
+        writes are rolled back and the exception is raised here. `alone`: `op` writes
+        predictions (`apply_prediction_writes`), so on PostgreSQL it commits in a
+        transaction of its own (see `_transactions`).
         """
         loop = asyncio.get_running_loop()
-        return await self._enqueue(PendingWrite(op, loop.create_future(), loop))
+        return await self._enqueue(PendingWrite(op, loop.create_future(), loop, alone=alone))
 
     async def run_batched(
         self,
@@ -316,7 +317,6 @@ class GroupCommitter:
             for phases, members in phased:
                 hand_out(phases.write(connection), members, phases)
             self._apply_groups(connection, [p for p in rest if p.apply_many is not None])
-            end_write_batch(connection, wrote_events=True)
         except BaseException:
             transaction.rollback()
             raise
@@ -365,7 +365,8 @@ class GroupCommitter:
                 break
             batch.append(item)
         try:
-            self._commit(batch)
+            for part in self._transactions(batch):
+                self._commit(part)
         except BaseException as exc:
             # Never resolve a write as committed when the commit did not finish.
             for pending in batch:
@@ -374,6 +375,20 @@ class GroupCommitter:
             raise
         settle_all(batch)
         return keep_going
+
+    def _transactions(self, batch: list[PendingWrite[Any]]) -> list[list[PendingWrite[Any]]]:
+        """The batch as the transactions it commits in: on PostgreSQL each op run `alone`
+        in its own, the other ops together, then the batched items together. There a
+        transaction takes its rows' key locks before the event feed's (ARCHITECTURE.md,
+        "The write batch"): an op that writes predictions after anything that took the
+        feed's lock would take its keys after it, and two processes doing so could each
+        wait for the other."""
+        if self._engine.dialect.name != "postgresql":
+            return [batch]
+        alone = [[pending] for pending in batch if pending.alone]
+        ops = [p for p in batch if p.apply_many is None and not p.alone]
+        items = [p for p in batch if p.apply_many is not None]
+        return [*alone, *(part for part in (ops, items) if part)]
 
     def _commit(self, batch: list[PendingWrite[Any]]) -> None:
         try:
@@ -393,7 +408,7 @@ class GroupCommitter:
         connection = self._held_connection()
         try:
             with connection.begin():
-                self._apply_in(connection, batch)
+                self._apply_items(connection, batch)
         except BaseException:
             # The connection may be broken (server restart, I/O error): the next batch,
             # including the one-by-one replay, starts on a fresh one.
@@ -415,16 +430,11 @@ class GroupCommitter:
                 log.warning("closing a failed writer connection failed", exc_info=True)
             self._connection = None
 
-    def _apply_in(self, connection: Connection, batch: list[PendingWrite[Any]]) -> None:
-        begin_write_batch(connection)
-        self._apply_items(connection, batch)
-
     def _apply_items(self, connection: Connection, batch: list[PendingWrite[Any]]) -> None:
         for pending in batch:
             if pending.apply_many is None and pending.op is not None:
                 pending.result = pending.op(connection)
         self._apply_groups(connection, [p for p in batch if p.apply_many is not None])
-        end_write_batch(connection, wrote_events=True)
 
     def _apply_groups(self, connection: Connection, batched: list[PendingWrite[Any]]) -> None:
         groups: dict[BatchApply, list[PendingWrite[Any]]] = {}
@@ -492,6 +502,4 @@ def _payload_bytes(phased: _PhasedGroups) -> int:
 
 
 def _begin_batch(connection: Connection) -> RootTransaction:
-    transaction = connection.begin()
-    begin_write_batch(connection)
-    return transaction
+    return connection.begin()

@@ -56,6 +56,7 @@ class PendingWrite(Generic[T]):
     item: Any = None
     apply_many: BatchApply | None = None
     phases: PhasedApply | None = None
+    alone: bool = False  # a plain op that writes predictions (GroupCommitter.run)
     result: Any = None
     error: BaseException | None = None
 

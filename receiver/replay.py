@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from receiver.shapes import MAX_REPLAY_LIMIT, ReplayOutcome, ReplayReport, ReplayResult
 from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
-from vlmhooks.batch import apply_prediction_writes
+from vlmhooks.batch import apply_prediction_writes, lock_event_feed
 from vlmhooks.errors import PredictionConflict, ProblemError
 from vlmhooks.ingest import decode_json, validate_prediction
 from vlmhooks.public import public_prediction
@@ -200,6 +200,9 @@ def _recheck_schema(connection: Connection, prediction_id: str, *, now: datetime
         "schema_errors": errors,
         "updated_at": now,
     }
+    # The prediction's key is locked (the replay's batch read it); the feed's lock comes
+    # after it, as in every writer (vlmhooks/batch.py).
+    lock_event_feed(connection)
     connection.execute(
         EVENT.insert(),
         {

@@ -74,7 +74,7 @@ async def run_replay(
         return results
 
     try:
-        results = await state.writer.run(op)
+        results = await state.writer.run(op, alone=True)
     except _DryRunDone as done:
         results = done.results
     more = len(results) == selection.limit

@@ -11,12 +11,15 @@ only the COMMIT waits in a thread; on PostgreSQL the writer thread runs them all
 
 - `read`: what the batch must know, in one statement (two with Standard Webhooks ids);
 - `plan`: pure Python. Conflicts, replays, and the outcome of every write, decided by the
-  upsert's own forward-only rule against the rows just read. The batch holds the write lock
-  from `read` to commit (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so nothing
-  it read can change meanwhile. Every statement's parameters are rendered here;
-- `write`: the statements, back to back. The upsert's RETURNING is checked against the
-  plan; any difference fails the batch, which the committer rolls back and replays one
-  write at a time.
+  upsert's own forward-only rule against the rows just read. Nothing the batch read can
+  change before it commits: SQLite's BEGIN IMMEDIATE holds the one write lock; on
+  PostgreSQL the read first locks the batch's own keys (its prediction, submission and
+  webhook ids), so batches of other processes writing other rows run meanwhile. Every
+  statement's parameters are rendered here;
+- `write`: the statements, back to back, the event rows last: on PostgreSQL behind the
+  event-feed lock, held from there to the COMMIT (ARCHITECTURE.md, "The write batch").
+  The upsert's RETURNING is checked against the plan; any difference fails the batch,
+  which the committer rolls back and replays one write at a time.
 """
 
 from __future__ import annotations
@@ -46,8 +49,7 @@ __all__ = [
     "PredictionBatch",
     "apply_prediction_write",
     "apply_prediction_writes",
-    "begin_write_batch",
-    "end_write_batch",
+    "lock_event_feed",
     "prediction_batch",
 ]
 
@@ -60,19 +62,13 @@ class BatchDiverged(RuntimeError):
     the write lock. The batch is rolled back (and replayed write by write)."""
 
 
-def begin_write_batch(connection: Connection) -> None:
-    """Open a write batch: on PostgreSQL, take the event-feed lock until commit."""
+def lock_event_feed(connection: Connection) -> None:
+    """On PostgreSQL, take the event-feed lock until commit and queue the NOTIFY that
+    wakes other processes: before inserting an event outside a batch (a batch does both
+    itself, around its own event rows)."""
     statements = write_statements(connection)
     if statements.is_postgresql:
-        connection.execute(statements.advisory_lock)
-
-
-def end_write_batch(connection: Connection, wrote_events: bool) -> None:
-    """Close a write batch: on PostgreSQL, queue the NOTIFY that wakes other processes."""
-    statements = write_statements(connection)
-    if wrote_events and statements.is_postgresql:
-        # Delivered by PostgreSQL at commit, to every LISTENing receiver process.
-        connection.execute(statements.notify)
+        run_all(connection, [statements.feed_lock, statements.notify])
 
 
 def apply_prediction_write(connection: Connection, write: PredictionWrite) -> IngestOutcome:
@@ -176,8 +172,14 @@ class PredictionBatch:
         """
         submission_ids = sorted({w.submission_id for w in self.writes if w.submission_id})
         prediction_ids = sorted({w.prediction.id for w in self.writes})
-        context = self.statements.batch_context(submission_ids, prediction_ids)
-        context_rows, route_rows = run_all(connection, [context, OUTBOX_ROUTES])
+        webhook_ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
+        reads = [self.statements.batch_context(submission_ids, prediction_ids), OUTBOX_ROUTES]
+        if self.statements.is_postgresql:
+            # Every row this batch reads to plan, locked (in the same round trip) before it
+            # is read: batches of other processes touching none of them run meanwhile.
+            keys = [f"p:{p}" for p in prediction_ids] + [f"s:{s}" for s in submission_ids]
+            reads.insert(0, self.statements.key_locks(keys + [f"w:{w}" for w in webhook_ids]))
+        *_locked, context_rows, route_rows = run_all(connection, reads)
         self.routes = outbox_routes(route_rows)
         for row in context_rows:
             kind, row_id, link = row[0], row[1], row[2]
@@ -195,7 +197,6 @@ class PredictionBatch:
         for submission_id, submission in self.submissions.items():
             if submission.prediction_id is not None:
                 self.bound[submission_id] = submission.prediction_id
-        webhook_ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
         if webhook_ids:
             rows = connection.execute(self.statements.known_webhooks, {"ids": webhook_ids})
             self.known_webhooks = {r.id: (r.prediction_id, r.body_sha256) for r in rows}
@@ -447,13 +448,22 @@ class PredictionBatch:
     def payload_bytes(self) -> int:
         """What the planned statements carry (text and bytes); asked only by the SQLite
         writer, so other paths never pay for counting."""
-        return sum(map(_payload_bytes, self._planned()))
+        return sum(map(_payload_bytes, self._planned()[0]))
 
-    def _planned(self) -> list[Prepared]:
-        """Every planned statement, in the order `write` runs them."""
-        statements = [planned.upsert for planned in self.rounds]
-        statements += [planned.event_insert for planned in self.rounds if planned.event_insert]
-        return [*statements, *self.tail]
+    def _planned(self) -> tuple[list[Prepared], int]:
+        """Every planned statement, in the order `write` runs them, and where the event
+        rows' start. The event rows come last: on PostgreSQL behind the event-feed lock,
+        so the lock is held only from there to the COMMIT, and with the NOTIFY."""
+        statements = [*(planned.upsert for planned in self.rounds), *self.tail]
+        events = [planned.event_insert for planned in self.rounds if planned.event_insert]
+        feed = bool(events) and self.statements.is_postgresql
+        if feed:
+            statements.append(self.statements.feed_lock)
+        start = len(statements)
+        statements += events
+        if feed:
+            statements.append(self.statements.notify)
+        return statements, start
 
     # -- write -----------------------------------------------------------------------------
 
@@ -463,18 +473,17 @@ class PredictionBatch:
             connection.execute(self.statements.remember_webhook, self.fresh_webhooks)
         # Every statement at once (one round trip on PostgreSQL): the plan needs no result
         # to write the next one; the results are checked afterwards.
-        results = iter(run_all(connection, self._planned()))
-        for planned in self.rounds:
-            returned = next(results)
+        statements, events_start = self._planned()
+        results = run_all(connection, statements)
+        for planned, returned in zip(self.rounds, results, strict=False):
             applied = {row[0]: (row[1], as_datetime(row[2])) for row in returned}
             if applied != planned.applied:
                 raise BatchDiverged(
                     f"the upsert applied {sorted(applied)}, the plan {sorted(planned.applied)}"
                 )
-        for planned in self.rounds:
-            if planned.event_insert is None:
-                continue
-            seqs = {pid: seq for pid, seq in next(results)}
+        with_events = [planned for planned in self.rounds if planned.event_insert]
+        for planned, inserted in zip(with_events, results[events_start:], strict=False):
+            seqs = {pid: seq for pid, seq in inserted}
             if self.routes:
                 # Forwarding's outbox rows, in this same transaction (see vlmhooks/outbox.py).
                 write_outbox_rows(connection, planned.events, seqs, self.routes)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionResponse, utc_now
-from vlmhooks.batch import apply_prediction_write, begin_write_batch, end_write_batch
+from vlmhooks.batch import apply_prediction_write
 from vlmhooks.errors import ContractViolation, MalformedJSON, PayloadError
 from vlmhooks.numbers import first_inexact_number
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
@@ -136,7 +136,4 @@ def ingest_prediction(
         content_sha256=content_hash,
     )
     with engine.begin() as connection:
-        begin_write_batch(connection)
-        outcome = apply_prediction_write(connection, write)
-        end_write_batch(connection, wrote_events=outcome.event_seq is not None)
-    return outcome
+        return apply_prediction_write(connection, write)

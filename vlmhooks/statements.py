@@ -6,6 +6,8 @@ are immutable, so the writer threads share them and pass only parameters.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,15 +21,21 @@ from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, WEBHOOK_MESSAGE
 __all__ = [
     "EVENTS_CHANNEL",
     "EVENT_FEED_LOCK_KEY",
+    "WRITE_KEY_LOCK_CLASS",
     "WriteStatements",
     "statements_for",
     "write_statements",
 ]
 
 EVENTS_CHANNEL = "vlmhooks_events"
-# One key for the whole event feed: holding it until commit makes `seq` order = commit
-# order across processes, so an SSE reader resuming "after seq N" never misses a row.
+# One key for the whole event feed: taken just before a transaction's first event insert
+# and held until commit, it makes `seq` order = commit order across processes, so an SSE
+# reader resuming "after seq N" never misses a row.
 EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
+# The two-key form's first key for the rows a batch writes (PostgreSQL keeps the one-key
+# and two-key forms apart, so these never meet the feed's lock). ARCHITECTURE.md, "The
+# write batch": every key lock of a transaction comes before its feed lock.
+WRITE_KEY_LOCK_CLASS = 0x766C6D68
 _TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
 _PREDICTION_COLUMNS = (
     "id", "submission_id", "domain", "status", "status_rank", "response", "usage", "extra",
@@ -66,8 +74,10 @@ class WriteStatements:
         insert: Any = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
         self.dialect_name = dialect_name
         self.is_postgresql = dialect_name == "postgresql"
-        self.advisory_lock = sa.select(sa.func.pg_advisory_xact_lock(EVENT_FEED_LOCK_KEY))
-        self.notify = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, ""))
+        # Before a transaction's first event row, and its wake-up for other processes'
+        # listeners (delivered by PostgreSQL at commit; repeats within one collapse).
+        self.feed_lock = Prepared("SELECT pg_advisory_xact_lock(%s)", (EVENT_FEED_LOCK_KEY,))
+        self.notify = Prepared("SELECT pg_notify(%s, '')", (EVENTS_CHANNEL,))
         self.known_webhooks = sa.select(
             WEBHOOK_MESSAGE.c.id, WEBHOOK_MESSAGE.c.prediction_id, WEBHOOK_MESSAGE.c.body_sha256
         ).where(WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -105,6 +115,16 @@ class WriteStatements:
             dialect_name,
         )
 
+    def key_locks(self, keys: Iterable[str]) -> Prepared:
+        """PostgreSQL: lock `keys` (`p:`, `s:` or `w:` and an id) until commit, in one
+        order for every transaction (ascending lock key), so two batches never wait for
+        each other in a cycle."""
+        ordered = sorted({_lock_key(key) for key in keys})
+        return Prepared(
+            "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(CAST(%s AS int4[])) AS k",
+            (WRITE_KEY_LOCK_CLASS, ordered),
+        )
+
     def batch_context(self, submission_ids: list[str], prediction_ids: list[str]) -> Prepared:
         """A batch's context in one round trip: its submission rows (`s`), and the prediction
         rows (`p`) it names or that its submissions stored: who owns what, and their state."""
@@ -120,6 +140,13 @@ class WriteStatements:
             f" WHERE id IN ({in_predictions}) OR submission_id IN ({in_submissions})"
         )
         return Prepared(sql, (*submission_ids, *prediction_ids, *submission_ids))
+
+
+def _lock_key(key: str) -> int:
+    # CRC-32 as a signed int4: the same number in every process (str hashes are salted).
+    # Two keys sharing a number only wait for each other; they cannot deadlock.
+    value = zlib.crc32(key.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 _BY_DIALECT = {name: WriteStatements(name) for name in ("postgresql", "sqlite")}

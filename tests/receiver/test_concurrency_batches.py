@@ -21,7 +21,6 @@ from vlmhooks.batch import (
     BatchDiverged,
     PredictionBatch,
     apply_prediction_writes,
-    begin_write_batch,
 )
 from vlmhooks.db import make_engine
 from vlmhooks.errors import PredictionConflict
@@ -183,7 +182,6 @@ def _check_one_scenario(batched_engine: Engine, reference_engine: Engine, seed: 
     writes = _random_writes(random.Random(seed), 40)
 
     with batched_engine.begin() as connection:
-        begin_write_batch(connection)
         batched = apply_prediction_writes(connection, writes)
     one_by_one = []
     for write in writes:
@@ -214,7 +212,6 @@ def test_a_write_behind_the_plans_back_fails_the_batch_before_anything_commits(
         delivery=DeliveryRecord(body_sha256="0" * 64, body=b"{}"),
     )
     with pytest.raises(BatchDiverged), engine.begin() as connection:
-        begin_write_batch(connection)
         batch = PredictionBatch([write], dialect=engine.dialect.name)
         batch.read(connection)
         batch.plan()  # planned as a first insert...

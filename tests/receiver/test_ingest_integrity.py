@@ -26,7 +26,7 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
-from vlmhooks.batch import apply_prediction_writes, begin_write_batch
+from vlmhooks.batch import apply_prediction_writes
 from vlmhooks.errors import PredictionConflict
 from vlmhooks.ingest import validate_prediction
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
@@ -232,7 +232,6 @@ def test_bindings_made_earlier_in_one_batch_hold_for_later_writes(engine: Engine
         )
 
     with engine.begin() as connection:
-        begin_write_batch(connection)
         results = apply_prediction_writes(
             connection, [write("p1", "s1"), write("p2", "s1"), write("p1", "s2")]
         )
