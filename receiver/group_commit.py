@@ -61,6 +61,10 @@ ItemT = TypeVar("ItemT")
 WriteOp = Callable[[Connection], Any]
 
 DEFAULT_MAX_BATCH = 512
+# On PostgreSQL a batch holds an advisory lock per key (up to three per write) until
+# commit, in the lock table every connection shares (64 x max_connections entries by
+# default): smaller batches keep several workers' bursts well inside it.
+POSTGRESQL_MAX_BATCH = 128
 # A batch carrying more than this (bodies, JSON) runs its statements in the helper thread:
 # SQLite copying megabytes would hold up every other request on the loop. A typical batch of
 # callbacks carries tens of KiB.
@@ -85,7 +89,7 @@ class GroupCommitter:
         self,
         engine: Engine,
         *,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch: int | None = None,
         on_batch: Callable[[int], None] | None = None,
         after_commit: Callable[[], None] | None = None,
         inline: bool = False,
@@ -98,6 +102,9 @@ class GroupCommitter:
         self._flusher: asyncio.Task[None] | None = None
         self._io: ThreadPoolExecutor | None = None
         self._inline_lock = threading.Lock()
+        if max_batch is None:
+            postgresql = engine.dialect.name == "postgresql"
+            max_batch = POSTGRESQL_MAX_BATCH if postgresql else DEFAULT_MAX_BATCH
         self._max_batch = max_batch
         self._on_batch = on_batch
         self._after_commit = after_commit
