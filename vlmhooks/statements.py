@@ -76,8 +76,8 @@ class WriteStatements:
         self.is_postgresql = dialect_name == "postgresql"
         # Before a transaction's first event row, and its wake-up for other processes'
         # listeners (delivered by PostgreSQL at commit; repeats within one collapse).
-        self.feed_lock = Prepared("SELECT pg_advisory_xact_lock(%s)", (EVENT_FEED_LOCK_KEY,))
-        self.notify = Prepared("SELECT pg_notify(%s, '')", (EVENTS_CHANNEL,))
+        self.feed_lock = Prepared("SELECT pg_advisory_xact_lock($1)", (EVENT_FEED_LOCK_KEY,))
+        self.notify = Prepared("SELECT pg_notify($1, '')", (EVENTS_CHANNEL,))
         self.known_webhooks = sa.select(
             WEBHOOK_MESSAGE.c.id, WEBHOOK_MESSAGE.c.prediction_id, WEBHOOK_MESSAGE.c.body_sha256
         ).where(WEBHOOK_MESSAGE.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -121,15 +121,20 @@ class WriteStatements:
         each other in a cycle."""
         ordered = sorted({_lock_key(key) for key in keys})
         return Prepared(
-            "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(CAST(%s AS int4[])) AS k",
+            "SELECT pg_advisory_xact_lock($1, k) FROM unnest(CAST($2 AS int4[])) AS k",
             (WRITE_KEY_LOCK_CLASS, ordered),
         )
 
     def batch_context(self, submission_ids: list[str], prediction_ids: list[str]) -> Prepared:
         """A batch's context in one round trip: its submission rows (`s`), and the prediction
         rows (`p`) it names or that its submissions stored: who owns what, and their state."""
-        in_submissions = placeholders(self.dialect_name, len(submission_ids))
-        in_predictions = placeholders(self.dialect_name, len(prediction_ids))
+        # Numbered on PostgreSQL: the submission ids are bound twice, at the start and end.
+        submissions, predictions = len(submission_ids), len(prediction_ids)
+        in_submissions = placeholders(self.dialect_name, submissions)
+        in_predictions = placeholders(self.dialect_name, predictions, submissions + 1)
+        in_submissions_again = placeholders(
+            self.dialect_name, submissions, submissions + predictions + 1
+        )
         # Identifiers are ours; ids only ever travel as parameters.
         sql = (
             "SELECT 's', id, prediction_id, domain, json_schema,"  # noqa: S608
@@ -137,7 +142,7 @@ class WriteStatements:
             f" FROM submission WHERE id IN ({in_submissions})"
             " UNION ALL SELECT 'p', id, submission_id, domain, NULL,"
             " status, status_rank, body_sha256, delivery_count, received_at FROM prediction"
-            f" WHERE id IN ({in_predictions}) OR submission_id IN ({in_submissions})"
+            f" WHERE id IN ({in_predictions}) OR submission_id IN ({in_submissions_again})"
         )
         return Prepared(sql, (*submission_ids, *prediction_ids, *submission_ids))
 
