@@ -452,7 +452,7 @@ class PredictionBatch:
 
     def _planned(self) -> tuple[list[Prepared], int]:
         """Every planned statement, in the order `write` runs them, and where the event
-        rows' start. The event rows come last: on PostgreSQL behind the event-feed lock,
+        rows start. The event rows come last: on PostgreSQL behind the event-feed lock,
         so the lock is held only from there to the COMMIT, and with the NOTIFY."""
         statements = [*(planned.upsert for planned in self.rounds), *self.tail]
         events = [planned.event_insert for planned in self.rounds if planned.event_insert]
