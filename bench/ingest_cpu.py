@@ -7,6 +7,7 @@ for the bare endpoint. Under callgrind, run two counts and take the difference, 
 start-up drops out:
 
     python -m bench.ingest_cpu --count 4000
+    python -m bench.ingest_cpu --count 4000 --database postgres
     python -m bench.ingest_cpu --count 4000 --profile /tmp/ingest.pstats
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
         python -m bench.ingest_cpu --count 1000 --repeat 2
@@ -91,20 +92,28 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=1, help="runs on the same app")
-    parser.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="sqlite or postgres (a fresh database each invocation), or a PostgreSQL URL",
+    )
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the last run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/cpu.db" if args.database == "sqlite" else args.database
-        os.environ.update(receiver_env(url))
+        from bench.ingest import fresh_database
         from receiver.app import create_app
         from vlmhooks import migrate
         from vlmhooks.db import make_engine
         from vlmhooks.settings import load_settings
 
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
+        if args.database in ("sqlite", "postgres"):
+            url = fresh_database(args.database, Path(tmp))  # migrated
+        else:
+            url = args.database
+            engine = make_engine(url)
+            migrate.upgrade(engine)
+            engine.dispose()
+        os.environ.update(receiver_env(url))
         app = create_app(load_settings())
         every = list(signed_callbacks(args.count * args.repeat))
         for run in range(args.repeat):
