@@ -385,17 +385,16 @@ class GroupCommitter:
 
     def _transactions(self, batch: list[PendingWrite[Any]]) -> list[list[PendingWrite[Any]]]:
         """The batch as the transactions it commits in: on PostgreSQL each op run `alone`
-        in its own, the other ops together, then the batched items together. There a
-        transaction takes its rows' key locks before the event feed's (ARCHITECTURE.md,
-        "The write batch"): an op that writes predictions after anything that took the
-        feed's lock would take its keys after it, and two processes doing so could each
-        wait for the other."""
+        in its own, then the rest together. There a transaction takes its rows' key locks
+        before the event feed's (ARCHITECTURE.md, "The write batch"): an op that writes
+        predictions after anything that took the feed's lock would take its keys after
+        it, and two processes doing so could each wait for the other. Other ops take
+        neither kind of lock."""
         if self._engine.dialect.name != "postgresql":
             return [batch]
         alone = [[pending] for pending in batch if pending.alone]
-        ops = [p for p in batch if p.apply_many is None and not p.alone]
-        items = [p for p in batch if p.apply_many is not None]
-        return [*alone, *(part for part in (ops, items) if part)]
+        rest = [pending for pending in batch if not pending.alone]
+        return [*alone, rest] if rest else alone
 
     def _commit(self, batch: list[PendingWrite[Any]]) -> None:
         try:

@@ -66,12 +66,6 @@ def _json(value: Any) -> str:
     return dumps_json(value)
 
 
-def _json_utf8(value: Any) -> bytes:
-    # SQLite's form of `_json`: orjson's UTF-8 as it comes, cast to TEXT by the statement
-    # (`CAST(? AS TEXT)`), so no str is built only for the driver to encode it back.
-    return dumps_json_utf8(value)
-
-
 def _identity(value: Any) -> Any:
     return value
 
@@ -234,9 +228,10 @@ class RawInsert:
         for name in self.columns:
             column_type = table.c[name].type
             if isinstance(column_type, sa.JSON):
-                # Stored as TEXT on SQLite, as SQLAlchemy's JSON type stores it.
+                # SQLite gets orjson's UTF-8 as it comes, cast to TEXT (as SQLAlchemy's JSON
+                # type stores it) by the statement: no str built only to be encoded back.
                 placeholders.append(f"CAST({mark} AS {'JSONB' if postgresql else 'TEXT'})")
-                converters.append(_json if postgresql else _json_utf8)
+                converters.append(_json if postgresql else dumps_json_utf8)
             elif isinstance(column_type, sa.DateTime) and not postgresql:
                 placeholders.append(mark)
                 converters.append(_sqlite_datetime)

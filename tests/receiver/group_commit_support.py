@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 
@@ -21,6 +22,27 @@ def probe_insert(row_id: int, threads: list[str] | None = None) -> Callable[[Con
         return row_id
 
     return op
+
+
+def blocking_op(gate: threading.Event, entered: threading.Event) -> Callable[[Connection], str]:
+    """A write that holds the writer (sets `entered`, then waits for `gate`), so what is
+    queued meanwhile forms the next batch."""
+
+    def op(_connection: Connection) -> str:
+        entered.set()
+        assert gate.wait(10)
+        return "unblocked"
+
+    return op
+
+
+async def wait_until_set(event: threading.Event) -> None:
+    """Until the writer has reached `blocking_op` (5 s at most)."""
+    for _ in range(500):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer never reached the blocking op")
 
 
 def probe_ids(engine: Engine) -> list[int]:

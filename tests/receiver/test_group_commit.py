@@ -15,25 +15,14 @@ from sqlalchemy.exc import IntegrityError
 
 from receiver import group_commit
 from receiver.group_commit import GroupCommitter, WriterStopped
-from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
+from tests.receiver.group_commit_support import (
+    PROBE,
+    blocking_op,
+    probe_ids,
+    probe_insert,
+    wait_until_set,
+)
 from vlmhooks.db import make_engine
-
-
-def _blocking(gate: threading.Event, entered: threading.Event) -> Callable[[Connection], str]:
-    def op(_connection: Connection) -> str:
-        entered.set()
-        assert gate.wait(10)
-        return "unblocked"
-
-    return op
-
-
-async def _wait_for(event: threading.Event) -> None:
-    for _ in range(500):
-        if event.is_set():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the writer never reached the blocking op")
 
 
 def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
@@ -44,8 +33,8 @@ def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
 
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
-        await _wait_for(entered)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         # These queue up while the writer is busy, so they must form a single batch.
         rest = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in range(1, 51)]
         await asyncio.sleep(0.05)
@@ -73,8 +62,8 @@ def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine
 
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
-        await _wait_for(entered)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         ops = [probe_insert(i) for i in range(1, 5)] + [
             probe_insert(5),
             writes_then_raises,
@@ -102,8 +91,8 @@ def test_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
 
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
-        await _wait_for(entered)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         queued = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in (1, 2, 3)]
         await asyncio.sleep(0.01)
         stopper = threading.Thread(target=writer.stop)
@@ -130,8 +119,8 @@ def test_waiters_are_released_when_the_writer_is_stuck_at_stop(
 
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
-        await _wait_for(entered)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         queued = [asyncio.ensure_future(writer.run(probe_insert(i))) for i in (1, 2)]
         await asyncio.sleep(0.01)
         await asyncio.to_thread(writer.stop)  # gives up waiting after 0.1 s
@@ -192,8 +181,8 @@ def test_batched_items_are_applied_in_one_call(probe: Engine) -> None:
 
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
-        await _wait_for(entered)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         batched = [asyncio.ensure_future(writer.run_batched(apply_many, i)) for i in range(1, 6)]
         plain = asyncio.ensure_future(writer.run(probe_insert(100)))
         await asyncio.sleep(0.05)
@@ -216,8 +205,8 @@ def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
 
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(_blocking(gate, entered)))
-        await _wait_for(entered)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         batched = [
             asyncio.ensure_future(writer.run_batched(apply_many, i)) for i in (11, 12, 13, 14)
         ]

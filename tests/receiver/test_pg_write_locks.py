@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from receiver.group_commit import GroupCommitter
 from tests.receiver.callback_harness import prediction_body
-from tests.receiver.group_commit_support import PROBE, probe_insert
+from tests.receiver.group_commit_support import PROBE, blocking_op, probe_insert, wait_until_set
 from vlmhooks.batch import PredictionBatch, apply_prediction_writes
 from vlmhooks.db import make_engine
 from vlmhooks.ingest import validate_prediction
@@ -128,18 +128,10 @@ def _batch_sizes(engine: Engine, queue: Callable[[GroupCommitter], list[Any]]) -
     writer = GroupCommitter(engine, on_batch=sizes.append)
     gate, entered = threading.Event(), threading.Event()
 
-    def blocking(connection: Connection) -> str:
-        entered.set()
-        gate.wait(FINISH_SECONDS)
-        return "unblocked"
-
     async def scenario() -> list[Any]:
         writer.start()
-        first = asyncio.ensure_future(writer.run(blocking))
-        for _ in range(int(FINISH_SECONDS / 0.01)):
-            if entered.is_set():
-                break
-            await asyncio.sleep(0.01)
+        first = asyncio.ensure_future(writer.run(blocking_op(gate, entered)))
+        await wait_until_set(entered)
         queued = [asyncio.ensure_future(write) for write in queue(writer)]
         await asyncio.sleep(0.05)
         gate.set()
@@ -155,17 +147,23 @@ def _batch_sizes(engine: Engine, queue: Callable[[GroupCommitter], list[Any]]) -
 
 def test_an_op_run_alone_commits_apart_on_postgresql(pg: Engine) -> None:
     """`run(op, alone=True)` (a replay, which writes predictions) never shares a
-    transaction: its key locks must come before any feed lock in its transaction."""
+    transaction: its key locks must come before any feed lock in its transaction. Other
+    ops take no lock and still share the batched items' transaction."""
+
+    def insert_all(connection: Connection, items: list[int]) -> list[int]:
+        return [probe_insert(item)(connection) for item in items]
+
     sizes = _batch_sizes(
         pg,
         lambda writer: [
             writer.run(probe_insert(1)),
             writer.run(probe_insert(2), alone=True),
             writer.run(probe_insert(3)),
+            writer.run_batched(insert_all, 4),
         ],
     )
-    # One batch of three: the op alone first, then the other two together.
-    assert sizes == [1, 1, 2]
+    # One batch of four: the op alone first, then the other three together.
+    assert sizes == [1, 1, 3]
 
 
 def test_postgresql_batches_stay_small_enough_for_the_lock_table(pg: Engine) -> None:
