@@ -4,7 +4,9 @@
     python -m bench.ingest --database postgres --workers 2 --targets receiver
     python -m bench.ingest --targets bare,textbook,receiver@/tmp/before,receiver
 
-Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md.
+Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md, with the
+CPU each server spent per request during the measured run (user and kernel, all its
+threads; `--threads-cpu` lists them one by one, busiest first).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -32,6 +34,7 @@ from bench.harness import (
     uvicorn_argv,
 )
 from bench.payloads import signed_callbacks
+from bench.server_cpu import ThreadCpu, cpu_per_request, thread_times
 from vlmhooks import migrate
 from vlmhooks.db import make_engine
 
@@ -49,6 +52,16 @@ class Result:
     non_2xx: int
     socket_errors: int
     rows: int | None
+    # The server's CPU per request over the measured run, by thread, busiest first.
+    cpu: list[ThreadCpu] = field(default_factory=list)
+
+    @property
+    def user_us(self) -> float:
+        return sum(thread.user_us for thread in self.cpu)
+
+    @property
+    def system_us(self) -> float:
+        return sum(thread.system_us for thread in self.cpu)
 
 
 def write_requests(count: int) -> Path:
@@ -156,11 +169,20 @@ def bench_target_env(
             stack.enter_context(run_server(beside, env, repo=repo))
         server = stack.enter_context(run_server(argv, env, repo=repo))
         run_wrk(server.url, requests_file, args, duration=2)  # warm-up
+        before = thread_times(server.pid)
         output = run_wrk(server.url, requests_file, args, duration=args.duration)
+        after = thread_times(server.pid)
     rows = None if target == "bare" else count_predictions(url)
     if args.verbose:
         print(output)
-    return parse_wrk(target, output, rows)
+    result = parse_wrk(target, output, rows)
+    result.cpu = cpu_per_request(before, after, _requests_done(output))
+    return result
+
+
+def _requests_done(output: str) -> int:
+    match = re.search(r"(\d+) requests in", output)
+    return int(match.group(1)) if match else 0
 
 
 def main() -> None:
@@ -173,6 +195,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--targets", default="bare,textbook,receiver")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--threads-cpu", action="store_true", help="each server thread's CPU per request"
+    )
     parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
     pin_cores(args.pin)
@@ -187,13 +212,21 @@ def main() -> None:
         f"\n{args.database}, {args.workers} worker(s), {args.connections} connections, "
         f"{args.duration}s\n"
     )
-    print("| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | rows |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | rows "
+        "| CPU µs/req user | kernel |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results.values():
         print(
             f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.non_2xx} | {r.socket_errors} | {r.rows if r.rows is not None else '-'} |"
+            f"{r.non_2xx} | {r.socket_errors} | {r.rows if r.rows is not None else '-'} "
+            f"| {r.user_us:.1f} | {r.system_us:.1f} |"
         )
+    if args.threads_cpu:
+        for r in results.values():
+            threads = ", ".join(f"{t.pid}/{t.tid} {t.user_us:.1f}+{t.system_us:.1f}" for t in r.cpu)
+            print(f"\n{r.target}, µs/req by thread (pid/tid user+kernel): {threads}")
     if "receiver" in results:
         full = results["receiver"].requests_per_second
         for base in ("bare", "textbook"):
