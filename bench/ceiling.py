@@ -2,6 +2,7 @@
 answer early, with the CPU each spent per request.
 
     python -m bench.ceiling --pin --duration 10
+    python -m bench.ceiling --pin --duration 8 --stages    # the request path step by step
 
 In one run, each on a fresh SQLite database:
 
@@ -11,6 +12,11 @@ In one run, each on a fresh SQLite database:
 - `verify`: answering once the callback is verified, parsed, validated, hashed and its
   audit record built, without storing it: the whole request path;
 - `receiver`: this tree as it is.
+
+`--stages` adds a copy answering after each step of the request path in turn (the
+token; the body and its audit record; the signature; the media type and JSON parse; the
+contract), so the differences give each step's cost where it runs, caches and all: a
+step timed alone in a loop costs half as much or less.
 
 The differences bound each stage: no storage design can make the receiver cheaper than
 `verify`, nor any request path cheaper than `acknowledge`. Each copy is this tree with one
@@ -44,16 +50,37 @@ VARIANTS: dict[str, tuple[str, str]] = {
 }
 
 
+# Each answers right after the line named, inside the request path's `try`.
+STAGES: dict[str, tuple[str, str]] = {
+    "token": (
+        '                f"callback token names a submission id over {MAX_SUBMISSION_ID_CHARS} '
+        'characters"\n            )\n',
+        f"        return {_ACK}\n",
+    ),
+    "audit record": (
+        "        delivery = delivery_record(body, headers.items(), "
+        "body_cap=state.settings.delivery_body_cap)\n",
+        f"        return {_ACK}\n",
+    ),
+    "signature": ("        authenticated = True\n", f"        return {_ACK}\n"),
+    "json": ("        payload = decode_json(body)\n", f"        return {_ACK}\n"),
+    "contract": (
+        "        prediction = validate_prediction(payload, raw=body)\n",
+        f"        return {_ACK}\n",
+    ),
+}
+
+
 def variant_tree(name: str, into: Path) -> Path:
     """A copy of this tree's packages with `name`'s edit made; the copy's root."""
-    root = into / name
+    root = into / name.replace(" ", "_")
     for package in _PACKAGES:
         shutil.copytree(
             REPO / package,
             root / package,
             ignore=shutil.ignore_patterns("results", "__pycache__"),
         )
-    anchor, addition = VARIANTS[name]
+    anchor, addition = {**VARIANTS, **STAGES}[name]
     path = root / "receiver" / "callbacks.py"
     source = path.read_text()
     if source.count(anchor) != 1:
@@ -69,6 +96,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
+    parser.add_argument("--stages", action="store_true", help="also each request-path step")
     args = parser.parse_args()
     # What bench.ingest's targets read from its arguments.
     args.database, args.workers, args.verbose = "sqlite", 1, False
@@ -77,9 +105,10 @@ def main() -> None:
     results: list[tuple[str, Result]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        names = ["acknowledge", *(STAGES if args.stages else []), "verify"]
         targets = {
             "bare": "bare",
-            **{name: f"receiver@{variant_tree(name, workdir)}" for name in VARIANTS},
+            **{name: f"receiver@{variant_tree(name, workdir)}" for name in names},
             "receiver": "receiver",
         }
         for name, target in targets.items():
