@@ -88,9 +88,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _statement_journals_in_memory(dbapi_connection: Any, _record: Any) -> None:
     # A multi-row upsert inside a transaction keeps a statement journal (the pages it
     # changes, to undo it alone if it fails), and SQLite spills one past 64 KiB to a temp
-    # file: created, unlinked and written on about one batch in ten. In memory instead,
+    # file: created, unlinked and written for most batches under load. In memory instead,
     # only on engines that write: their statements touch a batch's worth of pages, while
-    # a reader's sort could need much more (bench/README.md, "Issue 13, seventh pass").
+    # a reader's sort could need much more (ARCHITECTURE.md, "The write batch").
     dbapi_connection.execute("PRAGMA temp_store=MEMORY")
 
 
