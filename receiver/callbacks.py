@@ -42,7 +42,7 @@ from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
 from vlmhooks.storable import (
     MAX_PREDICTION_ID_CHARS,
     MAX_SUBMISSION_ID_CHARS,
-    storable_content_hash,
+    storable_content,
 )
 from vlmhooks.tokens import CALLBACK_PATH_PREFIX
 
@@ -128,7 +128,7 @@ async def receive_callback(request: Request) -> ASGIApp:
             )
         # Here, not in the writer: a value too deep to encode is this request's 422, not a
         # failed batch.
-        content_hash = storable_content_hash(
+        content_hash, content_bytes = storable_content(
             prediction, payload if source == SOURCE_CALLBACK else None
         )
     except ProblemError as exc:
@@ -157,6 +157,7 @@ async def receive_callback(request: Request) -> ASGIApp:
         delivery=delivery,
         webhook_id=webhook_id,
         content_sha256=content_hash,
+        content_bytes=content_bytes,
     )
     # Batched with every other callback queued meanwhile; a conflict comes back as a value
     # (its rejected-delivery row already written in the same commit).

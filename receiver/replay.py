@@ -23,7 +23,7 @@ from vlmhooks.ingest import decode_json, validate_prediction
 from vlmhooks.public import public_prediction
 from vlmhooks.records import DeliveryRecord, DeliveryVerdict, PredictionWrite
 from vlmhooks.schema_check import check_response_schema
-from vlmhooks.storable import storable_content_hash
+from vlmhooks.storable import storable_content
 from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
 
 __all__ = [
@@ -158,6 +158,7 @@ def _rebuilt_write(row: RowMapping, policy: SignaturePolicy, *, now: datetime) -
         verify_provider_signatures(body, headers, policy, now=row["received_at"].timestamp())
         require_json_content_type(headers.get("content-type"))
     prediction = validate_prediction(decode_json(body), raw=body)
+    content_hash, content_bytes = storable_content(prediction)
     return PredictionWrite(
         prediction=prediction,
         submission_id=row["submission_id"],
@@ -165,7 +166,8 @@ def _rebuilt_write(row: RowMapping, policy: SignaturePolicy, *, now: datetime) -
         received_at=now,
         # The replay's own delivery row points at the original by hash; the body stays there.
         delivery=DeliveryRecord(body_sha256=row["body_sha256"], headers=headers),
-        content_sha256=storable_content_hash(prediction),
+        content_sha256=content_hash,
+        content_bytes=content_bytes,
     )
 
 

@@ -312,7 +312,12 @@ class PredictionBatch:
             row = _prediction_values(write, submission, schema_valid, schema_errors, response_json)
             values[index] = row
             rows.append(row)
-            self._payload_bytes += 2 * (len(response_json) + _ROW_ALLOWANCE)
+            # The prediction's JSON (response, usage, unknown fields) goes into its row and
+            # into its event: twice.
+            size = write.content_bytes
+            self._payload_bytes += 2 * (
+                (len(response_json) if size is None else size) + _ROW_ALLOWANCE
+            )
             prediction_id, status = row["id"], row["status"]
             stored = self.stored.get(prediction_id)
             if stored is None or _moves_forward(stored, row["status_rank"], row["body_sha256"]):
@@ -450,8 +455,9 @@ class PredictionBatch:
 
     @property
     def payload_bytes(self) -> int:
-        """What the planned statements carry, near enough: each stored body, each response
-        twice (its row and its event), and `_ROW_ALLOWANCE` per row for the rest. Counted
+        """What the planned statements carry, near enough: each stored body, each
+        prediction's JSON twice (its row and its event: `content_bytes`, else the response
+        alone), and `_ROW_ALLOWANCE` per row for the rest. Counted
         while planning, from values already at hand: only the SQLite writer asks, to keep
         a batch of large bodies off the event loop, and a scan of every parameter cost
         about 2 µs per write (bench/README.md, "Issue 13, seventh pass")."""

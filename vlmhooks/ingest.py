@@ -21,7 +21,7 @@ from vlmhooks.batch import apply_prediction_write
 from vlmhooks.errors import ContractViolation, MalformedJSON, PayloadError
 from vlmhooks.numbers import first_inexact_number
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
-from vlmhooks.storable import check_storable, storable_content_hash
+from vlmhooks.storable import check_storable, storable_content
 
 __all__ = [
     "decode_json",
@@ -125,7 +125,7 @@ def ingest_prediction(
     prediction = (
         payload if isinstance(payload, PredictionResponse) else validate_prediction(payload)
     )
-    content_hash = storable_content_hash(prediction)
+    content_hash, content_bytes = storable_content(prediction)
     body = orjson.dumps(prediction.to_wire())
     write = PredictionWrite(
         prediction=prediction,
@@ -134,6 +134,7 @@ def ingest_prediction(
         received_at=now or utc_now(),
         delivery=DeliveryRecord(body_sha256=sha256_hex(body), body=body),
         content_sha256=content_hash,
+        content_bytes=content_bytes,
     )
     with engine.begin() as connection:
         return apply_prediction_write(connection, write)

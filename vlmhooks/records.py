@@ -19,6 +19,7 @@ __all__ = [
     "IngestOutcome",
     "PredictionWrite",
     "Verdict",
+    "content_digest",
     "content_sha256",
     "sha256_hex",
 ]
@@ -47,8 +48,11 @@ class PredictionWrite:
     received_at: datetime
     delivery: DeliveryRecord
     webhook_id: str | None = None
-    # The dedup hash of `prediction`, when the caller already computed it (see storable).
+    # The dedup hash of `prediction`, when the caller already computed it (see storable),
+    # and the size of the JSON it hashed: about what the prediction adds to a batch's
+    # statements, counted by `PredictionBatch.payload_bytes`.
     content_sha256: str | None = None
+    content_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,4 +70,10 @@ def sha256_hex(data: bytes) -> str:
 
 def content_sha256(wire: dict[str, Any]) -> str:
     """Hash of the canonical JSON, so the same prediction polled or called back dedups."""
-    return sha256_hex(orjson.dumps(wire, option=orjson.OPT_SORT_KEYS))
+    return content_digest(wire)[0]
+
+
+def content_digest(wire: dict[str, Any]) -> tuple[str, int]:
+    """`content_sha256(wire)` and the size of the canonical JSON it hashed."""
+    canonical = orjson.dumps(wire, option=orjson.OPT_SORT_KEYS)
+    return sha256_hex(canonical), len(canonical)

@@ -14,7 +14,7 @@ from schemas.contract import PredictionResponse, Usage
 from vlmhooks.errors import ContractViolation
 from vlmhooks.numbers import first_inexact_number
 from vlmhooks.public import iso_utc
-from vlmhooks.records import content_sha256
+from vlmhooks.records import content_digest
 from vlmhooks.tables import PREDICTION, SUBMISSION, column_width
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_SUBMISSION_ID_CHARS",
     "check_storable",
     "find_nul",
+    "storable_content",
     "storable_content_hash",
     "usage_json",
 ]
@@ -101,7 +102,15 @@ def usage_json(usage: Usage | None) -> dict[str, Any] | None:
 def storable_content_hash(
     prediction: PredictionResponse, payload: Mapping[str, Any] | None = None
 ) -> str:
-    """The content hash the store dedups on; 422 when the value is nested too deep to encode.
+    """The content hash the store dedups on (see `storable_content`)."""
+    return storable_content(prediction, payload)[0]
+
+
+def storable_content(
+    prediction: PredictionResponse, payload: Mapping[str, Any] | None = None
+) -> tuple[str, int]:
+    """The content hash the store dedups on, and the size of the JSON hashed; 422 when the
+    value is nested too deep to encode.
 
     `payload`, the parsed JSON `prediction` was validated from, saves re-serializing
     `response` and the unknown fields through pydantic (they are kept verbatim, so JSON
@@ -123,7 +132,7 @@ def storable_content_hash(
             # The contract fills a missing created_at with "now", which differs on every
             # redelivery; hashing what the sender sent keeps an identical body a duplicate.
             wire["created_at"] = None
-        return content_sha256(wire)
+        return content_digest(wire)
     except (TypeError, ValueError, RecursionError) as exc:
         # pydantic and orjson both stop near 255 levels, well below the parser's 1,024.
         raise _unstorable("<root>", f"nested too deeply to store ({exc})") from exc

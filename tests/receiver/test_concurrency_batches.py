@@ -27,6 +27,7 @@ from vlmhooks.errors import PredictionConflict
 from vlmhooks.ingest import validate_prediction
 from vlmhooks.public import public_prediction
 from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
+from vlmhooks.storable import storable_content
 from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -231,22 +232,34 @@ def test_a_write_behind_the_plans_back_fails_the_batch_before_anything_commits(
     assert (stored, events) == (0, 0)  # rolled back whole
 
 
-def test_a_planned_batch_knows_what_it_will_hand_the_database(database_url: str) -> None:
+@pytest.mark.parametrize("where", ["response", "unknown field", "usage"])
+def test_a_planned_batch_knows_what_it_will_hand_the_database(
+    database_url: str, where: str
+) -> None:
     """`payload_bytes` (which keeps a large batch's statements off the event loop) counts
-    what the planned statements carry: here each write's stored body and its response twice
-    (the prediction row and its event), so it grows with the bodies."""
+    what the planned statements carry: each write's stored body, and its prediction's JSON
+    twice (the prediction row and its event), wherever in the prediction the bytes are."""
     engine = make_engine(database_url)
     _reset(engine)
 
     def planned(size: int) -> int:
         body = prediction_body("completed", prediction_id=f"p_{size}")
-        body["response"] = {"total": 1, "vendor": "x" * size}
+        if where == "response":
+            body["response"] = {"total": 1, "vendor": "x" * size}
+        elif where == "unknown field":
+            body["notes"] = "x" * size
+        else:
+            body["usage"] = {"credits_used": 1, "element_type": "x" * size}
+        prediction = validate_prediction(body)
+        content_hash, content_bytes = storable_content(prediction)  # as the request path
         write = PredictionWrite(
-            prediction=validate_prediction(body),
+            prediction=prediction,
             submission_id=None,
             source="callback",
             received_at=NOW,
             delivery=DeliveryRecord(body_sha256="0" * 64, body=b"y" * size),
+            content_sha256=content_hash,
+            content_bytes=content_bytes,
         )
         with engine.connect() as connection:
             batch = PredictionBatch([write], dialect=engine.dialect.name)
