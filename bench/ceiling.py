@@ -44,7 +44,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
         f"    await request.body()\n    return {_ACK}\n",
     ),
     "verify": (
-        "        content_sha256=content_hash,\n    )\n",
+        "        content_bytes=content_bytes,\n    )\n",
         '    return _acknowledgement(IngestOutcome(prediction.id, "completed", "stored"))\n',
     ),
 }
