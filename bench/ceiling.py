@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import REPO, pin_cores
-from bench.ingest import Result, bench_target, write_requests
+from bench.ingest import Result, add_load_arguments, bench_target, write_requests
 
 _PACKAGES = ("schemas", "vlmhooks", "receiver", "submit", "sandbox", "bench")
 _ACK = '_Ack(b\'{"id":"x","status":"completed","duplicate":false,"verdict":"stored"}\')'
@@ -91,11 +91,7 @@ def variant_tree(name: str, into: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=200_000)
-    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
+    add_load_arguments(parser, duration=10)
     parser.add_argument("--stages", action="store_true", help="also each request-path step")
     args = parser.parse_args()
     # What bench.ingest's targets read from its arguments.

@@ -185,12 +185,18 @@ def _requests_done(output: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=15)
+def add_load_arguments(parser: argparse.ArgumentParser, *, duration: int) -> None:
+    """wrk's load, as every closed-loop bench takes it."""
+    parser.add_argument("--duration", type=int, default=duration)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_load_arguments(parser, duration=15)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--targets", default="bare,textbook,receiver")
@@ -198,7 +204,6 @@ def main() -> None:
     parser.add_argument(
         "--threads-cpu", action="store_true", help="each server thread's CPU per request"
     )
-    parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
     pin_cores(args.pin)
     if shutil.which("wrk") is None:
