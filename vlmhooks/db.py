@@ -85,15 +85,6 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _statement_journals_in_memory(dbapi_connection: Any, _record: Any) -> None:
-    # A multi-row upsert inside a transaction keeps a statement journal (the pages it
-    # changes, to undo it alone if it fails), and SQLite spills one past 64 KiB to a temp
-    # file: created, unlinked and written for most batches under load. In memory instead,
-    # only on engines that write: their statements touch a batch's worth of pages, while
-    # a reader's sort could need much more (ARCHITECTURE.md, "The write batch").
-    dbapi_connection.execute("PRAGMA temp_store=MEMORY")
-
-
 def _sqlite_begin(statement: str) -> Callable[[Connection], None]:
     """The `begin` listener: `statement` straight to the driver. Through `exec_driver_sql`
     it cost the group committer's batch more than its own reads (SQLAlchemy's execution
@@ -127,8 +118,7 @@ def make_engine(
 
     `immediate_writes` (SQLite only) opens every transaction with BEGIN IMMEDIATE: use it
     for an engine that only writes, so writers in several processes queue on the busy
-    timeout instead of failing when a read lock cannot be upgraded. Its statement journals
-    stay in memory (`temp_store=MEMORY`).
+    timeout instead of failing when a read lock cannot be upgraded.
 
     `pooler="transaction"` (PostgreSQL behind PgBouncer or a provider's pooler in
     transaction mode): each transaction may run on another server connection, so psycopg
@@ -156,8 +146,6 @@ def make_engine(
             sa.event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute(pragma))
         # pysqlite's implicit BEGIN is off (isolation_level=None above); we emit our own,
         # as SQLAlchemy's pysqlite notes recommend, so transactions mean what they say.
-        if immediate_writes:
-            sa.event.listen(engine, "connect", _statement_journals_in_memory)
         begin = "BEGIN IMMEDIATE" if immediate_writes else "BEGIN"
         sa.event.listen(engine, "begin", _sqlite_begin(begin))
         return engine

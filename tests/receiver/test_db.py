@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -45,46 +43,6 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def _temp_files_held() -> list[str]:
-    """SQLite's temp files this process holds open (unlinked as soon as they are made)."""
-    held = []
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if "etilqs_" in os.readlink(f"/proc/self/fd/{fd}"):
-                held.append(fd)
-    return held
-
-
-@pytest.mark.parametrize("immediate_writes", [True, False])
-def test_a_write_engine_keeps_statement_journals_in_memory(
-    tmp_path: Path, immediate_writes: bool
-) -> None:
-    """A multi-row upsert changing over 64 KiB of existing pages inside a transaction (a
-    batch's, on a full database) spills its statement journal to a temp file, held open to
-    the end of the transaction; on an engine that only writes, never."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'journal.db'}", immediate_writes=immediate_writes)
-    rows = [{"id": n, "v": "x" * 2000} for n in range(300)]
-    upsert = sa.text(
-        "INSERT INTO t (id, v) VALUES "  # noqa: S608 (placeholders only)
-        + ", ".join(f"(:id{n}, :v{n})" for n in range(len(rows)))
-        + " ON CONFLICT (id) DO UPDATE SET v = excluded.v"
-    )
-    params = {f"{key}{n}": value for n, row in enumerate(rows) for key, value in row.items()}
-    with engine.begin() as connection:
-        # NOT NULL, as the receiver's columns: a row can fail midway, so SQLite journals.
-        connection.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
-        connection.execute(upsert, params)  # new pages: nothing to journal
-    with engine.begin() as connection:
-        temp_store = connection.exec_driver_sql("PRAGMA temp_store").scalar_one()
-        connection.execute(upsert, {**params, **{f"v{n}": "y" * 2000 for n in range(300)}})
-        held = _temp_files_held()
-    engine.dispose()
-    if immediate_writes:
-        assert (temp_store, held) == (2, [])  # MEMORY
-    else:
-        assert temp_store == 0 and len(held) == 1  # SQLite's default: a file
-
-
 def test_postgres_engine_uses_psycopg3(postgres_url: str) -> None:
     engine = make_engine(postgres_url.replace("postgresql://", "postgres://"))
     assert engine.dialect.driver == "psycopg"
