@@ -80,11 +80,21 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, requests_file: Path, args: argparse.Namespace, duration: int) -> str:
-    command = [
-        *load_pin(), "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
-        "--latency", "-s", str(LUA), url, "--", str(requests_file), str(args.threads),
+def wrk_command(
+    url: str, requests_file: Path, *, threads: int, connections: int, duration: int
+) -> list[str]:
+    """wrk replaying `requests_file`'s signed callbacks (post_callbacks.lua), on the load's
+    core when pinned."""
+    return [
+        *load_pin(), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+        "--latency", "-s", str(LUA), url, "--", str(requests_file), str(threads),
     ]  # fmt: skip
+
+
+def run_wrk(url: str, requests_file: Path, args: argparse.Namespace, duration: int) -> str:
+    command = wrk_command(
+        url, requests_file, threads=args.threads, connections=args.connections, duration=duration
+    )
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 

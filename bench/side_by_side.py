@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.harness import load_pin, pin_cores, receiver_argv, receiver_env, run_server
-from bench.ingest import LUA, fresh_database, parse_wrk, write_requests
-
-
-def _wrk(url: str, requests_file: Path, connections: int, duration: int) -> list[str]:
-    return [
-        *load_pin(), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-        "-s", str(LUA), url, "--", str(requests_file), "1",
-    ]  # fmt: skip
+from bench.harness import pin_cores, receiver_argv, receiver_env, run_server
+from bench.ingest import fresh_database, parse_wrk, write_requests, wrk_command
 
 
 def one_round(
@@ -45,11 +39,17 @@ def one_round(
         half = connections // len(trees)
         for server in servers:  # warm-up, one at a time
             subprocess.run(
-                _wrk(server.url, requests_file, half, 2), check=True, capture_output=True
+                wrk_command(server.url, requests_file, threads=1, connections=half, duration=2),
+                check=True,
+                capture_output=True,
             )
         loads = [
             subprocess.Popen(
-                _wrk(server.url, requests_file, half, duration), stdout=subprocess.PIPE, text=True
+                wrk_command(
+                    server.url, requests_file, threads=1, connections=half, duration=duration
+                ),
+                stdout=subprocess.PIPE,
+                text=True,
             )
             for server in servers
         ]
@@ -92,8 +92,7 @@ def main() -> None:
         rate_a, rate_b = (served[order.index(index)] for index in (0, 1))
         ratios.append(rate_b / rate_a)
         print(f"| {round_number + 1} | {rate_a:,.0f} | {rate_b:,.0f} | {rate_b / rate_a:.3f} |")
-    ratios.sort()
-    print(f"\na = {trees[0]}\nb = {trees[1]}\nmedian b / a: {ratios[len(ratios) // 2]:.3f}")
+    print(f"\na = {trees[0]}\nb = {trees[1]}\nmedian b / a: {statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ __all__ = [
     "PredictionWrite",
     "Verdict",
     "content_digest",
-    "content_sha256",
     "sha256_hex",
 ]
 
@@ -68,12 +67,8 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def content_sha256(wire: dict[str, Any]) -> str:
-    """Hash of the canonical JSON, so the same prediction polled or called back dedups."""
-    return content_digest(wire)[0]
-
-
 def content_digest(wire: dict[str, Any]) -> tuple[str, int]:
-    """`content_sha256(wire)` and the size of the canonical JSON it hashed."""
+    """The SHA-256 of the canonical JSON (so the same prediction polled or called back
+    dedups), and the size of that JSON."""
     canonical = orjson.dumps(wire, option=orjson.OPT_SORT_KEYS)
     return sha256_hex(canonical), len(canonical)
