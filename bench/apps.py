@@ -1,8 +1,9 @@
-"""The two baselines the full receiver is measured against (uvicorn factories).
+"""The baselines the full receiver is measured against (uvicorn factories).
 
 - `bare_app`: returns 204 without reading the body: the ceiling of Starlette + uvicorn.
 - `textbook_app`: what most webhook receivers look like: verify, parse, then one SQLModel
   session and one durable commit per request.
+- `sketch_app`, `sketch_asgi_app`: issue 13's reference sketch (`bench/sketch.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET
+from bench.sketch import sketch_app, sketch_asgi_app
 from schemas.contract import PredictionResponse
 from schemas.enums import STATUS_RANK
 from schemas.tables import Prediction
@@ -26,6 +28,8 @@ from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.signatures import verify_vlmrun_signature
 from vlmhooks.tokens import CallbackTokens
+
+__all__ = ["bare_app", "sketch_app", "sketch_asgi_app", "textbook_app"]
 
 
 def bare_app() -> Starlette:

@@ -1,17 +1,26 @@
-"""The bench tools that issue 13's figures rest on: per-thread CPU from /proc, and the
-early-answering copies of the receiver that bound each stage's cost."""
+"""The bench tools that issue 13's figures rest on: per-thread CPU from /proc, the
+early-answering copies of the receiver that bound each stage's cost, and the issue's own
+reference sketch."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
 from bench.ceiling import STAGES, VARIANTS, variant_tree
+from bench.payloads import SignedCallback, signed_callbacks
 from bench.server_cpu import cpu_per_request, thread_times
+from bench.sketch import sketch_asgi_app
+from vlmhooks import migrate
+from vlmhooks.db import make_engine
 
 
 def _burn(
@@ -66,3 +75,48 @@ def test_each_ceiling_variant_applies_and_compiles(name: str, tmp_path: Path) ->
     _anchor, addition = {**VARIANTS, **STAGES}[name]
     assert addition in source
     compile(source, "callbacks.py", "exec")
+
+
+def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench.sketch is a bench target: it must really store what it acknowledges."""
+    url = f"sqlite:///{tmp_path / 'sketch.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    monkeypatch.setenv("DATABASE_URL", url)
+    first, second = signed_callbacks(2, prefix="sketch")
+
+    async def post_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=sketch_asgi_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
+            def post(callback: SignedCallback, signature: str) -> Any:
+                headers = {"x-vlmrun-signature": signature}
+                return client.post(callback.path, content=callback.body, headers=headers)
+
+            # Concurrently, so that both ride one group commit; then a redelivery.
+            together = await asyncio.gather(
+                post(first, first.signature), post(second, second.signature)
+            )
+            again = await post(first, first.signature)
+            forged = await post(second, "sha256=" + "0" * 64)
+            return [*together, again, forged]
+
+    answers = asyncio.run(post_all())
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 401]
+    assert answers[0].json() == {"id": "sketch_00000000", "status": "completed"}
+    with engine.connect() as connection:
+
+        def count(table: str) -> int:
+            query = sa.select(sa.func.count()).select_from(sa.table(table))
+            return int(connection.execute(query).scalar_one())
+
+        counts = {table: count(table) for table in ("prediction", "delivery", "prediction_event")}
+        stored = connection.execute(
+            sa.text("SELECT delivery_count FROM prediction WHERE id = 'sketch_00000000'")
+        ).scalar_one()
+    engine.dispose()
+    # The redelivery is logged and evented (the sketch keeps no dedup beyond the upsert's).
+    assert counts == {"prediction": 2, "delivery": 3, "prediction_event": 3}
+    assert stored == 1
