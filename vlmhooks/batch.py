@@ -29,20 +29,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Connection
 
-from schemas.enums import STATUS_RANK, Status
-from vlmhooks.audit import delivery_row
+from vlmhooks.batch_rows import (
+    ROW_ALLOWANCE,
+    StoredPrediction,
+    SubmissionContext,
+    advance,
+    content_hash,
+    delivery_bytes,
+    delivery_row_of,
+    event_row,
+    moves_forward,
+    prediction_values,
+    same_message,
+)
 from vlmhooks.db import dumps_json_utf8
 from vlmhooks.errors import PredictionConflict, WebhookIdConflict
 from vlmhooks.outbox import OUTBOX_ROUTES, OutboxRoute, outbox_routes, write_outbox_rows
-from vlmhooks.public import public_prediction
 from vlmhooks.raw_sql import Prepared, as_datetime, as_json, run_all
-from vlmhooks.records import DeliveryVerdict, IngestOutcome, PredictionWrite, Verdict
+from vlmhooks.records import IngestOutcome, PredictionWrite, Verdict
 from vlmhooks.schema_check import check_response_schema
 from vlmhooks.statements import WriteStatements, statements_for, write_statements
-from vlmhooks.storable import MAX_DOMAIN_CHARS, storable_content_hash, usage_json
 
 __all__ = [
     "BatchDiverged",
@@ -53,7 +61,6 @@ __all__ = [
     "prediction_batch",
 ]
 
-_TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
 Result = IngestOutcome | PredictionConflict
 
 
@@ -102,26 +109,6 @@ def prediction_batch(writes: list[PredictionWrite], dialect: str) -> PredictionB
     return PredictionBatch(writes, dialect=dialect)
 
 
-@dataclass(frozen=True, slots=True)
-class _Submission:
-    prediction_id: str | None
-    domain: str | None
-    json_schema: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class _Stored:
-    """A prediction row as the batch knows it: read, then advanced by each planned write."""
-
-    status: str
-    rank: int
-    body_sha256: str
-    delivery_count: int
-    received_at: datetime
-    submission_id: str | None
-    domain: str | None
-
-
 @dataclass(slots=True)
 class _Round:
     """One upsert statement: a prediction id appears at most once (PostgreSQL's rule)."""
@@ -143,8 +130,8 @@ class PredictionBatch:
         self.statements: WriteStatements = statements_for(dialect)
         self.log_conflicts = log_conflicts
         self.outcomes: list[Result | None] = [None] * len(writes)
-        self.submissions: dict[str, _Submission] = {}
-        self.stored: dict[str, _Stored] = {}
+        self.submissions: dict[str, SubmissionContext] = {}
+        self.stored: dict[str, StoredPrediction] = {}
         self.owners: dict[str, str] = {}  # prediction id -> the submission that stored it
         self.bound: dict[str, str] = {}  # submission id -> the prediction it stored
         # Stored before without a submission (the submitter's reconcile): the first callback
@@ -185,14 +172,14 @@ class PredictionBatch:
         for row in context_rows:
             kind, row_id, link = row[0], row[1], row[2]
             if kind == "s":
-                self.submissions[row_id] = _Submission(link, row[3], as_json(row[4]))
+                self.submissions[row_id] = SubmissionContext(link, row[3], as_json(row[4]))
                 continue
             if link is not None:
                 self.owners[row_id] = link
                 self.bound.setdefault(link, row_id)
             else:
                 self.unowned.add(row_id)
-            self.stored[row_id] = _Stored(
+            self.stored[row_id] = StoredPrediction(
                 row[5], row[6], row[7], row[8], as_datetime(row[9]), link, row[3]
             )
         for submission_id, submission in self.submissions.items():
@@ -250,7 +237,7 @@ class PredictionBatch:
                         "body_sha256": body_sha256,
                     }
                 )
-            elif _same_message(first, prediction_id, body_sha256):
+            elif same_message(first, prediction_id, body_sha256):
                 return True
             else:
                 # Standard Webhooks ids are idempotency keys: one id, one message. A
@@ -262,7 +249,7 @@ class PredictionBatch:
         if conflict is not None:
             self.outcomes[index] = conflict
             if self.log_conflicts:
-                row = _delivery_row_of(write, "rejected", conflict.detail, conflict.status)
+                row = delivery_row_of(write, "rejected", conflict.detail, conflict.status)
                 self.deliveries.append((index, row))
             return False
         if write.submission_id is not None:
@@ -309,21 +296,21 @@ class PredictionBatch:
                 submission.json_schema if submission else None, write.prediction.response
             )
             response_json = dumps_json_utf8(write.prediction.response)
-            row = _prediction_values(write, submission, schema_valid, schema_errors, response_json)
+            row = prediction_values(write, submission, schema_valid, schema_errors, response_json)
             values[index] = row
             rows.append(row)
             # The prediction's JSON (response, usage, unknown fields) goes into its row and
             # into its event: twice.
             size = write.content_bytes
             self._payload_bytes += 2 * (
-                (len(response_json) if size is None else size) + _ROW_ALLOWANCE
+                (len(response_json) if size is None else size) + ROW_ALLOWANCE
             )
             prediction_id, status = row["id"], row["status"]
             stored = self.stored.get(prediction_id)
-            if stored is None or _moves_forward(stored, row["status_rank"], row["body_sha256"]):
+            if stored is None or moves_forward(stored, row["status_rank"], row["body_sha256"]):
                 # What the upsert will do, by its own rule (statements._UPSERT_SUFFIX).
                 if stored is None:
-                    stored = self.stored[prediction_id] = _Stored(
+                    stored = self.stored[prediction_id] = StoredPrediction(
                         status,
                         row["status_rank"],
                         row["body_sha256"],
@@ -333,33 +320,12 @@ class PredictionBatch:
                         row["domain"],
                     )
                 else:
-                    stored.status, stored.rank = status, row["status_rank"]
-                    stored.body_sha256 = row["body_sha256"]
-                    stored.delivery_count += 1
-                    # The upsert's coalesces: the first owner stays, a known domain stays.
-                    stored.submission_id = stored.submission_id or row["submission_id"]
-                    stored.domain = row["domain"] if row["domain"] is not None else stored.domain
+                    advance(stored, row)
                 count, first_received_at = stored.delivery_count, stored.received_at
                 applied[prediction_id] = (count, first_received_at)
                 verdict: Verdict = "stored" if count == 1 else "updated"
                 reason = None
-                events.append(
-                    {
-                        "prediction_id": prediction_id,
-                        "type": f"prediction.{status}",
-                        # What GET says once this commits: the row as the upsert leaves it.
-                        "data": public_prediction(
-                            {
-                                **row,
-                                "delivery_count": count,
-                                "received_at": first_received_at,
-                                "submission_id": stored.submission_id,
-                                "domain": stored.domain,
-                            }
-                        ),
-                        "created_at": write.received_at,
-                    }
-                )
+                events.append(event_row(row, stored))
                 self.outcomes[index] = IngestOutcome(
                     prediction_id, status, verdict, None, row["schema_valid"]
                 )
@@ -374,7 +340,7 @@ class PredictionBatch:
                 )
                 self.outcomes[index] = IngestOutcome(prediction_id, stored.status, verdict)
                 changed = False
-            self.deliveries.append((index, _delivery_row_of(write, verdict, reason, 200)))
+            self.deliveries.append((index, delivery_row_of(write, verdict, reason, 200)))
             self._link(write, self.stored[prediction_id].status, changed, linked)
         statements = self.statements
         return _Round(
@@ -410,14 +376,14 @@ class PredictionBatch:
         status, stored_hash = self._stored_at(index, values, before)
         # `duplicate` only when what is stored is this very content; a replay of a message
         # since superseded (or never applied) is `stale`, like its original.
-        if stored_hash == _content_hash(write):
+        if stored_hash == content_hash(write):
             verdict: Verdict = "duplicate"
             reason = "webhook-id already accepted"
         else:
             verdict = "stale"
             reason = f"webhook-id already accepted; superseded, kept {status}"
         self.outcomes[index] = IngestOutcome(write.prediction.id, status, verdict)
-        self.deliveries.append((index, _delivery_row_of(write, "replay", reason, 200)))
+        self.deliveries.append((index, delivery_row_of(write, "replay", reason, 200)))
 
     def _stored_at(
         self, index: int, values: dict[int, dict[str, Any]], before: dict[str, tuple[str, str]]
@@ -450,14 +416,14 @@ class PredictionBatch:
         if self.deliveries:
             # In arrival order, so the audit log reads as the requests came in.
             rows = [row for _, row in sorted(self.deliveries, key=lambda item: item[0])]
-            self._payload_bytes += sum([_delivery_bytes(row) for row in rows])
+            self._payload_bytes += sum([delivery_bytes(row) for row in rows])
             self.tail.append(statements.raw_insert_delivery.prepare(rows))
 
     @property
     def payload_bytes(self) -> int:
         """What the planned statements carry, near enough: each stored body, each
         prediction's JSON twice (its row and its event: `content_bytes`, else the response
-        alone), and `_ROW_ALLOWANCE` per row for the rest. Counted
+        alone), and `ROW_ALLOWANCE` per row for the rest. Counted
         while planning, from values already at hand: only the SQLite writer asks, to keep
         a batch of large bodies off the event loop, and a scan of every parameter cost
         about 2 µs per write (bench/README.md, "Issue 13, seventh pass")."""
@@ -514,95 +480,3 @@ class PredictionBatch:
         done = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(done) == len(self.writes), "every write gets an outcome"
         return done
-
-
-# The ids, timestamps and small fields of a row, which `payload_bytes` does not count one
-# by one: a bench callback's come to about 250 bytes a row, and with this the estimate is
-# within 5% of the exact count (which decides where a batch runs, so keep it close).
-_ROW_ALLOWANCE = 256
-
-
-def _delivery_bytes(row: dict[str, Any]) -> int:
-    body: bytes | None = row["body"]
-    headers: dict[str, str] | None = row["headers"]
-    return (
-        (len(body) if body is not None else 0)
-        + (sum(map(len, headers.values())) if headers else 0)
-        + _ROW_ALLOWANCE
-    )
-
-
-def _moves_forward(stored: _Stored, rank: int, body_sha256: str) -> bool:
-    """The upsert's WHERE: a higher rank wins; within a non-terminal rank new content wins;
-    a terminal row never changes again."""
-    return rank > stored.rank or (
-        rank == stored.rank and stored.rank < _TERMINAL_RANK and body_sha256 != stored.body_sha256
-    )
-
-
-def _same_message(
-    first: tuple[str | None, str | None], prediction_id: str, body_sha256: str
-) -> bool:
-    first_prediction_id, first_body_sha256 = first
-    if first_body_sha256 is None:
-        # Accepted before revision 0002 recorded body hashes: the prediction id is all we have.
-        return first_prediction_id == prediction_id
-    return first_body_sha256 == body_sha256
-
-
-def _content_hash(write: PredictionWrite) -> str:
-    return write.content_sha256 or storable_content_hash(write.prediction)
-
-
-def _delivery_row_of(
-    write: PredictionWrite, verdict: DeliveryVerdict, reason: str | None, http_status: int
-) -> dict[str, Any]:
-    """The delivery row of `write`, through the delivery log's one builder."""
-    return delivery_row(
-        write.delivery,
-        prediction_id=write.prediction.id,
-        submission_id=write.submission_id,
-        source=write.source,
-        received_at=write.received_at,
-        verdict=verdict,
-        reason=reason,
-        http_status=http_status,
-    )
-
-
-def _prediction_values(
-    write: PredictionWrite,
-    submission: _Submission | None,
-    schema_valid: bool | None,
-    schema_errors: list[str] | None,
-    response_json: bytes,
-) -> dict[str, Any]:
-    prediction = write.prediction
-    extra = prediction.extra_fields
-    domain = extra.get("domain")
-    if not isinstance(domain, str) or len(domain) > MAX_DOMAIN_CHARS:
-        domain = None  # still kept verbatim among the unknown fields (`extra`)
-    if domain is None and submission is not None:
-        domain = submission.domain
-    status = prediction.status
-    return {
-        "id": prediction.id,
-        "submission_id": write.submission_id,
-        "domain": domain,
-        "status": status.value,
-        "status_rank": STATUS_RANK[status],
-        # Serialized once, for the row and for its event's data (an orjson fragment goes
-        # into the event's JSON as it is).
-        "response": orjson.Fragment(response_json),
-        "usage": usage_json(prediction.usage),
-        "extra": extra or None,
-        "created_at": prediction.created_at,
-        "completed_at": prediction.completed_at,
-        "received_at": write.received_at,
-        "updated_at": write.received_at,
-        "delivery_count": 1,
-        "source": write.source,
-        "body_sha256": _content_hash(write),
-        "schema_valid": schema_valid,
-        "schema_errors": schema_errors,
-    }
