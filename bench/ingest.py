@@ -81,13 +81,19 @@ def _ms(value: str, unit: str) -> float:
 
 
 def wrk_command(
-    url: str, requests_file: Path, *, threads: int, connections: int, duration: int
+    url: str,
+    requests_file: Path,
+    *,
+    threads: int,
+    connections: int,
+    duration: int,
+    skip: int = 0,
 ) -> list[str]:
-    """wrk replaying `requests_file`'s signed callbacks (post_callbacks.lua), on the load's
-    core when pinned."""
+    """wrk replaying `requests_file`'s signed callbacks (post_callbacks.lua) from line
+    `skip` on, on the load's core when pinned."""
     return [
         *load_pin(), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-        "--latency", "-s", str(LUA), url, "--", str(requests_file), str(threads),
+        "--latency", "-s", str(LUA), url, "--", str(requests_file), str(threads), str(skip),
     ]  # fmt: skip
 
 

@@ -2,7 +2,13 @@
 time (so a stalled server cannot hide its queueing: no coordinated omission).
 
     python -m bench.openloop --rate 2000 --duration 20      # SQLite, 1 worker
+    python -m bench.openloop --rate half --duration 20      # half the capacity, measured
     python -m bench.openloop --rate 2000 --duration 20 --bare
+
+`--rate half` offers half of the closed-loop capacity that wrk measures on the same server
+just before (32 connections, as `bench.ingest`), and measures the capacity again just after:
+issue 13's "open loop at half the closed-loop capacity" in one run, where a rate fixed in
+a quiet hour would be three quarters of the capacity in a busy one.
 
 `--bare` serves bench.apps' bare endpoint instead: the floor of the measurement itself (this
 generator, uvicorn and the machine's scheduling), which no receiver can beat.
@@ -15,14 +21,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from bench.harness import REPO, pin_cores, receiver_argv, receiver_env, run_server, uvicorn_argv
-from bench.ingest import fresh_database
+from bench.ingest import fresh_database, write_requests, wrk_command
 from bench.payloads import signed_callbacks
+
+# The closed loop that `--rate half` halves: bench.ingest's defaults.
+CAPACITY_CONNECTIONS = 32
+CAPACITY_THREADS = 2
+CAPACITY_FILE_SIZE = 200_000  # bench.ingest's: one file serves both
 
 
 def encode_request(path: str, signature: str, body: bytes) -> bytes:
@@ -79,9 +92,40 @@ async def generate(
     return latencies, failures
 
 
+def closed_loop_capacity(url: str, seconds: int, skip: int) -> float:
+    """Callbacks per second that wrk gets from the server at `url` (bench.ingest's load),
+    sending the request file's callbacks from line `skip` on: each run on one server sends
+    new ones, where a replay would be a cheaper duplicate."""
+    command = wrk_command(
+        url,
+        write_requests(CAPACITY_FILE_SIZE),
+        threads=CAPACITY_THREADS,
+        connections=CAPACITY_CONNECTIONS,
+        duration=seconds,
+        skip=skip,
+    )
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if match is None or "Non-2xx" in output:
+        raise SystemExit(f"bench.openloop: the capacity run failed:\n{output}")
+    return float(match.group(1))
+
+
+def open_loop_requests(rate: float, duration: float) -> list[bytes]:
+    return [
+        encode_request(c.path, c.signature, c.body)
+        for c in signed_callbacks(int(rate * duration), prefix="pred_open")
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument(
+        "--rate",
+        default="2000",
+        help="callbacks per second, or 'half': half the capacity measured just before",
+    )
+    parser.add_argument("--capacity-seconds", type=int, default=8)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
@@ -93,21 +137,31 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
     pin_cores(args.pin)
-    count = int(args.rate * args.duration)
-    requests = [
-        encode_request(c.path, c.signature, c.body)
-        for c in signed_callbacks(count, prefix="pred_open")
-    ]
+    half = args.rate == "half"
+    rate = 0.0 if half else float(args.rate)
+    requests = [] if half else open_loop_requests(rate, args.duration)
+    capacity: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = fresh_database(args.database, Path(tmp))
         env = receiver_env(url)
         argv = uvicorn_argv("bench.apps:bare_app") if args.bare else receiver_argv(args.workers)
         with run_server(argv, env, repo=args.repo.resolve()) as server:
+            if half:
+                closed_loop_capacity(server.url, 2, skip=0)  # warm-up
+                capacity.append(
+                    closed_loop_capacity(server.url, args.capacity_seconds, skip=25_000)
+                )
+                rate = capacity[0] / 2
+                requests = open_loop_requests(rate, args.duration)
             started = time.perf_counter()
             latencies, failures = asyncio.run(
-                generate(server.port, requests, args.rate, args.connections)
+                generate(server.port, requests, rate, args.connections)
             )
             elapsed = time.perf_counter() - started
+            if half:
+                capacity.append(
+                    closed_loop_capacity(server.url, args.capacity_seconds, skip=100_000)
+                )
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -115,13 +169,19 @@ def main() -> None:
 
     served = "the bare endpoint" if args.bare else f"{args.database}, {args.workers} worker(s)"
     print(
-        f"\noffered {args.rate:,.0f}/s for {args.duration}s ({served}); "
+        f"\noffered {rate:,.0f}/s for {args.duration}s ({served}); "
         f"achieved {len(latencies) / elapsed:,.0f}/s"
     )
+    if capacity:
+        before, after = capacity
+        print(
+            f"closed-loop capacity {before:,.0f}/s before, {after:,.0f}/s after: "
+            f"offered {rate / before:.2f}x and {rate / after:.2f}x of it"
+        )
     print("| offered/s | sent | non-2xx | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(
-        f"| {args.rate:,.0f} | {len(latencies)} | {failures} | {pct(50):.2f} | {pct(90):.2f} | "
+        f"| {rate:,.0f} | {len(latencies)} | {failures} | {pct(50):.2f} | {pct(90):.2f} | "
         f"{pct(99):.2f} | {pct(99.9):.2f} | {latencies[-1] * 1000:.2f} | "
         f"{statistics.fmean(latencies) * 1000:.2f} |"
     )

@@ -1,5 +1,7 @@
 -- wrk script: each thread replays its share of pre-signed callbacks (unique ids).
 -- File format (bench/ingest.py writes it): one request per line, "path\tsignature\tbody".
+-- Arguments: the file, the number of threads, and optionally how many lines to skip (so
+-- that runs on one server can each send callbacks the others did not).
 local threads = {}
 
 function setup(thread)
@@ -10,10 +12,11 @@ end
 function init(args)
   local file = args[1]
   local nthreads = tonumber(args[2])
+  local skip = tonumber(args[3] or "0")
   requests = {}
   local n = 0
   for line in io.lines(file) do
-    if n % nthreads == index then
+    if n >= skip and (n - skip) % nthreads == index then
       local path, signature, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
       table.insert(requests, wrk.format("POST", path, {
         ["Content-Type"] = "application/json",
