@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import re
 import statistics
 import subprocess
@@ -127,7 +128,7 @@ def offered_rate(text: str) -> float | None:
         rate = float(text)
     except ValueError:
         rate = 0.0
-    if not rate > 0:
+    if not (rate > 0 and math.isfinite(rate)):
         raise argparse.ArgumentTypeError(f"{text!r} is neither 'half' nor a positive rate")
     return rate
 

@@ -4,6 +4,7 @@ reference sketch."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import threading
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from bench.ceiling import STAGES, VARIANTS, variant_tree
+from bench.openloop import offered_rate
 from bench.payloads import SignedCallback, signed_callbacks
 from bench.server_cpu import cpu_per_request, thread_times
 from bench.sketch import sketch_asgi_app
@@ -120,3 +122,12 @@ def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature
     # The redelivery is logged and evented (the sketch keeps no dedup beyond the upsert's).
     assert counts == {"prediction": 2, "delivery": 3, "prediction_event": 3}
     assert stored == 1
+
+
+def test_the_open_loops_rate_is_half_or_a_positive_number() -> None:
+    assert offered_rate("half") is None
+    assert offered_rate("1500") == 1500.0
+    assert offered_rate("2.5e3") == 2500.0
+    for bad in ("", "abc", "0", "-3", "nan", "inf", "HALF"):
+        with pytest.raises(argparse.ArgumentTypeError, match="neither 'half' nor a positive"):
+            offered_rate(bad)
