@@ -142,10 +142,12 @@ class SketchReceiver:
                 if self.db.in_transaction:
                     self.db.rollback()
                 for _, done in batch:
-                    done.set_exception(exc)
+                    if not done.done():  # a cancelled request's future is done already
+                        done.set_exception(exc)
                 continue
             for _, done in batch:
-                done.set_result(None)
+                if not done.done():
+                    done.set_result(None)
 
 
 def _database_path() -> str:
