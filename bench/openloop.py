@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench.harness import REPO, pin_cores, receiver_argv, receiver_env, run_server, uvicorn_argv
-from bench.ingest import fresh_database, write_requests, wrk_command
+from bench.ingest import fresh_database, parse_wrk, write_requests, wrk_command
 from bench.payloads import signed_callbacks
 
 # The closed loop that `--rate half` halves: bench.ingest's defaults.
@@ -107,10 +107,10 @@ def closed_loop_capacity(url: str, seconds: int, skip: int) -> float:
         skip=skip,
     )
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match is None or "Non-2xx" in output:
-        raise SystemExit(f"bench.openloop: the capacity run failed:\n{output}")
-    return float(match.group(1))
+    result = parse_wrk("capacity", output, None)
+    if result.non_2xx or result.socket_errors:
+        raise SystemExit(f"bench.openloop: the capacity run had errors:\n{output}")
+    return result.requests_per_second
 
 
 def open_loop_requests(rate: float, duration: float) -> list[bytes]:
@@ -156,6 +156,8 @@ def main() -> None:
     if half and args.bare:
         # The bare endpoint's capacity is more than this generator can offer in Python.
         parser.error("--rate half measures a receiver; give --bare the receiver's rate")
+    if half and shutil.which("wrk") is None:
+        parser.error("--rate half measures the capacity with wrk, which is not installed")
     pin_cores(args.pin)
     rate = 0.0 if half else args.rate
     requests = [] if half else open_loop_requests(rate, args.duration)

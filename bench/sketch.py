@@ -20,7 +20,7 @@ import hashlib
 import os
 import sqlite3
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.applications import Starlette
@@ -59,6 +59,36 @@ _EVENT = "INSERT INTO prediction_event (prediction_id, type, data, created_at) V
 _ACK_HEADERS = [(b"content-type", b"application/json")]
 
 
+class _Row(NamedTuple):
+    """One callback's values, and the parameters of its three statements."""
+
+    id: str
+    submission_id: str
+    domain: Any
+    status: str
+    status_rank: int
+    response: bytes
+    usage: bytes | None
+    created_at: Any
+    completed_at: Any
+    received_at: str
+    body_sha256: str
+    body: bytes
+
+    def upsert_params(self) -> tuple[Any, ...]:
+        r = self
+        return (
+            *(r.id, r.submission_id, r.domain, r.status, r.status_rank, r.response, r.usage),
+            *(r.created_at, r.completed_at, r.received_at, r.received_at, r.body_sha256),
+        )
+
+    def delivery_params(self) -> tuple[Any, ...]:
+        return (self.id, self.submission_id, self.received_at, self.body_sha256, b"{}", self.body)
+
+    def event_params(self) -> tuple[Any, ...]:
+        return (self.id, f"prediction.{self.status}", self.body, self.received_at)
+
+
 class _Refused(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
@@ -76,8 +106,9 @@ class SketchReceiver:
         self.db = sqlite3.connect(database_path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self.pending: list[tuple[_Row, asyncio.Future[None]]] = []
         self.wake: asyncio.Event | None = None
+        self.committer: asyncio.Task[None] | None = None  # referenced, so never collected
 
     async def receive(self, token: str, body: bytes, signature: str | None) -> bytes:
         try:
@@ -95,7 +126,7 @@ class SketchReceiver:
         digest = hashlib.sha256(body).hexdigest()
         response = orjson.dumps(payload.get("response"))
         usage = payload.get("usage")
-        row = (
+        row = _Row(
             prediction_id,
             submission_id,
             payload.get("domain"),
@@ -106,7 +137,6 @@ class SketchReceiver:
             payload.get("created_at") or now,
             payload.get("completed_at"),
             now,
-            now,
             digest,
             body,
         )
@@ -114,7 +144,7 @@ class SketchReceiver:
         self.pending.append((row, done))
         if self.wake is None:
             self.wake = asyncio.Event()
-            asyncio.get_running_loop().create_task(self._commit_forever(self.wake))
+            self.committer = asyncio.get_running_loop().create_task(self._commit_forever(self.wake))
         self.wake.set()
         await done
         return b'{"id":' + orjson.dumps(prediction_id) + b',"status":"' + status.encode() + b'"}'
@@ -130,13 +160,9 @@ class SketchReceiver:
             rows = [row for row, _ in batch]
             try:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany(_UPSERT, [row[:12] for row in rows])
-                self.db.executemany(
-                    _DELIVERY, [(r[0], r[1], r[9], r[11], b"{}", r[12]) for r in rows]
-                )
-                self.db.executemany(
-                    _EVENT, [(r[0], f"prediction.{r[3]}", r[12], r[9]) for r in rows]
-                )
+                self.db.executemany(_UPSERT, [r.upsert_params() for r in rows])
+                self.db.executemany(_DELIVERY, [r.delivery_params() for r in rows])
+                self.db.executemany(_EVENT, [r.event_params() for r in rows])
                 await loop.run_in_executor(None, self.db.commit)
             except sqlite3.Error as exc:
                 if self.db.in_transaction:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import threading
 import time
@@ -116,12 +117,25 @@ def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature
 
         counts = {table: count(table) for table in ("prediction", "delivery", "prediction_event")}
         stored = connection.execute(
-            sa.text("SELECT delivery_count FROM prediction WHERE id = 'sketch_00000000'")
-        ).scalar_one()
+            sa.text(
+                "SELECT submission_id, domain, status, delivery_count, body_sha256, "
+                "received_at = updated_at FROM prediction WHERE id = 'sketch_00000000'"
+            )
+        ).one()
+        events = connection.execute(sa.text("SELECT DISTINCT type FROM prediction_event")).scalars()
+        event_types = list(events)
     engine.dispose()
     # The redelivery is logged and evented (the sketch keeps no dedup beyond the upsert's).
     assert counts == {"prediction": 2, "delivery": 3, "prediction_event": 3}
-    assert stored == 1
+    assert tuple(stored) == (
+        "sub_bench_sketch_0",
+        "document.invoice",
+        "completed",
+        1,
+        hashlib.sha256(first.body).hexdigest(),
+        1,
+    )
+    assert event_types == ["prediction.completed"]
 
 
 def test_the_open_loops_rate_is_half_or_a_positive_number() -> None:
