@@ -9,6 +9,7 @@ start-up drops out:
     python -m bench.ingest_cpu --count 4000
     python -m bench.ingest_cpu --count 4000 --database postgres
     python -m bench.ingest_cpu --count 4000 --profile /tmp/ingest.pstats
+    python -m bench.ingest_cpu --count 4000 --app sketch   # issue 13's reference sketch
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
         python -m bench.ingest_cpu --count 1000 --repeat 2
 """
@@ -18,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import itertools
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,19 @@ async def _post(app: Any, state: dict[str, Any], callback: SignedCallback) -> in
     return status
 
 
+async def _drive_sketch(app: Any, callbacks: list[SignedCallback], concurrency: int) -> list[int]:
+    """The issue's reference sketch (bench/sketch.py) driven the same way: no lifespan."""
+    statuses: list[int] = []
+    queue = iter(callbacks)
+
+    async def worker() -> None:
+        for callback in queue:
+            statuses.append(await _post(app, {}, callback))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
 async def _drive(app: Any, callbacks: list[SignedCallback], concurrency: int) -> list[int]:
     from receiver.state import SHUTDOWN_HOOK
 
@@ -111,6 +127,35 @@ def _load_callbacks(count: int) -> list[SignedCallback]:
     return callbacks
 
 
+def app_runs(app: str, runs: int) -> Iterator[Callable[[list[SignedCallback], int], list[int]]]:
+    """One callable per run, for `app` ("receiver" or "sketch") on the database the
+    environment names: each drives its callbacks through the app in a fresh event loop and
+    returns their statuses. The receiver is built once, so later runs find it warm (its
+    lifespan runs each time); the sketch is built per run, since its committer task lives
+    on the event loop of the run that made it."""
+    if app == "sketch":
+        from bench.sketch import sketch_asgi_app
+
+        for _ in range(runs):
+            yield functools.partial(_run, _drive_sketch, sketch_asgi_app())
+        return
+    from receiver.app import create_app
+    from vlmhooks.settings import load_settings
+
+    receiver = create_app(load_settings())
+    for _ in range(runs):
+        yield functools.partial(_run, _drive, receiver)
+
+
+def _run(
+    drive: Callable[[Any, list[SignedCallback], int], Coroutine[Any, Any, list[int]]],
+    app: Any,
+    callbacks: list[SignedCallback],
+    concurrency: int,
+) -> list[int]:
+    return asyncio.run(drive(app, callbacks, concurrency))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=4000)
@@ -122,13 +167,19 @@ def main() -> None:
         help="sqlite or postgres (a fresh database each invocation), or a PostgreSQL URL",
     )
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the last run")
+    parser.add_argument(
+        "--app",
+        choices=("receiver", "sketch"),
+        default="receiver",
+        help="the receiver, or issue 13's reference sketch as plain ASGI (SQLite only)",
+    )
     args = parser.parse_args()
+    if args.app == "sketch" and args.database != "sqlite":
+        parser.error("the sketch writes SQLite only: leave out --database")
     with tempfile.TemporaryDirectory() as tmp:
         from bench.ingest import fresh_database
-        from receiver.app import create_app
         from vlmhooks import migrate
         from vlmhooks.db import make_engine
-        from vlmhooks.settings import load_settings
 
         if args.database in ("sqlite", "postgres"):
             url = fresh_database(args.database, Path(tmp))  # migrated
@@ -138,15 +189,14 @@ def main() -> None:
             migrate.upgrade(engine)
             engine.dispose()
         os.environ.update(receiver_env(url))
-        app = create_app(load_settings())
         every = _load_callbacks(args.count * args.repeat)
-        for run in range(args.repeat):
+        for run, drive in enumerate(app_runs(args.app, args.repeat)):
             callbacks = every[run * args.count : (run + 1) * args.count]
             profiler = cProfile.Profile() if args.profile and run == args.repeat - 1 else None
             cpu, wall = time.process_time(), time.perf_counter()
             if profiler is not None:
                 profiler.enable()
-            statuses = asyncio.run(_drive(app, callbacks, args.concurrency))
+            statuses = drive(callbacks, args.concurrency)
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(args.profile)

@@ -18,6 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from bench.ceiling import STAGES, VARIANTS, variant_tree
+from bench.harness import receiver_env
+from bench.ingest_cpu import app_runs
 from bench.openloop import offered_rate
 from bench.payloads import SignedCallback, signed_callbacks
 from bench.server_cpu import cpu_per_request, thread_times
@@ -136,6 +138,29 @@ def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature
         1,
     )
     assert event_types == ["prediction.completed"]
+
+
+@pytest.mark.parametrize("app", ["receiver", "sketch"])
+def test_the_cpu_bench_drives_each_app_through_every_run(
+    app: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench.ingest_cpu's runs, two per app: each run stores its own callbacks (the sketch
+    is rebuilt per run, since its committer lives on the first run's event loop)."""
+    url = f"sqlite:///{tmp_path / 'cpu.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    for name, value in receiver_env(url).items():
+        monkeypatch.setenv(name, value)
+    callbacks = list(signed_callbacks(24, prefix=f"cpu_{app}"))
+    statuses = [
+        drive(callbacks[run * 12 : (run + 1) * 12], 4) for run, drive in enumerate(app_runs(app, 2))
+    ]
+    with engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT id FROM prediction ORDER BY id")).scalars()
+        stored_ids = list(stored)
+    engine.dispose()
+    assert statuses == [[200] * 12, [200] * 12]
+    assert stored_ids == [f"cpu_{app}_{index:08d}" for index in range(24)]
 
 
 def test_the_open_loops_rate_is_half_or_a_positive_number() -> None:
