@@ -160,6 +160,8 @@ class FanOut:
         # The last seq handed out. Stale while nobody listens: nothing is read for nobody.
         self._position = 0
         self._stale = True
+        # Set when a stream or long poll arrives: the pump sleeps on it while nobody listens.
+        self._listener_joined = asyncio.Event()
         self._lock = asyncio.Lock()
         self._pump_task: asyncio.Task[None] | None = None
         self.draining = False
@@ -213,6 +215,7 @@ class FanOut:
             return subscription
         await self._catch_up_position()
         self._subscriptions.add(subscription)
+        self._listener_joined.set()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -230,6 +233,7 @@ class FanOut:
             return future
         await self._catch_up_position()
         self._waiters.setdefault(prediction_id, set()).add(future)
+        self._listener_joined.set()
         return future
 
     def forget(self, prediction_id: str, future: asyncio.Future[dict[str, Any] | None]) -> None:
@@ -254,12 +258,19 @@ class FanOut:
     async def _pump(self) -> None:
         woken = True
         while True:
+            if not self.listeners:
+                # Nobody to deliver to: sleep until someone arrives, not through every
+                # commit (a task step and a timer per batch, for nothing). The arrival has
+                # already moved the position to the feed's end (`_catch_up_position`).
+                self._stale = True
+                self._listener_joined.clear()
+                await self._listener_joined.wait()
+                woken = True
+                continue
             ticket = self._hub.ticket()
             generation = self._hub.generation
             try:
-                if not self.listeners:
-                    self._stale = True
-                elif woken or self._files_changed():
+                if woken or self._files_changed():
                     async with self._lock:
                         if not self._stale:
                             await self._deliver_new()

@@ -6,6 +6,7 @@ On SQLite and PostgreSQL; the receiver runs under the protocol `vlm-receiver ser
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -21,6 +22,8 @@ from sqlalchemy.engine import Engine
 
 from receiver import events as events_module
 from receiver import fanout as fanout_module
+from receiver.events import EventHub
+from receiver.fanout import FanOut
 from tests.receiver.lookup_support import (
     AUTH,
     EventReader,
@@ -258,3 +261,44 @@ def test_the_sqlite_data_version_sees_every_commit_even_in_a_reused_wal(sqlite_u
     finally:
         changes.close()
         writer.dispose()
+
+
+@pytest.mark.anyio
+async def test_the_pump_sleeps_through_commits_until_a_listener_arrives(sqlite_url: str) -> None:
+    """No listener: commits do not wake the pump (each wake-up was a task step and a timer
+    per batch). A stream that arrives after a quiet spell still gets the next event, and
+    nothing from before it subscribed."""
+    engine = make_engine(sqlite_url)
+    hub = EventHub(engine, poll_interval=30)
+    fanout = FanOut(engine, hub)
+    await hub.start()
+    await fanout.start()
+    tickets = 0
+    take_ticket = hub.ticket
+
+    def counted_ticket() -> asyncio.Event | None:
+        nonlocal tickets
+        tickets += 1
+        return take_ticket()
+
+    hub.ticket = counted_ticket  # type: ignore[method-assign]
+    try:
+        await asyncio.sleep(0.05)  # the pump's first turn
+        turns = tickets
+        store(engine, "pred_quiet")
+        for _ in range(20):
+            hub.notify_committed()
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert tickets == turns, "the pump woke for commits nobody listens to"
+
+        subscription = await fanout.subscribe()
+        store(engine, "pred_heard")
+        hub.notify_committed()
+        frames = await subscription.take(at_most=DEADLINE)
+        assert [b"pred_heard" in frame for _seq, frame in frames] == [True]
+        assert tickets > turns
+    finally:
+        await fanout.stop()
+        await hub.stop()
+        engine.dispose()
