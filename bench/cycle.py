@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import REPO, pin_cores, receiver_env, run_server
-from bench.ingest import fresh_database, run_wrk, write_requests
+from bench.ingest import REQUESTS_FILE_SIZE, fresh_database, run_wrk, write_requests
 
 PROBE = Path(__file__).with_name("cycle_probe.py")
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
     args = parser.parse_args()
     pin_cores(args.pin)
-    requests_file = write_requests(200_000)
+    requests_file = write_requests(REQUESTS_FILE_SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "cycle.json"
         env = {**receiver_env(fresh_database("sqlite", Path(tmp))),

@@ -25,7 +25,13 @@ from typing import Any
 import orjson
 
 from bench.harness import receiver_argv, receiver_env, run_server
-from bench.ingest import Result, bench_target_env, fresh_database, write_requests
+from bench.ingest import (
+    REQUESTS_FILE_SIZE,
+    Result,
+    bench_target_env,
+    fresh_database,
+    write_requests,
+)
 from bench.openloop import encode_request, read_response
 from bench.payloads import signed_callbacks
 
@@ -201,7 +207,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="each throughput run, s")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=REQUESTS_FILE_SIZE)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rate", type=float, default=500)

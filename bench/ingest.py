@@ -64,6 +64,11 @@ class Result:
         return sum(thread.system_us for thread in self.cpu)
 
 
+# The request file every closed-loop bench replays by default: one file, written once, serves
+# them all (bench.ingest_cpu and bench.openloop read the same one).
+REQUESTS_FILE_SIZE = 200_000
+
+
 def write_requests(count: int) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     # v2: one callback URL per prediction (a URL binds to its first prediction).
@@ -206,7 +211,7 @@ def add_load_arguments(parser: argparse.ArgumentParser, *, duration: int) -> Non
     parser.add_argument("--duration", type=int, default=duration)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=REQUESTS_FILE_SIZE)
     parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
 
 

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import REPO, receiver_env
+from bench.ingest import REQUESTS_FILE_SIZE
 from bench.payloads import SignedCallback
+from vlmhooks.cli_args import positive_int
 
 # Callbacks are made once, by another process, and read from bench.ingest's request file:
 # minting a token and signing a body cost about a fifth as much as receiving them, and
 # under callgrind every instruction of this process counts.
-CALLBACKS_FILE_SIZE = 200_000  # bench.ingest's own default, so one file serves both
 
 
 async def _post(app: Any, state: dict[str, Any], callback: SignedCallback) -> int:
@@ -114,7 +115,7 @@ async def _drive(app: Any, callbacks: list[SignedCallback], concurrency: int) ->
 def _load_callbacks(count: int) -> list[SignedCallback]:
     """The first `count` of bench.ingest's signed callbacks, from its request file (written
     by a child process when missing, so that the work stays out of this one's count)."""
-    size = max(count, CALLBACKS_FILE_SIZE)
+    size = max(count, REQUESTS_FILE_SIZE)
     script = f"from bench.ingest import write_requests; print(write_requests({size}))"
     written = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, check=True, capture_output=True, text=True
@@ -158,9 +159,9 @@ def _run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=1, help="runs on the same app")
+    parser.add_argument("--count", type=positive_int, default=4000)
+    parser.add_argument("--concurrency", type=positive_int, default=32)
+    parser.add_argument("--repeat", type=positive_int, default=1, help="runs on the same app")
     parser.add_argument(
         "--database",
         default="sqlite",

@@ -30,13 +30,18 @@ import time
 from pathlib import Path
 
 from bench.harness import REPO, pin_cores, receiver_argv, receiver_env, run_server, uvicorn_argv
-from bench.ingest import fresh_database, parse_wrk, write_requests, wrk_command
+from bench.ingest import (
+    REQUESTS_FILE_SIZE,
+    fresh_database,
+    parse_wrk,
+    write_requests,
+    wrk_command,
+)
 from bench.payloads import signed_callbacks
 
 # The closed loop that `--rate half` halves: bench.ingest's defaults.
 CAPACITY_CONNECTIONS = 32
 CAPACITY_THREADS = 2
-CAPACITY_FILE_SIZE = 200_000  # bench.ingest's: one file serves both
 CAPACITY_SKIP = 25_000  # past what the 2 s warm-up can send
 
 
@@ -100,7 +105,7 @@ def closed_loop_capacity(url: str, seconds: int, skip: int) -> float:
     new ones, where a replay would be a cheaper duplicate."""
     command = wrk_command(
         url,
-        write_requests(CAPACITY_FILE_SIZE),
+        write_requests(REQUESTS_FILE_SIZE),
         threads=CAPACITY_THREADS,
         connections=CAPACITY_CONNECTIONS,
         duration=seconds,
@@ -183,7 +188,7 @@ def main() -> None:
                 # Past the lines the first capacity run can have sent (with room to spare),
                 # within the file.
                 sent = int(capacity[0] * args.capacity_seconds * 1.5)
-                skip = min(CAPACITY_SKIP + sent, CAPACITY_FILE_SIZE // 2)
+                skip = min(CAPACITY_SKIP + sent, REQUESTS_FILE_SIZE // 2)
                 capacity.append(closed_loop_capacity(server.url, args.capacity_seconds, skip))
     latencies.sort()
 

@@ -22,7 +22,13 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import pin_cores, receiver_argv, receiver_env, run_server
-from bench.ingest import fresh_database, parse_wrk, write_requests, wrk_command
+from bench.ingest import (
+    REQUESTS_FILE_SIZE,
+    fresh_database,
+    parse_wrk,
+    write_requests,
+    wrk_command,
+)
 
 
 def one_round(
@@ -67,7 +73,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32, help="in all, split evenly")
-    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=REQUESTS_FILE_SIZE)
     args = parser.parse_args()
     pin_cores(True)
     requests_file = write_requests(args.requests)
