@@ -24,10 +24,10 @@ from bench.sketch import sketch_app, sketch_asgi_app
 from schemas.contract import PredictionResponse
 from schemas.enums import STATUS_RANK
 from schemas.tables import Prediction
-from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.signatures import verify_vlmrun_signature
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.trust.signatures import verify_vlmrun_signature
+from vlmhooks.trust.tokens import CallbackTokens
 
 __all__ = ["bare_app", "sketch_app", "sketch_asgi_app", "textbook_app"]
 

@@ -20,7 +20,7 @@ step timed alone in a loop costs half as much or less.
 
 The differences bound each stage: no storage design can make the receiver cheaper than
 `verify`, nor any request path cheaper than `acknowledge`. Each copy is this tree with one
-edit to `receiver/callbacks.py`, made at a line it names; if that line moved, the bench
+edit to `receiver/ingest/callbacks.py`, made at a line it names; if that line moved, the bench
 stops and says so rather than measure something else.
 """
 
@@ -84,7 +84,9 @@ def variant_tree(name: str, into: Path) -> Path:
     path = root / "receiver" / "callbacks.py"
     source = path.read_text()
     if source.count(anchor) != 1:
-        raise SystemExit(f"bench.ceiling: {name}: receiver/callbacks.py no longer has {anchor!r}")
+        raise SystemExit(
+            f"bench.ceiling: {name}: receiver/ingest/callbacks.py no longer has {anchor!r}"
+        )
     path.write_text(source.replace(anchor, anchor + addition))
     return root
 

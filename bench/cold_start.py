@@ -4,7 +4,7 @@
     python -m bench.cold_start --repeat 15 --database sqlite
 
 1. Import time, measured in one process: `starlette.applications` + `sqlalchemy` +
-   `pydantic` (the baseline), then `receiver.serverless` (the target: at most 0.5x the
+   `pydantic` (the baseline), then `receiver.server.serverless` (the target: at most 0.5x the
    baseline), and, for comparison, `receiver.app` (everything a callback runs).
 2. First request: a fresh process imports the handler and is invoked with an API Gateway
    HTTP API (v2) event carrying a signed callback; the first invocation builds the app and
@@ -45,7 +45,7 @@ REQUEST_CHILD = """
 import json, sys, time
 events = json.loads(sys.stdin.read())
 started = time.perf_counter()
-from receiver.serverless import handler
+from receiver.server.serverless import handler
 imported = time.perf_counter()
 first = handler(events[0], None)
 answered = time.perf_counter()
@@ -86,8 +86,8 @@ def measure_imports(target: str, repeat: int, pythonpath: Path) -> tuple[float, 
 
 def _callback_event(index: int) -> dict[str, Any]:
     from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET
-    from vlmhooks.signatures import sign_vlmrun
-    from vlmhooks.tokens import CallbackTokens
+    from vlmhooks.trust.signatures import sign_vlmrun
+    from vlmhooks.trust.tokens import CallbackTokens
 
     body = json.dumps(
         {
@@ -125,8 +125,8 @@ def _callback_event(index: int) -> dict[str, Any]:
 @contextmanager
 def bench_database(kind: str) -> Iterator[tuple[str, dict[str, str]]]:
     """A migrated database and the extra environment the handler needs for it."""
-    from vlmhooks import migrate
-    from vlmhooks.db import make_engine
+    from vlmhooks.store import migrate
+    from vlmhooks.store.db import make_engine
 
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as directory:
@@ -193,11 +193,11 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     targets = ["receiver.app"]
     if (args.tree / "receiver" / "serverless.py").exists():
-        targets.insert(0, "receiver.serverless")
+        targets.insert(0, "receiver.server.serverless")
     for target in targets:
         baseline, extra = measure_imports(target, args.repeat, args.tree)
         print(f"| `{target}` | {baseline:.3f} | {extra:.3f} | {extra / baseline:.2f}x |")
-    if args.imports_only or "receiver.serverless" not in targets:
+    if args.imports_only or "receiver.server.serverless" not in targets:
         return
     timings = measure_first_request(args.database, args.repeat, args.tree)
     print(f"\nFirst request ({args.database}, signed callback, API Gateway HTTP API v2 event):\n")

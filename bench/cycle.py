@@ -107,7 +107,7 @@ def print_phases(samples: list[list[Any]]) -> None:
     rest = cycle * 1e3 - sum(mean(phase, 0) for phase, _label in PHASES)
     print(f"| hand-offs (the rest of the cycle) | {rest:.2f} | |")
     # The tail: a batch that checkpoints the WAL inside its COMMIT holds up every request
-    # queued behind it (receiver/wal_checkpoints.py).
+    # queued behind it (receiver/writer/wal_checkpoints.py).
     commits = sorted(s[3].get("commit", [0.0])[0] * 1e3 for s in samples) or [0.0]
     cycles = sorted(s[2] * 1e3 for s in samples) or [0.0]
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from sqlalchemy.engine import RootTransaction
 
-import receiver.group_commit as group_commit
-import vlmhooks.batch as batch
-from receiver.cli import main
+import receiver.writer.group_commit as group_commit
+import vlmhooks.store.batch as batch
+from receiver.ops.cli import main
 
 OUT = os.environ["VLMHOOKS_CYCLE_STATS"]
 samples: list[list[Any]] = []

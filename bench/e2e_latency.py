@@ -25,7 +25,7 @@ import httpx
 from bench.harness import run_server
 from bench.ingest import fresh_database
 from sandbox.samples import sample_paths
-from vlmhooks.tokens import CallbackTokens, mint_callback_url
+from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url
 
 SECRET_KEY = "e2e-secret-key-of-thirty-two-bytes"
 WEBHOOK_SECRET = "e2e-webhook-secret"

@@ -32,8 +32,8 @@ from bench.payloads import (
     BENCH_WEBHOOK_SECRET,
     signed_callbacks,
 )
-from vlmhooks.signatures import sign_vlmrun
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.signatures import sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 CALLBACKS = 1000
 SENDERS = 4
@@ -70,7 +70,9 @@ def receiver(
         "VLMHOOKS_LOG_LEVEL": "warning",
     }
     # -c with the checkout first on sys.path: the harness runs servers from this repository.
-    launcher = f"import sys; sys.path.insert(0, {str(source)!r}); from receiver.cli import main; "
+    launcher = (
+        f"import sys; sys.path.insert(0, {str(source)!r}); from receiver.ops.cli import main; "
+    )
     launcher += "sys.exit(main())"
     argv = [sys.executable, "-c", launcher, "serve", "--host", "127.0.0.1",
             "--port", "{port}", "--workers", "1"]  # fmt: skip

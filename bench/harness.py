@@ -124,6 +124,6 @@ def receiver_env(database_url: str) -> dict[str, str]:
 
 
 def receiver_argv(workers: int = 1) -> list[str]:
-    # `python -m receiver.cli`, not the installed script: the tree on PYTHONPATH is served.
-    return [sys.executable, "-m", "receiver.cli", "serve", "--host", "127.0.0.1",
+    # `python -m receiver.ops.cli`, not the installed script: the tree on PYTHONPATH is served.
+    return [sys.executable, "-m", "receiver.ops.cli", "serve", "--host", "127.0.0.1",
             "--port", "{port}", "--workers", str(workers)]  # fmt: skip

@@ -35,8 +35,8 @@ from bench.harness import (
 )
 from bench.payloads import signed_callbacks
 from bench.server_cpu import ThreadCpu, cpu_per_request, thread_times
-from vlmhooks import migrate
-from vlmhooks.db import make_engine
+from vlmhooks.store import migrate
+from vlmhooks.store.db import make_engine
 
 LUA = Path(__file__).with_name("post_callbacks.lua")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

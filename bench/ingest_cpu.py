@@ -179,8 +179,8 @@ def main() -> None:
         parser.error("the sketch writes SQLite only: leave out --database")
     with tempfile.TemporaryDirectory() as tmp:
         from bench.ingest import fresh_database
-        from vlmhooks import migrate
-        from vlmhooks.db import make_engine
+        from vlmhooks.store import migrate
+        from vlmhooks.store.db import make_engine
 
         if args.database in ("sqlite", "postgres"):
             url = fresh_database(args.database, Path(tmp))  # migrated

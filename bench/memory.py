@@ -19,7 +19,7 @@ from bench.harness import receiver_argv, receiver_env, run_server
 from bench.ingest import count_predictions, fresh_database
 from bench.openloop import encode_request, read_response
 from bench.payloads import BENCH_WEBHOOK_SECRET, bench_tokens, callback_path, signed_callbacks
-from vlmhooks.signatures import sign_vlmrun
+from vlmhooks.trust.signatures import sign_vlmrun
 
 
 def rss_kib(pid: int) -> int:
@@ -76,7 +76,7 @@ def main() -> None:
         url = fresh_database(args.database, Path(tmp))
         env = receiver_env(url)
         argv = receiver_argv()
-        # SQLite: the WAL must stay bounded too (receiver/wal_checkpoints.py).
+        # SQLite: the WAL must stay bounded too (receiver/writer/wal_checkpoints.py).
         wal = Path(tmp) / "bench.db-wal"
         with run_server(argv, env) as server:
             started = time.perf_counter()

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from vlmhooks.signatures import sign_vlmrun
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.signatures import sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 # 32 bytes or more: `serve` warns about shorter keys, and the warning would pollute the output.
 BENCH_SECRET_KEY = "bench-secret-key-of-thirty-two-bytes"

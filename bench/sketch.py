@@ -32,8 +32,8 @@ from starlette.types import Receive, Scope, Send
 from bench.payloads import BENCH_SECRET_KEY, BENCH_WEBHOOK_SECRET
 from schemas.enums import STATUS_RANK
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.signatures import parse_vlmrun_secrets
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.signatures import parse_vlmrun_secrets
+from vlmhooks.trust.tokens import CallbackTokens
 
 __all__ = ["SketchReceiver", "sketch_app", "sketch_asgi_app"]
 

@@ -21,8 +21,8 @@ from bench.fanout import receiver, status_kib
 from bench.harness import REPO
 from bench.openloop import encode_request, read_response
 from bench.payloads import BENCH_SECRET_KEY, BENCH_SUBMISSION_ID, BENCH_WEBHOOK_SECRET
-from vlmhooks.signatures import sign_vlmrun
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.signatures import sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 HEAD_BYTES = 60 * 1024
 

@@ -11,7 +11,7 @@ __all__ = ["create_app"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `import receiver.serverless` (a cold start) does not build the whole app
+    # Lazy, so `import receiver.server.serverless` (a cold start) does not build the whole app
     # before the handler is asked to.
     if name == "create_app":
         from receiver.app import create_app

@@ -10,31 +10,31 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from receiver.callback_slots import CallbackSlots
-from receiver.callback_urls import callback_url_routes
-from receiver.callbacks import callback_endpoint, callback_routes
+from receiver.api.callback_urls import callback_url_routes
+from receiver.api.forwarding import forwarding_routes
+from receiver.api.lookup import lookup_routes
+from receiver.api.replay_route import replay_routes
+from receiver.api.usage import usage_routes
 from receiver.dashboard.routes import dashboard_routes
-from receiver.events import EventHub
-from receiver.fanout import FanOut
-from receiver.forwarding import forwarding_routes
-from receiver.group_commit import GroupCommitter
-from receiver.heap import freeze_startup_heap
-from receiver.logs import install_redaction
-from receiver.lookup import lookup_routes
+from receiver.ingest.callbacks import callback_endpoint, callback_routes
+from receiver.ingest.refusals import RefusalLog
+from receiver.ingest.slots import CallbackSlots
+from receiver.ingest.verify import SignaturePolicy
+from receiver.live.events import EventHub
+from receiver.live.fanout import FanOut
 from receiver.metrics import ReceiverMetrics
-from receiver.ops import ops_routes
+from receiver.ops.routes import ops_routes
 from receiver.problems import EXCEPTION_HANDLERS
-from receiver.pruning import DeliveryPruner
-from receiver.refusals import RefusalLog
-from receiver.replay_route import replay_routes
-from receiver.runtime import open_engines, resolve_runtime, wal_checkpointer
+from receiver.server.heap import freeze_startup_heap
+from receiver.server.logs import install_redaction
+from receiver.server.runtime import open_engines, resolve_runtime, wal_checkpointer
 from receiver.state import SHUTDOWN_HOOK, ReceiverState
-from receiver.usage import usage_routes
-from receiver.verify import SignaturePolicy
+from receiver.writer.group_commit import GroupCommitter
+from receiver.writer.pruning import DeliveryPruner
 from vlmhooks.forward.relay import transaction_runner
 from vlmhooks.forward.runtime import Forwarding
 from vlmhooks.settings import Settings, load_settings
-from vlmhooks.tokens import CALLBACK_PATH_PREFIX, CallbackTokens
+from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX, CallbackTokens
 
 if TYPE_CHECKING:
     import httpx
@@ -49,7 +49,7 @@ def create_app(
     """Check the configuration now (one clear error), open connections in the lifespan.
 
     `freeze_heap`: once started, exempt every object alive then from garbage collection
-    (receiver/heap.py); for a server process, which builds one app.
+    (receiver/server/heap.py); for a server process, which builds one app.
     """
     secret_keys = settings.require_secret_keys()
     api_keys = tuple(settings.require_lookup_auth())
@@ -131,7 +131,7 @@ def create_app(
                     serverless=runtime.serverless,
                     fanout=fanout,
                 ),
-                # receiver/protocol.py calls it when the server starts shutting down.
+                # receiver/server/protocol.py calls it when the server starts shutting down.
                 SHUTDOWN_HOOK: fanout.begin_shutdown if fanout is not None else _no_op,
             }
         finally:

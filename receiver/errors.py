@@ -95,7 +95,7 @@ class InvalidRequest(PayloadError):
 
 
 class CallbacksBusy(ProblemError):
-    """503 with Retry-After: the callback byte budget stayed full (receiver/callback_slots.py)."""
+    """503 with Retry-After: the callback byte budget stayed full (receiver/ingest/slots.py)."""
 
     status = 503
     title = "Service Unavailable"

@@ -11,21 +11,21 @@ from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
 from receiver.dashboard.sessions import DashboardSessions
-from receiver.events import EventHub
-from receiver.fanout import FanOut
-from receiver.group_commit import GroupCommitter
+from receiver.ingest.refusals import RefusalLog
+from receiver.ingest.verify import SignaturePolicy
+from receiver.live.events import EventHub
+from receiver.live.fanout import FanOut
 from receiver.metrics import ReceiverMetrics
-from receiver.refusals import RefusalLog
-from receiver.verify import SignaturePolicy
+from receiver.writer.group_commit import GroupCommitter
 from vlmhooks.settings import Settings
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.tokens import CallbackTokens
 
 if TYPE_CHECKING:
     import httpx
 
 
 # The lifespan state key under which the app leaves a callable for the start of shutdown
-# (called by receiver/protocol.py; kept here so the app never imports uvicorn).
+# (called by receiver/server/protocol.py; kept here so the app never imports uvicorn).
 SHUTDOWN_HOOK = "vlmhooks.on_server_shutdown"
 
 

@@ -16,7 +16,7 @@ import httpx
 
 from schemas.contract import utc_now
 from schemas.enums import Status
-from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
 
 __all__ = [
     "DEFAULT_BACKOFF_BASE_SECONDS",

@@ -17,7 +17,7 @@ from sandbox.delivery import (
 )
 from sandbox.faults import FaultPlan, parse_faults
 from vlmhooks.errors import ConfigError
-from vlmhooks.signatures import parse_standard_webhook_secret
+from vlmhooks.trust.signatures import parse_standard_webhook_secret
 
 __all__ = ["ENV_PREFIX", "SandboxConfig", "load_config"]
 

@@ -50,10 +50,10 @@ from submit.lookup import (
 from submit.reconcile import parse_duration, reconcile_forever, reconcile_once
 from submit.submitter import DEFAULT_CONCURRENCY, SubmitItem, SubmitResult, Submitter
 from vlmhooks.cli_args import positive_int, positive_seconds, table_width
-from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.settings import Settings, load_settings
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.trust.tokens import CallbackTokens
 
 __all__ = [
     "EXIT_FAILED",

@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from schemas.enums import Status
 from submit.client import ReceiverClient, VlmRunClient, client_from_settings
 from submit.errors import ConfigError, NotFound
-from vlmhooks.db import make_engine
-from vlmhooks.pagination import MAX_LIMIT
-from vlmhooks.reads import get_prediction, get_submission, list_deliveries
+from vlmhooks.reads.pagination import MAX_LIMIT
+from vlmhooks.reads.queries import get_prediction, get_submission, list_deliveries
 from vlmhooks.settings import Settings
-from vlmhooks.tables import SUBMISSION
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import SUBMISSION
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL_SECONDS",
@@ -65,7 +65,7 @@ class PredictionSource(Protocol):
 
 @dataclass
 class DatabaseSource:
-    """The receiver's database, read with the receiver's own queries (``vlmhooks.reads``)."""
+    """The receiver's database, read with the receiver's own queries (`vlmhooks.reads.queries`)."""
 
     engine: Engine
     name: str = field(default="database", init=False)

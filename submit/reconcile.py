@@ -22,8 +22,8 @@ from schemas.enums import TERMINAL_STATUSES, Status
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.ingest import ingest_prediction
-from vlmhooks.tables import PREDICTION, SUBMISSION
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.tables import PREDICTION, SUBMISSION
 
 __all__ = [
     "DEFAULT_OLDER_THAN",

@@ -29,9 +29,9 @@ from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError, ConfigError, ImageError
 from submit.images import ImageSource
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.ingest import ingest_prediction
-from vlmhooks.tables import SUBMISSION
-from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.tables import SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
 __all__ = ["DEFAULT_CONCURRENCY", "SubmitItem", "SubmitResult", "Submitter"]
 

@@ -16,8 +16,8 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
 from tests.pgbouncer import PgBouncer, PgBouncerError, start_pgbouncer
-from vlmhooks import migrate
-from vlmhooks.db import make_engine
+from vlmhooks.store import migrate
+from vlmhooks.store.db import make_engine
 
 # Property-based tests are derandomized: the same cases on every run, so the README's test
 # command cannot fail at random. `HYPOTHESIS_PROFILE=explore` searches afresh by hand.

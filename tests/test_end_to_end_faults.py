@@ -29,10 +29,10 @@ from submit.reconcile import reconcile_once
 from submit.retry import RetryPolicy
 from submit.submitter import SubmitItem, SubmitResult, Submitter
 from tests.sandbox.harness import png_bytes
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens
 
 API_KEY = "sk-e2e-faults"
 WEBHOOK_SECRET = "e2e-vlmrun-webhook-secret"

@@ -14,8 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vlmhooks.durations import parse_duration
 from vlmhooks.errors import ConfigError
-from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
-from vlmhooks.tokens import DEFAULT_CLOCK_SKEW_SECONDS
+from vlmhooks.trust.signatures import DEFAULT_TOLERANCE_SECONDS
+from vlmhooks.trust.tokens import DEFAULT_CLOCK_SKEW_SECONDS
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field(
         DEFAULT_FORWARDED_ALLOW_IPS, validation_alias=_env("FORWARDED_ALLOW_IPS")
     )
-    # Serverless deploys (receiver/runtime.py): None means "inside AWS Lambda or not".
+    # Serverless deploys (receiver/server/runtime.py): None means "inside AWS Lambda or not".
     serverless: bool | None = Field(None, validation_alias=_env("VLMHOOKS_SERVERLESS"))
     serverless_allow_sqlite: bool = Field(
         False, validation_alias=_env("VLMHOOKS_SERVERLESS_ALLOW_SQLITE")

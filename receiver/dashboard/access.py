@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
-from receiver.auth import AuthGuard, bearer_credentials, require_key
+from receiver.api.auth import AuthGuard, bearer_credentials, require_key
 from receiver.dashboard.sessions import SESSION_COOKIE
 from receiver.errors import AuthError, SessionInvalid
 from receiver.problems import receiver_error_response

@@ -13,10 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver.params import parse_int, status_param, text_param
+from receiver.api.params import parse_int, status_param, text_param
 from receiver.responses import json_response
 from receiver.state import receiver_state
-from vlmhooks.activity import (
+from vlmhooks.errors import NotFound
+from vlmhooks.forward.registry import forwarding_status
+from vlmhooks.reads.activity import (
     OverviewFilters,
     callbacks_per_minute,
     count_by_domain,
@@ -24,12 +26,10 @@ from vlmhooks.activity import (
     latest_predictions,
     latest_refusals,
 )
-from vlmhooks.errors import NotFound
-from vlmhooks.forward.registry import forwarding_status
-from vlmhooks.history import delivery_body, prediction_history
-from vlmhooks.pagination import MAX_ROW_ID
-from vlmhooks.reads import count_predictions_by_status
-from vlmhooks.usage import credits_by_domain
+from vlmhooks.reads.history import delivery_body, prediction_history
+from vlmhooks.reads.pagination import MAX_ROW_ID
+from vlmhooks.reads.queries import count_predictions_by_status
+from vlmhooks.reads.usage import credits_by_domain
 
 __all__ = ["delivery_body_data", "overview_data", "prediction_data", "read_overview"]
 

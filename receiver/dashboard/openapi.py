@@ -1,6 +1,6 @@
 """The console's part of `/openapi.json`: the dashboard routes and `GET /v1/usage`.
 
-Kept apart from `receiver/openapi.py` and merged into its document by one call, so either
+Kept apart from `receiver/openapi/document.py` and merged into its document by one call, so either
 file can change without the other; the ledger's schema comes from its pydantic model.
 """
 
@@ -10,10 +10,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from receiver.api.shapes import ReplayReport
 from receiver.dashboard.pages import ASSETS
 from receiver.dashboard.replay import MAX_REQUEST_BYTES, DashboardReplayRequest
 from receiver.dashboard.sessions import SESSION_COOKIE
-from receiver.openapi_parts import (
+from receiver.openapi.parts import (
     TEXT_PARAM,
     TIME,
     content,
@@ -22,10 +23,9 @@ from receiver.openapi_parts import (
     problem,
     query_param,
 )
-from receiver.openapi_schemas import schema_ref
-from receiver.shapes import ReplayReport
-from vlmhooks.pagination import MAX_ROW_ID
-from vlmhooks.usage import DEFAULT_USAGE_GROUPS, MAX_USAGE_GROUPS, UsageLedger
+from receiver.openapi.schemas import schema_ref
+from vlmhooks.reads.pagination import MAX_ROW_ID
+from vlmhooks.reads.usage import DEFAULT_USAGE_GROUPS, MAX_USAGE_GROUPS, UsageLedger
 
 __all__ = ["add_console_paths"]
 

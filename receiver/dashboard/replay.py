@@ -13,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from typing_extensions import TypedDict
 
-from receiver.body import declared_length, read_body
+from receiver.api.replay_route import require_replay_keys, run_replay
 from receiver.dashboard.origin import require_same_origin
-from receiver.replay import MAX_REPLAY_LIMIT, ReplaySelection
-from receiver.replay_route import require_replay_keys, run_replay
+from receiver.ingest.body import declared_length, read_body
+from receiver.ingest.replay import MAX_REPLAY_LIMIT, ReplaySelection
+from receiver.ingest.verify import require_json_content_type
 from receiver.responses import json_response
 from receiver.state import receiver_state
-from receiver.verify import require_json_content_type
 from vlmhooks.errors import NotFound, PayloadError
-from vlmhooks.ingest import invalid_fields
+from vlmhooks.ingest.prediction import invalid_fields
 
 __all__ = ["MAX_REQUEST_BYTES", "DashboardReplayRequest", "replay_prediction"]
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from itsdangerous import BadData, SignatureExpired
 
-from vlmhooks.tokens import clocked_serializer
+from vlmhooks.trust.tokens import clocked_serializer
 
 __all__ = ["SESSION_COOKIE", "SESSION_PATH", "DashboardSessions", "SessionVerdict"]
 

@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from receiver.body import declared_length, read_body
 from receiver.dashboard.access import SIGN_IN_PATH, safe_next
 from receiver.dashboard.origin import require_same_origin
 from receiver.dashboard.sessions import SESSION_COOKIE, SESSION_PATH
+from receiver.ingest.body import declared_length, read_body
 from receiver.state import ReceiverState, receiver_state
 from vlmhooks.errors import UnsupportedMediaType
 

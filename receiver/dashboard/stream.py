@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Send
 
-from receiver.events import EventHub
-from receiver.fanout import EVENT_BATCH
-from receiver.params import bad_parameter, parse_int
-from receiver.sse import (
+from receiver.api.params import bad_parameter, parse_int
+from receiver.live.events import EventHub
+from receiver.live.fanout import EVENT_BATCH
+from receiver.live.sse import (
     LAST_EVENT_ID_HEADER,
     RECONNECT_MILLISECONDS,
     EventStream,
@@ -28,14 +28,14 @@ from receiver.sse import (
     write_chunk,
 )
 from receiver.state import receiver_state
-from vlmhooks.activity import (
+from vlmhooks.reads.activity import (
     DeliveryMark,
     EventMark,
     current_positions,
     event_marks_after,
     refusals_after,
 )
-from vlmhooks.pagination import MAX_ROW_ID
+from vlmhooks.reads.pagination import MAX_ROW_ID
 
 __all__ = ["DashboardStream", "dashboard_events"]
 

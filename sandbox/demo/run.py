@@ -48,11 +48,11 @@ from submit.images import expand_image_inputs
 from submit.lookup import DatabaseSource, ReceiverSource, is_terminal, wait_for_predictions
 from submit.reconcile import reconcile_once
 from submit.submitter import SubmitItem, SubmitResult, Submitter
-from vlmhooks import migrate
 from vlmhooks.cli_args import table_width
-from vlmhooks.db import make_engine
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store import migrate
+from vlmhooks.store.db import make_engine
+from vlmhooks.trust.tokens import CallbackTokens
 
 __all__ = ["MAX_COUNT", "DemoOptions", "run_demo"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver import cli
-from receiver.relay_process import run_forward
+from receiver.ops import cli
+from receiver.ops.relay_process import run_forward
 from tests.forward.sink import first_deliveries, running_sink
 from tests.forward.support import forward_settings, running_receiver
 from tests.reliability.processes import receiver_command
@@ -58,7 +58,7 @@ def test_forward_runs_the_relay_apart_from_serve(sqlite_url: str) -> None:
         with running_receiver(web) as receiver:
             for status in ("running", "completed"):
                 receiver.callback("pred_cli", status)
-            assert receiver.forwarding()[0]["backlog"] == 2
+            assert receiver.api.forwarding()[0]["backlog"] == 2
             assert sink.all() == []  # nothing relays inside serve
 
             async def relay_until_delivered() -> None:

@@ -17,8 +17,8 @@ from tests.forward.support import SECRET_NEW, in_order
 from tests.receiver.callback_harness import encode, mint, prediction_body
 from tests.reliability.processes import ReceiverProcess
 from tests.servers import free_port
-from vlmhooks.db import make_engine
-from vlmhooks.outbox import EVENT
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.outbox import EVENT
 
 PREDICTIONS = 30
 KEY = "crash-forward-callback-key"

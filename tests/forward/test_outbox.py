@@ -14,15 +14,15 @@ from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionResponse, utc_now
 from tests.receiver.callback_harness import prediction_body
-from vlmhooks.batch import apply_prediction_write
 from vlmhooks.forward.backoff import Backoff
 from vlmhooks.forward.destinations import Destination, parse_destinations
 from vlmhooks.forward.publish import Attempt, Message
 from vlmhooks.forward.registry import sync_destinations
 from vlmhooks.forward.relay import Relay, RelayConfig
-from vlmhooks.ingest import ingest_prediction
-from vlmhooks.outbox import OUTBOX, claim, with_payloads
-from vlmhooks.records import DeliveryRecord, PredictionWrite
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.batch import apply_prediction_write
+from vlmhooks.store.outbox import OUTBOX, claim, with_payloads
+from vlmhooks.store.records import DeliveryRecord, PredictionWrite
 
 LEASE = timedelta(seconds=30)
 
@@ -101,7 +101,7 @@ def test_a_later_status_waits_for_the_earlier_one(engine: Engine) -> None:
 
 @pytest.mark.postgres
 def test_concurrent_claims_on_postgresql_skip_each_others_rows(postgres_url: str) -> None:
-    from vlmhooks.db import make_engine
+    from vlmhooks.store.db import make_engine
 
     engine = make_engine(postgres_url)
     try:

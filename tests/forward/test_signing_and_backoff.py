@@ -12,7 +12,7 @@ from tests.forward.support import SECRET_NEW, SECRET_OLD
 from vlmhooks.errors import ConfigError, SignatureInvalid
 from vlmhooks.forward.backoff import Backoff, parse_retry_after
 from vlmhooks.forward.http import StandardWebhookSigner
-from vlmhooks.signatures import verify_standard_webhook
+from vlmhooks.trust.signatures import verify_standard_webhook
 
 # The Standard Webhooks reference test vector.
 REFERENCE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -16,10 +16,10 @@ from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
 from tests.servers import serve
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens
 
 OLD_KEY, NEW_KEY = "callback-key-2025", "callback-key-2026"
 LOOKUP_KEY = "lookup-key"

@@ -18,16 +18,16 @@ import httpx
 import orjson
 from sqlalchemy.engine import Engine
 
-from receiver import events
 from receiver.app import create_app
+from receiver.live import events
 from tests.forward.sink import wait_until
 from tests.receiver.lookup_support import TEST_POLL_INTERVAL
 from tests.servers import serve
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.signatures import sign_vlmrun
-from vlmhooks.tables import SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import SUBMISSION
+from vlmhooks.trust.signatures import sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 API_KEY = "dashboard-key-current"
 OLD_API_KEY = "dashboard-key-previous"

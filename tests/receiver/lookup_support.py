@@ -13,8 +13,8 @@ from unittest import mock
 
 import httpx
 
-from receiver import events
 from receiver.app import create_app
+from receiver.live import events
 from tests.servers import UvicornThread, serve
 from vlmhooks.settings import Settings
 

@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from receiver.serverless import ServerlessHandler
+from receiver.server.serverless import ServerlessHandler
 from tests.receiver.callback_harness import LOOKUP_KEY, mint, receiver_settings
 from tests.receiver.lambda_events import EVENT_KINDS, Headers, LambdaAnswer, LambdaContext
 from vlmhooks.settings import Settings
-from vlmhooks.signatures import sign_vlmrun
+from vlmhooks.trust.signatures import sign_vlmrun
 
 WEBHOOK_SECRET = "vlmrun-webhook-secret"
 

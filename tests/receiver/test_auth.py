@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.auth import key_matches, presented_key
+from receiver.api.auth import key_matches, presented_key
 from receiver.errors import AuthError
 from tests.receiver.lookup_support import API_KEY, OLD_API_KEY, running_receiver
 

@@ -24,8 +24,8 @@ from bench.openloop import offered_rate
 from bench.payloads import SignedCallback, signed_callbacks
 from bench.server_cpu import cpu_per_request, thread_times
 from bench.sketch import sketch_asgi_app
-from vlmhooks import migrate
-from vlmhooks.db import make_engine
+from vlmhooks.store import migrate
+from vlmhooks.store.db import make_engine
 
 
 def _burn(
@@ -74,7 +74,7 @@ def test_cpu_per_request_sorts_busiest_first_and_leaves_out_idle_threads() -> No
 
 @pytest.mark.parametrize("name", sorted({**VARIANTS, **STAGES}))
 def test_each_ceiling_variant_applies_and_compiles(name: str, tmp_path: Path) -> None:
-    # Fails here, in CI, when receiver/callbacks.py moves the line an edit goes after.
+    # Fails here, in CI, when receiver/ingest/callbacks.py moves the line an edit goes after.
     root = variant_tree(name, tmp_path)
     source = (root / "receiver" / "callbacks.py").read_text()
     _anchor, addition = {**VARIANTS, **STAGES}[name]

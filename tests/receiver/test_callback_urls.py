@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from receiver import cli
-from receiver.shapes import MAX_CALLBACK_URLS
+from receiver.api.shapes import MAX_CALLBACK_URLS
+from receiver.ops import cli
 from tests.receiver.lookup_support import AUTH, client, prediction, running_receiver
-from vlmhooks.tokens import CALLBACK_PATH_PREFIX, CallbackTokens
+from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX, CallbackTokens
 
 TOKEN_KEY = "callback-token-key"  # what lookup_support's receiver signs with
 PUBLIC_URL = "https://hooks.example.com"

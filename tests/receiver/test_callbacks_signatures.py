@@ -18,7 +18,7 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
-from vlmhooks.signatures import sign_standard_webhook, sign_vlmrun, standard_webhook_headers
+from vlmhooks.trust.signatures import sign_standard_webhook, sign_vlmrun, standard_webhook_headers
 
 VLMRUN_OLD, VLMRUN_NEW = "vlmrun-secret-old", "vlmrun-secret-new"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
-from receiver import cli
+from receiver.ops import cli
 from tests.receiver.callback_harness import (
     NEW_KEY,
     OLD_KEY,
@@ -21,7 +21,7 @@ from tests.receiver.callback_harness import (
     running_receiver,
 )
 from tests.servers import free_port, serve
-from vlmhooks.tables import WEBHOOK_MESSAGE
+from vlmhooks.store.tables import WEBHOOK_MESSAGE
 
 VLMRUN_SECRET = "vlmrun-secret-2026"
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"standard-webhooks-secret-32bytes").decode()
@@ -132,8 +132,8 @@ def test_something_else_at_the_url_is_the_wrong_receiver(
 def test_a_receiver_on_another_database_is_the_wrong_receiver(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vlmhooks import migrate
-    from vlmhooks.db import make_engine
+    from vlmhooks.store import migrate
+    from vlmhooks.store.db import make_engine
 
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     engine = make_engine(elsewhere)
@@ -166,7 +166,7 @@ def test_an_unmigrated_database_fails_its_line(
 
 
 def test_a_self_test_token_is_verified_fully_and_expires(receiver: Receiver) -> None:
-    from receiver.selftest import SELF_TEST_MAX_AGE_SECONDS, SelfTestTokens
+    from receiver.ingest.selftest import SELF_TEST_MAX_AGE_SECONDS, SelfTestTokens
 
     fresh = SelfTestTokens([OLD_KEY, NEW_KEY]).mint("n1")
     bad_body = receiver.post(fresh, b'{"id": ""}', {"x-vlmrun-signature": "sha256=" + "0" * 64})

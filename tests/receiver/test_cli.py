@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver import cli
+from receiver.ops import cli
 from tests.servers import free_port
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.tokens import CallbackTokens
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = "old-key,new-key"
@@ -72,7 +72,7 @@ def test_serve_defaults_come_from_the_environment(
     calls: list[dict[str, Any]] = []
     environment.setattr("uvicorn.run", lambda app, **kwargs: calls.append(kwargs))
     # Nothing listens here (uvicorn is replaced), so whether the ports are free is moot.
-    environment.setattr("receiver.startup.ensure_port_free", lambda host, port: None)
+    environment.setattr("receiver.ops.startup.ensure_port_free", lambda host, port: None)
     assert cli.main(["serve"]) == 0
     environment.setenv("PORT", "5123")
     environment.setenv("WEB_CONCURRENCY", "3")

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 
 from tests.receiver.callback_harness import NEW_KEY, OLD_KEY, encode, mint, prediction_body
 from tests.servers import free_port
-from vlmhooks.db import make_engine
-from vlmhooks.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
 
 PREDICTIONS = 24
 STATUSES = ("enqueued", "pending", "running", "completed")

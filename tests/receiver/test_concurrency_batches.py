@@ -16,19 +16,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.receiver.callback_harness import prediction_body
-from vlmhooks import migrate
-from vlmhooks.batch import (
+from vlmhooks.errors import PredictionConflict
+from vlmhooks.ingest.prediction import validate_prediction
+from vlmhooks.ingest.storable import storable_content
+from vlmhooks.reads.public import public_prediction
+from vlmhooks.store import migrate
+from vlmhooks.store.batch import (
     BatchDiverged,
     PredictionBatch,
     apply_prediction_writes,
 )
-from vlmhooks.db import make_engine
-from vlmhooks.errors import PredictionConflict
-from vlmhooks.ingest import validate_prediction
-from vlmhooks.public import public_prediction
-from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
-from vlmhooks.storable import storable_content
-from vlmhooks.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.records import DeliveryRecord, IngestOutcome, PredictionWrite
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION, WEBHOOK_MESSAGE
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 # Each scenario is 40 random writes; 400 seeds passed when this was written, 8 run in CI.

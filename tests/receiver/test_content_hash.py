@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from bench.payloads import signed_callbacks
 from tests.receiver.callback_harness import prediction_body
-from vlmhooks.ingest import validate_prediction
-from vlmhooks.storable import storable_content_hash, usage_json
+from vlmhooks.ingest.prediction import validate_prediction
+from vlmhooks.ingest.storable import storable_content_hash, usage_json
 
 PAYLOADS: list[dict[str, Any]] = [
     prediction_body("completed"),

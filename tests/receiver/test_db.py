@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from vlmhooks.db import dumps_json, dumps_json_utf8, make_engine, normalize_database_url
 from vlmhooks.errors import ConfigError
+from vlmhooks.store.db import dumps_json, dumps_json_utf8, make_engine, normalize_database_url
 
 
 @pytest.mark.parametrize(

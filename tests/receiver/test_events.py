@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
-from receiver import events as events_module
+from receiver.live import events as events_module
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.lookup_support import (
     EventReader,
@@ -22,8 +22,8 @@ from tests.receiver.lookup_support import (
     prediction,
     running_receiver,
 )
-from vlmhooks.db import make_engine
-from vlmhooks.ingest import ingest_prediction
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.db import make_engine
 
 STREAM_TIMEOUT = httpx.Timeout(10.0)
 

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
-from receiver.events import LISTEN_APPLICATION_NAME, EventHub
+from receiver.live.events import LISTEN_APPLICATION_NAME, EventHub
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.lookup_support import after, prediction
-from vlmhooks.db import make_engine
-from vlmhooks.ingest import ingest_prediction
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.db import make_engine
 
 pytestmark = pytest.mark.anyio
 

@@ -20,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver import events as events_module
-from receiver import fanout as fanout_module
-from receiver.events import EventHub
-from receiver.fanout import FanOut
+from receiver.live import events as events_module
+from receiver.live import fanout as fanout_module
+from receiver.live.events import EventHub
+from receiver.live.fanout import FanOut
 from tests.receiver.lookup_support import (
     AUTH,
     EventReader,
@@ -33,8 +33,8 @@ from tests.receiver.lookup_support import (
 )
 from tests.reliability.rawsocket import hardened_receiver, read_until_closed
 from tests.servers import UvicornThread
-from vlmhooks.db import make_engine
-from vlmhooks.ingest import ingest_prediction
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.db import make_engine
 
 DEADLINE = 20.0
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from receiver.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS, quick_gil_handoff
+from receiver.writer.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS, quick_gil_handoff
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from receiver import group_commit
-from receiver.group_commit import GroupCommitter, WriterStopped
+from receiver.writer import group_commit
+from receiver.writer.group_commit import GroupCommitter, WriterStopped
 from tests.receiver.group_commit_support import (
     PROBE,
     blocking_op,
@@ -22,7 +22,7 @@ from tests.receiver.group_commit_support import (
     probe_insert,
     wait_until_set,
 )
-from vlmhooks.db import make_engine
+from vlmhooks.store.db import make_engine
 
 
 def test_concurrent_writes_share_one_commit(probe: Engine) -> None:

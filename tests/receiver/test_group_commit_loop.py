@@ -18,10 +18,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from receiver.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS
-from receiver.group_commit import LOOP_WRITE_MAX_BYTES, GroupCommitter, WriterStopped
+from receiver.writer.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS
+from receiver.writer.group_commit import LOOP_WRITE_MAX_BYTES, GroupCommitter, WriterStopped
 from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
-from vlmhooks.db import make_engine
+from vlmhooks.store.db import make_engine
 
 
 def test_writes_queued_together_share_one_commit_in_the_helper_thread(probe: Engine) -> None:

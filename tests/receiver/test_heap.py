@@ -1,7 +1,7 @@
 """`vlm-receiver serve`'s app freezes its start-up heap; apps built by `create_app` do not.
 
 A frozen object is never collected, so only a process that builds one app may freeze
-(receiver/heap.py); the suite itself builds hundreds.
+(receiver/server/heap.py); the suite itself builds hundreds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from receiver.app import create_app, create_app_from_environment
-from receiver.heap import freeze_startup_heap
+from receiver.server.heap import freeze_startup_heap
 from tests.servers import serve
 from vlmhooks.settings import Settings
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlmhooks.hmacs import HmacSha256
+from vlmhooks.trust.hmacs import HmacSha256
 
 # RFC 4231, section 4: test cases 1, 2, 3, 4, 6 (a key longer than the block) and 7.
 RFC_4231 = [

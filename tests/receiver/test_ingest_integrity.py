@@ -26,11 +26,11 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
-from vlmhooks.batch import apply_prediction_writes
 from vlmhooks.errors import PredictionConflict
-from vlmhooks.ingest import validate_prediction
-from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
-from vlmhooks.tables import EVENT
+from vlmhooks.ingest.prediction import validate_prediction
+from vlmhooks.store.batch import apply_prediction_writes
+from vlmhooks.store.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
+from vlmhooks.store.tables import EVENT
 
 AUTH = {"authorization": f"Bearer {LOOKUP_KEY}"}
 

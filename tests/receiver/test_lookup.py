@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import after, client, prediction, running_receiver
-from vlmhooks.ingest import ingest_prediction
-from vlmhooks.tables import DELIVERY, SUBMISSION
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.tables import DELIVERY, SUBMISSION
 
 
 def store(engine: Engine, body: dict[str, object], submission_id: str | None = None) -> None:

@@ -9,8 +9,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import schemas.tables  # noqa: F401
-from vlmhooks import migrate
-from vlmhooks.db import make_engine
+from vlmhooks.store import migrate
+from vlmhooks.store.db import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -15,16 +15,16 @@ from openapi_spec_validator import validate
 from sqlalchemy.engine import Engine
 from starlette.routing import Route
 
+from receiver.api.lookup import QUERY_PARAMETERS
 from receiver.app import create_app
-from receiver.lookup import QUERY_PARAMETERS
-from receiver.openapi import openapi_document
-from receiver.openapi_schemas import REF_TEMPLATE
+from receiver.openapi.document import openapi_document
+from receiver.openapi.schemas import REF_TEMPLATE
 from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import AUTH, prediction, receiver_settings
 from tests.servers import serve
-from vlmhooks.ingest import ingest_prediction
-from vlmhooks.tables import SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.tables import SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 

@@ -19,14 +19,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from receiver.group_commit import GroupCommitter
+from receiver.writer.group_commit import GroupCommitter
 from tests.receiver.callback_harness import prediction_body
 from tests.receiver.group_commit_support import PROBE, blocking_op, probe_insert, wait_until_set
-from vlmhooks.batch import PredictionBatch, apply_prediction_writes
-from vlmhooks.db import make_engine
-from vlmhooks.ingest import validate_prediction
-from vlmhooks.records import DeliveryRecord, IngestOutcome, PredictionWrite
-from vlmhooks.tables import EVENT
+from vlmhooks.ingest.prediction import validate_prediction
+from vlmhooks.store.batch import PredictionBatch, apply_prediction_writes
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.records import DeliveryRecord, IngestOutcome, PredictionWrite
+from vlmhooks.store.tables import EVENT
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 # Long enough for a write that is not blocked to finish many times over on this machine.

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from receiver.refusals import REFUSALS_LOGGER, UNAUTHENTICATED_BURST
+from receiver.ingest.refusals import REFUSALS_LOGGER, UNAUTHENTICATED_BURST
 from tests.receiver.callback_harness import (
     LOOKUP_KEY,
     encode,
@@ -26,9 +26,9 @@ from tests.receiver.callback_harness import (
     tampered,
 )
 from tests.reliability.rawsocket import hardened_receiver
-from vlmhooks.db import make_engine
-from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from vlmhooks.tables import DELIVERY
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
 
 WEBHOOK_SECRET = "quiet-logs-webhook-secret"
 JSON = {"content-type": "application/json"}

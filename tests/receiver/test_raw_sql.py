@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from vlmhooks.raw_sql import Prepared, placeholders
-from vlmhooks.statements import statements_for
+from vlmhooks.store.raw_sql import Prepared, placeholders
+from vlmhooks.store.statements import statements_for
 
 
 def _rows(columns: tuple[str, ...], count: int) -> list[dict[str, object]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from receiver import cli
+from receiver.ops import cli
 from tests.receiver.callback_harness import (
     LOOKUP_KEY,
     NEW_KEY,
@@ -25,9 +25,9 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
-from vlmhooks.db import make_engine
-from vlmhooks.signatures import sign_vlmrun
-from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.trust.signatures import sign_vlmrun
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "vlmrun-secret-2026"
@@ -224,7 +224,7 @@ def cli_replay(
         "VLMHOOKS_VLMRUN_WEBHOOK_SECRETS": SECRET,
     }
     return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "deliveries", "replay", *args],
+        [sys.executable, "-m", "receiver.ops.cli", "deliveries", "replay", *args],
         env=env,
         # Not the repository: `-m` puts the working directory first on sys.path.
         cwd=cwd,

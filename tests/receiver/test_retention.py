@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver import cli
+from receiver.ops import cli
 from tests.receiver.callback_harness import (
     NEW_KEY,
     Receiver,
@@ -16,11 +16,11 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
-from vlmhooks.db import make_engine
 from vlmhooks.durations import parse_duration
 from vlmhooks.errors import ConfigError
-from vlmhooks.retention import prune_deliveries
 from vlmhooks.settings import load_settings
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.retention import prune_deliveries
 
 DAY = 86400.0
 

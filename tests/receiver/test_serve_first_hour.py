@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from receiver import cli
+from receiver.ops import cli
 from tests.receiver.lookup_support import AUTH, running_receiver
 from tests.servers import free_port
 
@@ -104,7 +104,7 @@ def test_short_secret_keys_are_named_in_a_warning(
 ) -> None:
     # Up to the point of listening: uvicorn itself is replaced.
     environment.setattr("uvicorn.run", lambda app, **kwargs: None)
-    environment.setattr("receiver.startup.ensure_port_free", lambda host, port: None)
+    environment.setattr("receiver.ops.startup.ensure_port_free", lambda host, port: None)
     environment.setenv("VLMHOOKS_SECRET_KEYS", f"short-key,{STRONG_KEY}")
     assert cli.main(["serve", "--migrate"]) == 0
     err = capsys.readouterr().err
@@ -135,7 +135,7 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "receiver.cli",
+                "receiver.ops.cli",
                 "serve",
                 "--migrate",
                 "--host",

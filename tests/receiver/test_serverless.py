@@ -1,4 +1,4 @@
-"""`receiver.serverless.handler` invoked in-process with the events AWS sends: signed
+"""`receiver.server.serverless.handler` invoked in-process with the events AWS sends: signed
 callbacks and lookups against real databases, for every event kind."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from receiver import events as events_module
+from receiver.live import events as events_module
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.callback_harness import (
     FROZEN_NOW,
@@ -30,10 +30,10 @@ from tests.receiver.serverless_support import (
     lambda_instance,
     serverless_settings,
 )
-from vlmhooks.db import make_engine
-from vlmhooks.ingest import ingest_prediction
-from vlmhooks.signatures import sign_vlmrun
-from vlmhooks.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.trust.signatures import sign_vlmrun
 
 PROBE_APPLICATION = "vlmhooks-test-probe"
 

@@ -13,7 +13,7 @@ from tests.receiver.callback_harness import LOOKUP_KEY, NEW_KEY, OLD_KEY, encode
 from tests.receiver.callback_harness import prediction_body as callback_body
 from tests.receiver.lambda_events import http_api_v2
 from tests.receiver.serverless_support import WEBHOOK_SECRET
-from vlmhooks.signatures import sign_vlmrun
+from vlmhooks.trust.signatures import sign_vlmrun
 
 REPO = Path(__file__).resolve().parents[2]
 # Never needed by a callback: migrations (and Alembic's templating), an HTTP client (whose
@@ -28,10 +28,10 @@ NEVER_FOR_A_CALLBACK = {
     "uvicorn",
     "jsonschema",
     "PIL",
-    "vlmhooks.migrate",
+    "vlmhooks.store.migrate",
 }
 # Importing the handler builds nothing: the app and its database layer wait for the first
-# invocation (receiver/serverless.py).
+# invocation (receiver/server/serverless.py).
 NOT_AT_IMPORT = NEVER_FOR_A_CALLBACK | {
     "receiver.app",
     "starlette.applications",
@@ -44,10 +44,10 @@ NOT_AT_IMPORT = NEVER_FOR_A_CALLBACK | {
 CHILD = """
 import json, sys
 events = json.loads(sys.stdin.read())
-import receiver.serverless
+import receiver.server.serverless
 loaded = {"import": sorted(sys.modules)}
 if events:
-    answer = receiver.serverless.handler(events[0], None)
+    answer = receiver.server.serverless.handler(events[0], None)
     loaded["status"] = answer["statusCode"]
     loaded["callback"] = sorted(sys.modules)
 print(json.dumps(loaded))

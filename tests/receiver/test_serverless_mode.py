@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from receiver.app import create_app
-from receiver.cli import main
-from receiver.runtime import Runtime, resolve_runtime
-from receiver.serverless import ServerlessHandler
+from receiver.ops.cli import main
+from receiver.server.runtime import Runtime, resolve_runtime
+from receiver.server.serverless import ServerlessHandler
 from tests.receiver.callback_harness import receiver_settings
 from tests.receiver.lambda_events import LambdaContext, http_api_v2
 from vlmhooks.errors import ConfigError

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from receiver import events as events_module
-from receiver.events import LISTEN_APPLICATION_NAME
+from receiver.live import events as events_module
+from receiver.live.events import LISTEN_APPLICATION_NAME
 from tests.receiver.callback_harness import (
     LOOKUP_KEY,
     encode,
@@ -34,11 +34,11 @@ from tests.receiver.serverless_support import (
     lambda_instance,
     serverless_settings,
 )
-from vlmhooks.db import make_engine
-from vlmhooks.ingest import ingest_prediction
+from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.settings import Settings
-from vlmhooks.signatures import standard_webhook_headers
-from vlmhooks.tables import DELIVERY, PREDICTION
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION
+from vlmhooks.trust.signatures import standard_webhook_headers
 
 pytestmark = pytest.mark.postgres
 

@@ -12,7 +12,7 @@ from vlmhooks.settings import (
     Settings,
     load_settings,
 )
-from vlmhooks.signatures import DEFAULT_TOLERANCE_SECONDS
+from vlmhooks.trust.signatures import DEFAULT_TOLERANCE_SECONDS
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +94,7 @@ def test_invalid_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_refuses_to_start_without_secret_keys(tmp_path: object) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "DATABASE_URL": "sqlite:////tmp/x.db"}
     result = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "1"],
+        [sys.executable, "-m", "receiver.ops.cli", "serve", "--port", "1"],
         env=env,
         capture_output=True,
         text=True,

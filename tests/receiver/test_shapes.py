@@ -9,11 +9,11 @@ import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from receiver.shapes import DeliveryPage
+from receiver.api.shapes import DeliveryPage
 from schemas.contract import PredictionResponse
-from vlmhooks.public import Prediction, public_prediction
-from vlmhooks.reads import public_delivery
-from vlmhooks.shapes import Delivery
+from vlmhooks.reads.public import Prediction, public_prediction
+from vlmhooks.reads.queries import public_delivery
+from vlmhooks.reads.shapes import Delivery
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlmhooks.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
-from vlmhooks.signatures import (
+from vlmhooks.trust.signatures import (
     StandardWebhookVerdict,
     parse_standard_webhook_secret,
     sign_standard_webhook,

@@ -8,7 +8,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
-from vlmhooks.tokens import CallbackTokens, mint_callback_url, new_submission_id
+from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url, new_submission_id
 
 T0 = 1_700_000_000.0
 SUB = "sub_01hgw2bbg0k3n4m5p6q7r8s9tv"

@@ -11,25 +11,29 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect
 
-from receiver.body import declared_length, read_body
 from receiver.errors import BodyTooLarge
-from receiver.verify import SignaturePolicy, require_json_content_type, verify_provider_signatures
-from vlmhooks.audit import (
+from receiver.ingest.body import declared_length, read_body
+from receiver.ingest.verify import (
+    SignaturePolicy,
+    require_json_content_type,
+    verify_provider_signatures,
+)
+from vlmhooks.errors import ConfigError, PayloadError, SignatureInvalid, UnsupportedMediaType
+from vlmhooks.ingest.storable import find_nul
+from vlmhooks.store.audit import (
     MAX_HEADER_VALUE_CHARS,
     MAX_REASON_CHARS,
     delivery_record,
     delivery_row,
 )
-from vlmhooks.errors import ConfigError, PayloadError, SignatureInvalid, UnsupportedMediaType
-from vlmhooks.records import sha256_hex
-from vlmhooks.signatures import (
+from vlmhooks.store.records import sha256_hex
+from vlmhooks.trust.signatures import (
     DEFAULT_TOLERANCE_SECONDS,
     StandardWebhookVerifier,
     VlmrunVerifier,
     sign_vlmrun,
     standard_webhook_headers,
 )
-from vlmhooks.storable import find_nul
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

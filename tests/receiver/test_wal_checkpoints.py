@@ -1,4 +1,4 @@
-"""Background WAL checkpoints (receiver/wal_checkpoints.py), on real SQLite files: each
+"""Background WAL checkpoints (receiver/writer/wal_checkpoints.py), on real SQLite files: each
 checkpoint reports what SQLite reports and copies what the writer never checkpoints, the
 connection fsyncs what it copies, failures are survived, the served app runs the thread and
 leaves its writer only the rare checkpoint of its own, and nothing that reads the WAL's
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from receiver.fanout import SqliteChanges
-from receiver.runtime import Runtime, open_engines, wal_checkpointer
-from receiver.wal_checkpoints import (
+from receiver.live.fanout import SqliteChanges
+from receiver.server.runtime import Runtime, open_engines, wal_checkpointer
+from receiver.writer.wal_checkpoints import (
     WRITER_AUTOCHECKPOINT_PAGES,
     WalCheckpointer,
     checkpoint_connection,
@@ -34,7 +34,7 @@ from tests.receiver.callback_harness import (
     receiver_settings,
     running_receiver,
 )
-from vlmhooks.db import make_engine, sqlite_file
+from vlmhooks.store.db import make_engine, sqlite_file
 
 SERVER = Runtime(serverless=False, pooler="none")
 # The WAL-index's "DMS" byte: every connection with the WAL open holds a read lock on it,

@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 
 from schemas.enums import Status
 from tests.conftest import POSTGRES_ADMIN_DSN
-from vlmhooks import migrate
-from vlmhooks.db import make_engine
-from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
-from vlmhooks.tables import PREDICTION, SUBMISSION
+from vlmhooks.store import migrate
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import PREDICTION, SUBMISSION
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
 
 SECRET_KEY = "reliability-callback-token-key"
 WEBHOOK_SECRET = "reliability-vlmrun-webhook-secret"

@@ -20,9 +20,9 @@ START_TIMEOUT_SECONDS = 60.0
 
 
 def receiver_command() -> list[str]:
-    """The `vlm-receiver` console script of this interpreter (else `python -m receiver.cli`)."""
+    """The `vlm-receiver` console script of this interpreter (else `python -m receiver.ops.cli`)."""
     script = shutil.which("vlm-receiver", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "receiver.cli"]
+    return [script] if script else [sys.executable, "-m", "receiver.ops.cli"]
 
 
 class ReceiverProcess:

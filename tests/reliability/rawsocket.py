@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from receiver.app import create_app
-from receiver.server import uvicorn_options
+from receiver.server.uvicorn_options import uvicorn_options
 from tests.servers import UvicornThread, serve
 from vlmhooks.settings import Settings
 

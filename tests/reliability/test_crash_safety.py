@@ -48,9 +48,9 @@ from tests.reliability.callbacks import LOOKUP_KEY, SECRET_KEY, WEBHOOK_SECRET
 from tests.reliability.processes import ReceiverProcess
 from tests.reliability.sizing import seed, size
 from tests.servers import free_port, serve
-from vlmhooks.db import make_engine
-from vlmhooks.tables import PREDICTION, SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import PREDICTION, SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens
 
 API_KEY = "sk-crash-test"
 # Retries outlast any restart (~1 s): 0.05 s doubling gives 25 s of retrying in 10 attempts.

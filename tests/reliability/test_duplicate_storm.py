@@ -41,10 +41,10 @@ from tests.reliability.processes import ReceiverProcess
 from tests.reliability.rawhttp import RawConnection
 from tests.reliability.sizing import seed, size
 from tests.servers import free_port, serve
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.tables import DELIVERY, SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens
 
 DELIVERIES_PER_PREDICTION = 3
 # How often each status is a prediction's true final one.

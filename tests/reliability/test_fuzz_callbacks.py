@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.verify import require_json_content_type
+from receiver.ingest.verify import require_json_content_type
 from schemas.enums import Status
 from tests.reliability.callbacks import (
     DATABASES,
@@ -68,12 +68,12 @@ from tests.reliability.fuzz_strategies import (
 )
 from tests.reliability.sizing import size
 from tests.servers import serve
-from vlmhooks.db import make_engine
 from vlmhooks.errors import UnsupportedMediaType
 from vlmhooks.settings import Settings
-from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from vlmhooks.tables import DELIVERY, PREDICTION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 MAX_BODY = 64 * 1024
 SUBMISSION = "sub_fuzz"
@@ -234,7 +234,7 @@ def fuzz(_fuzz_receiver: FuzzReceiver, request: pytest.FixtureRequest) -> Iterat
 
 
 def bind_submission(engine: Engine) -> None:
-    from vlmhooks.tables import SUBMISSION as SUBMISSION_TABLE
+    from vlmhooks.store.tables import SUBMISSION as SUBMISSION_TABLE
 
     add_submissions(engine, [BOUND_SUBMISSION])
     with engine.begin() as connection:

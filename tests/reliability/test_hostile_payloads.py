@@ -34,11 +34,11 @@ from tests.reliability.callbacks import (
     scratch_database,
 )
 from tests.servers import serve
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from vlmhooks.tables import DELIVERY, PREDICTION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver import callback_slots
+from receiver.ingest import slots as callback_slots
 from tests.reliability.rawsocket import (
     connect,
     hardened_receiver,
@@ -22,7 +22,7 @@ from tests.reliability.rawsocket import (
     status_of,
 )
 from vlmhooks.settings import Settings
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.tokens import CallbackTokens
 
 HEADER_CAP = 16 * 1024
 SHORT = 0.5
@@ -99,7 +99,7 @@ def test_a_dribbled_callback_body_is_answered_408_and_closed(settings: Settings)
 def test_each_request_on_a_kept_alive_connection_gets_its_own_full_timeouts(
     sqlite_url: str, head_timeout: float, body_timeout: float
 ) -> None:
-    """One lazy timer serves a connection (receiver/protocol.py): the second request's
+    """One lazy timer serves a connection (receiver/server/protocol.py): the second request's
     deadlines count from that request, neither from the first nor from the other part's."""
     settings = limited_settings(
         sqlite_url, header_timeout=head_timeout, body_timeout=body_timeout, keepalive_timeout=5

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from receiver.protocol import _no_delay
+from receiver.server.protocol import _no_delay
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""A response's head and body leave in one write, over real sockets (receiver/protocol.py).
+"""A response's head and body leave in one write, over real sockets (receiver/server/protocol.py).
 
 uvicorn writes a head and then a body; on a short response each was a `send()` of its
 own, a fifth of the event loop's time under callback load. These tests count the writes
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from receiver.protocol import HttpLimits, _CoalescedWrites, limited_protocol
+from receiver.server.protocol import HttpLimits, _CoalescedWrites, limited_protocol
 from tests.receiver.callback_harness import JSON_HEADERS, mint, prediction_body
 from tests.reliability.rawsocket import hardened_receiver
 from vlmhooks.settings import Settings

@@ -56,10 +56,10 @@ from tests.reliability.callbacks import (
 )
 from tests.reliability.sizing import size
 from tests.servers import serve
-from vlmhooks.db import make_engine
 from vlmhooks.settings import Settings
-from vlmhooks.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun
+from vlmhooks.trust.tokens import CallbackTokens
 
 # An SSE stream never ends on its own, so a generated request to it would never return.
 STREAMING_PATHS = {"/v1/events", "/dashboard/events"}

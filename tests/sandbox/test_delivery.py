@@ -15,7 +15,7 @@ import httpx
 from schemas.contract import PredictionResponse
 from tests.sandbox.conftest import SandboxFactory
 from tests.sandbox.harness import CaptureReceiver, png_b64, wait_attempts, wait_terminal
-from vlmhooks.signatures import verify_standard_webhook, verify_vlmrun_signature
+from vlmhooks.trust.signatures import verify_standard_webhook, verify_vlmrun_signature
 
 VLMRUN_SECRET = "It's a Secret to Everybody"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -16,7 +16,7 @@ from PIL import Image
 from sandbox import SandboxConfig, create_sandbox_app
 from tests.servers import serve
 from vlmhooks.settings import Settings
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.tokens import CallbackTokens
 
 API_KEY = "sk-sandbox-test"
 SECRET_KEYS = ("callback-token-key-for-tests",)

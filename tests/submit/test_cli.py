@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from schemas.enums import Domain
 from submit.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 from tests.submit.conftest import API_KEY, LOOKUP_KEY, SECRET_KEYS, SandboxFactory
-from vlmhooks.db import make_engine
-from vlmhooks.tables import PREDICTION
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import PREDICTION
 
 ENV_NAMES = [
     "DATABASE_URL",

@@ -19,9 +19,9 @@ from submit.reconcile import reconcile_once
 from submit.retry import RetryPolicy
 from submit.submitter import SubmitItem, Submitter
 from tests.submit.conftest import API_KEY, CountingTransport, SandboxFactory, wait_for
-from vlmhooks.db import make_engine
-from vlmhooks.tables import DELIVERY, PREDICTION, SUBMISSION
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.trust.tokens import CallbackTokens
 
 
 @pytest.fixture

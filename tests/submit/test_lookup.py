@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from submit.lookup import DatabaseSource, is_terminal, wait_for_predictions
-from vlmhooks.db import make_engine
-from vlmhooks.pagination import MAX_LIMIT
-from vlmhooks.tables import DELIVERY, SUBMISSION
+from vlmhooks.reads.pagination import MAX_LIMIT
+from vlmhooks.store.db import make_engine
+from vlmhooks.store.tables import DELIVERY, SUBMISSION
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from submit.images import FileImage, ImageSource, expand_image_inputs
 from submit.retry import NO_RETRIES
 from submit.submitter import SubmitItem, Submitter
 from tests.submit.conftest import SECRET_KEYS, png_bytes
-from vlmhooks.tokens import CallbackTokens
+from vlmhooks.trust.tokens import CallbackTokens
 
 PNG_DATA_URL_PREFIX = "data:image/png;base64,"
 

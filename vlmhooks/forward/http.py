@@ -15,7 +15,7 @@ from vlmhooks.forward.backoff import parse_retry_after
 from vlmhooks.forward.destinations import Destination
 from vlmhooks.forward.http_client import OriginClient, ProtocolError
 from vlmhooks.forward.publish import DELIVERED, Attempt, Message, error_text
-from vlmhooks.signatures import parse_standard_webhook_secret
+from vlmhooks.trust.signatures import parse_standard_webhook_secret
 
 __all__ = ["HttpPublisher", "StandardWebhookSigner"]
 

@@ -9,8 +9,8 @@ from typing import Literal, Protocol
 
 import orjson
 
-from vlmhooks.outbox import Claimed
-from vlmhooks.public import iso_utc
+from vlmhooks.reads.public import iso_utc
+from vlmhooks.store.outbox import Claimed
 
 __all__ = ["Attempt", "Message", "Outcome", "Publisher", "encode_message"]
 

@@ -25,7 +25,7 @@ from vlmhooks.forward.destinations import Destination
 from vlmhooks.forward.metrics import ForwardMetrics
 from vlmhooks.forward.publish import Attempt, Publisher, encode_message
 from vlmhooks.forward.registry import DestinationState, destination_state
-from vlmhooks.outbox import Claimed, Lease, Settlement, claim, has_due, settle, with_payloads
+from vlmhooks.store.outbox import Claimed, Lease, Settlement, claim, has_due, settle, with_payloads
 from vlmhooks.tasks import cancel_and_wait
 
 __all__ = ["ChangeSignal", "Relay", "RelayConfig", "Round", "WriteRunner", "transaction_runner"]
@@ -45,7 +45,7 @@ log = logging.getLogger("vlmhooks.forward")
 
 
 class ChangeSignal(Protocol):
-    """Wake-ups on commits (`receiver.events.EventHub` fits)."""
+    """Wake-ups on commits (`receiver.live.events.EventHub` fits)."""
 
     def ticket(self) -> asyncio.Event | None: ...
 

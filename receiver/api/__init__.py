@@ -1,0 +1,2 @@
+"""The read API and its routes: lookups, parameters, auth, usage, callback URLs, replay,
+forwarding."""

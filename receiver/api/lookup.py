@@ -1,0 +1,262 @@
+"""The lookup API: predictions (with long-poll), submissions, deliveries, events.
+
+Every route here sits behind `RequireBearer`; callbacks and health checks do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.api.auth import ACCESS_TOKEN_PARAM, RequireBearer
+from receiver.api.known_query import KnownQuery
+from receiver.api.params import (
+    bool_param,
+    int_param,
+    status_param,
+    text_param,
+    timestamp_param,
+    wait_param,
+)
+from receiver.api.shapes import DeliveryPage
+from receiver.live.fanout import FanOut
+from receiver.live.sse import EventStream, stream_events
+from receiver.responses import json_response
+from receiver.state import receiver_state
+from schemas.enums import Status
+from vlmhooks.errors import NotFound
+from vlmhooks.reads.pagination import (
+    CURSOR_PARAM,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_SKIP,
+    SKIP_PARAM,
+    decode_delivery_cursor,
+    decode_prediction_cursor,
+    encode_delivery_cursor,
+    encode_prediction_cursor,
+)
+from vlmhooks.reads.queries import (
+    PredictionFilters,
+    get_prediction,
+    get_submission,
+    list_deliveries,
+    list_predictions,
+)
+
+__all__ = [
+    "QUERY_PARAMETERS",
+    "WAIT_CEILING_SECONDS",
+    "get_prediction_endpoint",
+    "get_submission_endpoint",
+    "list_deliveries_endpoint",
+    "list_predictions_endpoint",
+    "lookup_routes",
+]
+
+# The SSE stream is an ASGI app of its own, not a `Response`.
+Endpoint = Callable[[Request], Awaitable[Response | EventStream]]
+
+# However large the configured cap, a request is never held longer than this.
+WAIT_CEILING_SECONDS = 60.0
+
+# The query parameters each lookup route takes; any other is a 400 (`KnownQuery`). The
+# OpenAPI test checks these against the document, both ways.
+QUERY_PARAMETERS: dict[str, frozenset[str]] = {
+    "/v1/predictions": frozenset(
+        {
+            "status",
+            "domain",
+            "submission_id",
+            "created_after",
+            "created_before",
+            "limit",
+            SKIP_PARAM,
+            CURSOR_PARAM,
+        }
+    ),
+    "/v1/predictions/{prediction_id}": frozenset({"wait"}),
+    "/v1/submissions/{submission_id}": frozenset(),
+    "/v1/deliveries": frozenset(
+        {"prediction_id", "submission_id", "include_body", "limit", CURSOR_PARAM}
+    ),
+    "/v1/events": frozenset({"last_event_id", "after"}),
+}
+
+
+def _limit(request: Request) -> int:
+    return int_param(
+        request.query_params, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+
+
+async def get_prediction_endpoint(request: Request) -> Response:
+    """`GET /v1/predictions/{id}[?wait=N]`: the API's own shape; waits for completed or failed."""
+    state = receiver_state(request)
+    prediction_id: str = request.path_params["prediction_id"]
+    cap = min(float(state.settings.max_wait), WAIT_CEILING_SECONDS)
+    wait = wait_param(request.query_params, "wait", cap)
+    if wait > 0 and state.fanout is not None:
+        return await _wait_for_terminal(request, state.fanout, state.engine, prediction_id, wait)
+    deadline = time.monotonic() + wait
+    # Serverless (or no wait): each request reads for itself; nothing outlives it.
+    while True:
+        # Taken before the read, so a commit landing between read and wait still wakes us.
+        ticket = state.events.ticket()
+        prediction = await run_in_threadpool(get_prediction, state.engine, prediction_id)
+        if prediction is not None and Status(prediction["status"]).is_terminal:
+            return json_response(prediction)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            break
+        await state.events.wait(ticket, remaining)
+    if prediction is None:
+        raise NotFound(
+            f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
+        )
+    return json_response(prediction)
+
+
+def next_link(request: Request, cursor: str) -> str:
+    """RFC 8288 `Link: <...>; rel="next"`: this request's URL with the cursor, no offset.
+
+    The key never goes into a header a proxy may log: `access_token` is dropped.
+    """
+    url = request.url.remove_query_params([SKIP_PARAM, CURSOR_PARAM, ACCESS_TOKEN_PARAM])
+    return f'<{url.include_query_params(**{CURSOR_PARAM: cursor})}>; rel="next"'
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _wait_for_terminal(
+    request: Request, fanout: FanOut, engine: Engine, prediction_id: str, wait: float
+) -> Response:
+    """Long poll through the shared pump: no query and no CPU while waiting.
+
+    The waiter is registered before the first read, so a completion committed in between
+    resolves it. It resolves with the event's data (the same shape GET returns), or with
+    None when the server starts shutting down; then, as after the wait, the current state
+    is the answer.
+    """
+    waiter = await fanout.waiter(prediction_id)
+    try:
+        prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+        if prediction is not None and Status(prediction["status"]).is_terminal:
+            return json_response(prediction)
+        # A client that goes away ends the wait: its task must not outlive it for a minute.
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait((waiter, gone), timeout=wait, return_when=FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if waiter.done() and (completed := waiter.result()) is not None:
+            return json_response(completed)
+    finally:
+        fanout.forget(prediction_id, waiter)
+    prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+    if prediction is None:
+        raise NotFound(
+            f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
+        )
+    return json_response(prediction)
+
+
+async def list_predictions_endpoint(request: Request) -> Response:
+    """`GET /v1/predictions`: the API's shape (a plain list; `skip`/`limit`), newest first.
+
+    Keyset pagination rides alongside: the next page's URL is in the `Link` header. `skip`
+    counts from the cursor's position (from the newest row without one), and the next link
+    continues after the last row returned, so the two compose.
+    """
+    state = receiver_state(request)
+    query = request.query_params
+    filters = PredictionFilters(
+        status=status_param(query, "status"),
+        domain=text_param(query, "domain"),
+        submission_id=text_param(query, "submission_id"),
+        created_after=timestamp_param(query, "created_after"),
+        created_before=timestamp_param(query, "created_before"),
+    )
+    limit = _limit(request)
+    skip = int_param(query, SKIP_PARAM, default=0, minimum=0, maximum=MAX_SKIP)
+    cursor = query.get(CURSOR_PARAM)
+    after = decode_prediction_cursor(cursor) if cursor is not None else None
+    page, next_key = await run_in_threadpool(
+        lambda: list_predictions(state.engine, filters, after, limit, skip=skip)
+    )
+    response = json_response(page)
+    if next_key is not None:
+        response.headers["Link"] = next_link(request, encode_prediction_cursor(next_key))
+    return response
+
+
+async def get_submission_endpoint(request: Request) -> Response:
+    """`GET /v1/submissions/{id}`: the submission, its prediction and its delivery history."""
+    state = receiver_state(request)
+    submission_id: str = request.path_params["submission_id"]
+    submission = await run_in_threadpool(get_submission, state.engine, submission_id)
+    if submission is None:
+        raise NotFound(f"submission {submission_id!r} is not recorded", submission_id=submission_id)
+    return json_response(submission)
+
+
+async def list_deliveries_endpoint(request: Request) -> Response:
+    """`GET /v1/deliveries`: the audit log, newest first; raw bodies only on request."""
+    state = receiver_state(request)
+    query = request.query_params
+    prediction_id = text_param(query, "prediction_id")
+    submission_id = text_param(query, "submission_id")
+    include_body = bool_param(query, "include_body")
+    limit = _limit(request)
+    cursor = query.get(CURSOR_PARAM)
+    after = decode_delivery_cursor(cursor) if cursor is not None else None
+    page, next_key = await run_in_threadpool(
+        lambda: list_deliveries(
+            state.engine,
+            prediction_id=prediction_id,
+            submission_id=submission_id,
+            after=after,
+            limit=limit,
+            include_body=include_body,
+        )
+    )
+    body: DeliveryPage = {
+        "data": page,
+        "next_cursor": None if next_key is None else encode_delivery_cursor(next_key),
+    }
+    return json_response(body)
+
+
+def lookup_routes() -> list[BaseRoute]:
+    endpoints: dict[str, Endpoint] = {
+        "/v1/predictions": list_predictions_endpoint,
+        "/v1/predictions/{prediction_id}": get_prediction_endpoint,
+        "/v1/submissions/{submission_id}": get_submission_endpoint,
+        "/v1/deliveries": list_deliveries_endpoint,
+        "/v1/events": stream_events,
+    }
+    return [
+        Route(
+            path,
+            endpoint,
+            methods=["GET"],
+            # The key is checked first: an anonymous caller learns nothing about parameters.
+            middleware=[
+                Middleware(RequireBearer),
+                Middleware(KnownQuery, names=QUERY_PARAMETERS[path]),
+            ],
+        )
+        for path, endpoint in endpoints.items()
+    ]

@@ -1,0 +1,86 @@
+"""`GET /v1/usage`: the usage ledger; and the credits counter `/metrics` reads at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import get_args
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.api.auth import RequireBearer
+from receiver.api.params import bad_parameter, int_param, timestamp_param
+from receiver.responses import json_response
+from receiver.state import receiver_state
+from vlmhooks.reads.usage import (
+    DEFAULT_USAGE_GROUPS,
+    MAX_USAGE_GROUPS,
+    UsageGroupBy,
+    usage_ledger,
+)
+
+__all__ = ["UNKNOWN_DOMAIN", "CreditsByDomain", "usage_endpoint", "usage_routes"]
+
+GROUP_BY_CHOICES: tuple[UsageGroupBy, ...] = get_args(UsageGroupBy)
+UNKNOWN_DOMAIN = "unknown"
+
+
+def _group_by(request: Request) -> UsageGroupBy:
+    raw = request.query_params.get("group_by", "domain")
+    for choice in GROUP_BY_CHOICES:
+        if raw == choice:
+            return choice
+    raise bad_parameter("group_by", f"expected one of {', '.join(GROUP_BY_CHOICES)}, got {raw!r}")
+
+
+async def usage_endpoint(request: Request) -> Response:
+    """`GET /v1/usage?group_by=domain|day|submission&since=&until=&limit=`."""
+    state = receiver_state(request)
+    query = request.query_params
+    group_by = _group_by(request)
+    since = timestamp_param(query, "since")
+    until = timestamp_param(query, "until")
+    # since >= until is an empty window, not an error: the ledger of nothing is zeros.
+    limit = int_param(
+        query, "limit", default=DEFAULT_USAGE_GROUPS, minimum=1, maximum=MAX_USAGE_GROUPS
+    )
+    ledger = await run_in_threadpool(
+        lambda: usage_ledger(state.engine, group_by, since=since, until=until, limit=limit)
+    )
+    return json_response(ledger.model_dump(mode="json"))
+
+
+class CreditsByDomain(Collector):
+    """Counter `vlmhooks_credits_used_total{domain}`: credits of every stored prediction.
+
+    Read from the database at scrape time, like `vlmhooks_predictions`, so every receiver
+    process reports the same database-wide total and a restart resets nothing.
+    """
+
+    def __init__(self, credits: dict[str | None, int]) -> None:
+        self.credits = credits
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counter = CounterMetricFamily(
+            "vlmhooks_credits_used",
+            "Credits used by stored predictions (usage.credits_used), by domain",
+            labels=["domain"],
+        )
+        by_label: dict[str, int] = {}
+        for domain, credits in self.credits.items():
+            label = UNKNOWN_DOMAIN if domain is None else domain
+            by_label[label] = by_label.get(label, 0) + credits
+        for label, credits in sorted(by_label.items()):
+            counter.add_metric([label], credits)
+        yield counter
+
+
+def usage_routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/usage", usage_endpoint, methods=["GET"], middleware=[Middleware(RequireBearer)])
+    ]

@@ -1,0 +1,2 @@
+"""The request path of one callback: body, verification, slots, fetch-back, self-test, refusals,
+replay."""

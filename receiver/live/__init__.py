@@ -1,0 +1,1 @@
+"""Live updates: commit wake-ups, the shared change-feed reader, Server-Sent Events."""

@@ -1,0 +1,181 @@
+"""Operations routes: the index, liveness (also as the API's `/v1/health`), readiness,
+Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.api.auth import RequireBearer
+from receiver.api.shapes import Health, Index, Ready
+from receiver.api.usage import CreditsByDomain
+from receiver.openapi.document import openapi_document
+from receiver.problems import problem_response
+from receiver.responses import json_response
+from receiver.state import receiver_state
+from schemas.contract import utc_now
+from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog
+from vlmhooks.reads.queries import count_predictions_by_status
+from vlmhooks.reads.usage import credits_by_domain
+
+__all__ = [
+    "INDEX",
+    "READY_TIMEOUT_SECONDS",
+    "PredictionsByStatus",
+    "healthz",
+    "metrics",
+    "openapi_json",
+    "ops_routes",
+    "readyz",
+]
+
+# A readiness probe must answer even when the database hangs; the orchestrator retries.
+READY_TIMEOUT_SECONDS = 5.0
+
+
+INDEX: Index = {
+    "service": "vlmhooks receiver",
+    "links": {
+        "dashboard": "/dashboard",
+        "openapi": "/openapi.json",
+        "health": "/healthz",
+        "ready": "/readyz",
+    },
+}
+
+
+async def index(_request: Request) -> Response:
+    """`GET /`: a newcomer's first request lands on links, not on a 404."""
+    return json_response(INDEX)
+
+
+async def healthz(_request: Request) -> Response:
+    """The process is up and serving; says nothing about the database."""
+    body: Health = {"status": "ok"}
+    return json_response(body)
+
+
+async def readyz(request: Request) -> Response:
+    """The database answers, accepts writes, and its schema is at the migrations' head;
+    else 503."""
+    state = receiver_state(request)
+    try:
+        current, head = await asyncio.wait_for(
+            run_in_threadpool(_revisions, state.engine),
+            timeout=READY_TIMEOUT_SECONDS,
+        )
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return problem_response(
+            503,
+            "Not ready",
+            f"the database is unreachable: {type(exc).__name__}",
+            slug="not-ready",
+        )
+    if current != head:
+        return problem_response(
+            503,
+            "Not ready",
+            f"the schema is at revision {current or 'none'}, migrations are at {head}; "
+            "run `vlm-receiver db upgrade`",
+            slug="not-ready",
+            current_revision=current,
+            head_revision=head,
+        )
+    try:
+        await asyncio.wait_for(
+            run_in_threadpool(_probe_write, state.engine),
+            timeout=READY_TIMEOUT_SECONDS,
+        )
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        # A receiver that cannot write would answer every callback 503: not ready.
+        return problem_response(
+            503,
+            "Not ready",
+            f"the database refuses writes: {type(exc).__name__}",
+            slug="not-ready",
+        )
+    body: Ready = {"status": "ready", "revision": current}
+    return json_response(body)
+
+
+def _revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's schema revision and the migrations' head."""
+    # Imported on the first probe, in this worker thread, not with the app: Alembic (with
+    # Mako and Pygments) costs a cold start more than everything a callback needs.
+    from vlmhooks.store import migrate
+
+    return migrate.current_revision(engine), migrate.head_revision()
+
+
+def _probe_write(engine: Engine) -> None:
+    """A write that changes nothing, rolled back: refused by a read-only SQLite file or
+    connection, a PostgreSQL read-only transaction (`default_transaction_read_only`, a hot
+    standby), each checked before any row is touched.
+    """
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            connection.exec_driver_sql("DELETE FROM alembic_version WHERE 1 = 0")
+        finally:
+            transaction.rollback()
+
+
+class PredictionsByStatus(Collector):
+    """Gauge `vlmhooks_predictions{status}` from counts read at scrape time."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "vlmhooks_predictions", "Stored predictions, by status", labels=["status"]
+        )
+        for status, count in sorted(self.counts.items()):
+            gauge.add_metric([status], count)
+        yield gauge
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counters plus database-wide predictions by status."""
+    state = receiver_state(request)
+    counts = await run_in_threadpool(count_predictions_by_status, state.engine)
+    credits = await run_in_threadpool(credits_by_domain, state.engine)
+    forward_backlog = await run_in_threadpool(read_backlog, state.engine)
+    # The database gauge is shared by every process, so it lives in a per-scrape registry
+    # rather than in the process's own.
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(PredictionsByStatus(counts))
+    scrape.register(CreditsByDomain(credits))
+    scrape.register(ForwardBacklogCollector(forward_backlog, utc_now()))
+    body = generate_latest(state.metrics.registry) + generate_latest(scrape)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI 3.1 document; security reflects whether this deployment requires a key."""
+    state = receiver_state(request)
+    return json_response(openapi_document(auth_required=bool(state.api_keys)))
+
+
+def ops_routes() -> list[BaseRoute]:
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        # The public SDK calls `GET <base_url>/health` with its key when a client is made,
+        # to validate the key: so this one is authenticated, unlike /healthz.
+        Route("/v1/health", healthz, methods=["GET"], middleware=[Middleware(RequireBearer)]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"], middleware=[Middleware(RequireBearer)]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]

@@ -1,0 +1,1 @@
+"""The writer: group committers, queued writes, the GIL hand-off, WAL checkpoints, pruning."""

@@ -1,0 +1,1 @@
+"""From raw bytes to a storable prediction: parsing, the contract, exact numbers, schema checks."""

@@ -1,0 +1,1 @@
+"""What makes a callback trusted: callback tokens and provider signatures."""
