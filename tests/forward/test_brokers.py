@@ -73,8 +73,8 @@ def test_every_change_reaches_every_broker(
         for status in STATUSES:
             for n in range(PREDICTIONS):
                 receiver.callback(f"pred_{n}", status)
-        wait_until(lambda: all(d["backlog"] == 0 for d in receiver.api.forwarding()))
-        assert all(d["last_error"] is None for d in receiver.api.forwarding())
+        wait_until(lambda: all(d["backlog"] == 0 for d in receiver.forwarding()))
+        assert all(d["last_error"] is None for d in receiver.forwarding())
     expected = {f"pred_{n}": list(STATUSES) for n in range(PREDICTIONS)}
     on_redis, on_nats, on_amqp = (
         redis_stream(stream),

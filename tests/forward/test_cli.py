@@ -58,7 +58,7 @@ def test_forward_runs_the_relay_apart_from_serve(sqlite_url: str) -> None:
         with running_receiver(web) as receiver:
             for status in ("running", "completed"):
                 receiver.callback("pred_cli", status)
-            assert receiver.api.forwarding()[0]["backlog"] == 2
+            assert receiver.forwarding()[0]["backlog"] == 2
             assert sink.all() == []  # nothing relays inside serve
 
             async def relay_until_delivered() -> None:

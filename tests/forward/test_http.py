@@ -40,8 +40,8 @@ def test_every_change_arrives_signed_and_in_order(database_url: str) -> None:
                     receiver.callback(f"pred_{n}", status)
             receiver.callback("pred_0", "completed")  # a duplicate: no change, no message
             sink.wait_for(lambda s: len(first_deliveries(s.accepted())) == PREDICTIONS * 3)
-            wait_until(lambda: receiver.api.forwarding()[0]["backlog"] == 0)
-            status = receiver.api.forwarding()[0]
+            wait_until(lambda: receiver.forwarding()[0]["backlog"] == 0)
+            status = receiver.forwarding()[0]
             metrics = receiver.client.get("/metrics", headers=AUTH).text
             anonymous = receiver.client.get("/v1/forwarding")
     assert anonymous.status_code == 401
@@ -79,7 +79,7 @@ def test_a_destination_that_fails_then_recovers_gets_everything_in_order(
                 for n in range(PREDICTIONS):
                     receiver.callback(f"pred_{n}", status)
             sink.wait_for(lambda s: len(s.all()) >= 5)
-            failing = receiver.api.forwarding()[0]
+            failing = receiver.forwarding()[0]
             sink.respond = lambda _request: (200, {})
             sink.wait_for(lambda s: len(first_deliveries(s.accepted())) == PREDICTIONS * 3)
     assert failing["backlog"] > 0 and failing["last_error"] == "HTTP 503"
@@ -106,7 +106,7 @@ def test_filters_pick_events_and_domains(database_url: str) -> None:
             receiver.callback("img", "running", domain="image.caption")
             receiver.callback("img", "failed", domain="image.caption")
             sink.wait_for(lambda s: len(s.accepted()) == 4)
-            wait_until(lambda: all(d["backlog"] == 0 for d in receiver.api.forwarding()))
+            wait_until(lambda: all(d["backlog"] == 0 for d in receiver.forwarding()))
     assert _statuses_by_prediction(sink, "/terminal") == {"doc": ["completed"], "img": ["failed"]}
     assert _statuses_by_prediction(sink, "/documents") == {"doc": ["running", "completed"]}
 
@@ -117,8 +117,8 @@ def test_dead_letters_are_listed_and_retried(database_url: str) -> None:
         settings = forward_settings(database_url, f"{sink.url}/hook", forward_max_age=1)
         with running_receiver(settings) as receiver:
             receiver.callback("pred_dead", "completed")
-            wait_until(lambda: receiver.api.forwarding()[0]["dead_letters"] == 1)
-            destination = receiver.api.forwarding()[0]
+            wait_until(lambda: receiver.forwarding()[0]["dead_letters"] == 1)
+            destination = receiver.forwarding()[0]
             assert destination["backlog"] == 0
             listed = receiver.client.get(
                 f"/v1/forwarding/{destination['id']}/dead-letters", headers=AUTH
@@ -137,7 +137,7 @@ def test_dead_letters_are_listed_and_retried(database_url: str) -> None:
                 "enabled": True,
             }
             sink.wait_for(lambda s: len(s.accepted()) == 1)
-            wait_until(lambda: receiver.api.forwarding()[0]["dead_letters"] == 0)
+            wait_until(lambda: receiver.forwarding()[0]["dead_letters"] == 0)
             missing = receiver.client.post("/v1/forwarding/http-nope/retry", headers=AUTH)
             assert missing.status_code == 404
     # The retried message keeps its id: a consumer that saw it fail can de-duplicate.
@@ -150,13 +150,13 @@ def test_http_410_disables_the_destination_until_retried(database_url: str) -> N
         settings = forward_settings(database_url, f"{sink.url}/hook")
         with running_receiver(settings) as receiver:
             receiver.callback("pred_gone", "running")
-            wait_until(lambda: not receiver.api.forwarding()[0]["enabled"])
+            wait_until(lambda: not receiver.forwarding()[0]["enabled"])
             receiver.callback("pred_gone", "completed")
-            destination = receiver.api.forwarding()[0]
+            destination = receiver.forwarding()[0]
             assert "410" in destination["disabled_reason"]
             attempts = len(sink.all())
             sink.respond = lambda _request: (200, {})
-            wait_until(lambda: receiver.api.forwarding()[0]["backlog"] == 2)
+            wait_until(lambda: receiver.forwarding()[0]["backlog"] == 2)
             assert len(sink.all()) == attempts  # disabled: nobody calls it
             receiver.client.post(f"/v1/forwarding/{destination['id']}/retry", headers=AUTH)
             sink.wait_for(lambda s: len(s.accepted()) == 2)
