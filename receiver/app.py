@@ -16,6 +16,7 @@ from receiver.api.lookup import lookup_routes
 from receiver.api.replay_route import replay_routes
 from receiver.api.usage import usage_routes
 from receiver.dashboard.routes import dashboard_routes
+from receiver.dashboard.sessions import SESSIONS_STATE_KEY, DashboardSessions
 from receiver.ingest.callbacks import callback_endpoint, callback_routes
 from receiver.ingest.refusals import RefusalLog
 from receiver.ingest.slots import CallbackSlots
@@ -130,6 +131,9 @@ def create_app(
                     refusals=RefusalLog(metrics.refusals),
                     serverless=runtime.serverless,
                     fanout=fanout,
+                ),
+                SESSIONS_STATE_KEY: DashboardSessions(
+                    secret_keys, api_keys, max_age_seconds=settings.session_max_age, clock=clock
                 ),
                 # receiver/server/protocol.py calls it when the server starts shutting down.
                 SHUTDOWN_HOOK: fanout.begin_shutdown if fanout is not None else _no_op,

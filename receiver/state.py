@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
-from receiver.dashboard.sessions import DashboardSessions
 from receiver.ingest.refusals import RefusalLog
 from receiver.ingest.verify import SignaturePolicy
 from receiver.live.events import EventHub
@@ -44,16 +42,6 @@ class ReceiverState:
     refusals: RefusalLog  # one log line per refused callback, counted by reason
     fanout: FanOut | None = None  # shared reads for SSE and long polls; None when serverless
     serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
-
-    @cached_property
-    def sessions(self) -> DashboardSessions:
-        """Dashboard sign-in cookies, signed with the callback-token keys (another salt)."""
-        return DashboardSessions(
-            self.settings.require_secret_keys(),
-            self.api_keys,
-            max_age_seconds=self.settings.session_max_age,
-            clock=self.clock,
-        )
 
 
 def receiver_state(request: Request) -> ReceiverState:

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
 from receiver.api.auth import AuthGuard, bearer_credentials, require_key
-from receiver.dashboard.sessions import SESSION_COOKIE
+from receiver.dashboard.sessions import SESSION_COOKIE, dashboard_sessions
 from receiver.errors import AuthError, SessionInvalid
 from receiver.problems import receiver_error_response
 from receiver.state import ReceiverState
@@ -41,7 +41,7 @@ def authorize_dashboard(request: Request, state: ReceiverState) -> None:
             "missing Authorization header or session cookie: "
             f"sign in at {SIGN_IN_PATH}, or send `Authorization: Bearer <key>`"
         )
-    verdict = state.sessions.verify(cookie)
+    verdict = dashboard_sessions(request).verify(cookie)
     if verdict == "expired":
         raise SessionInvalid("the dashboard session has expired: sign in again", reason="expired")
     if verdict != "valid":

@@ -14,10 +14,18 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from itsdangerous import BadData, SignatureExpired
+from starlette.requests import Request
 
 from vlmhooks.trust.tokens import clocked_serializer
 
-__all__ = ["SESSION_COOKIE", "SESSION_PATH", "DashboardSessions", "SessionVerdict"]
+__all__ = [
+    "SESSIONS_STATE_KEY",
+    "SESSION_COOKIE",
+    "SESSION_PATH",
+    "DashboardSessions",
+    "SessionVerdict",
+    "dashboard_sessions",
+]
 
 SESSION_COOKIE = "vlmhooks_session"
 # The cookie goes to the dashboard's own routes only, never to the API or callbacks.
@@ -26,6 +34,10 @@ _SALT = "vlmhooks.dashboard-session"
 _FINGERPRINT_KEY = "key"
 
 SessionVerdict = Literal["valid", "expired", "invalid"]
+
+# The lifespan state key of the console's sessions: a key of the feature's own, so the core
+# state (receiver/state.py) knows nothing of the console (ARCHITECTURE.md, "Layers").
+SESSIONS_STATE_KEY = "dashboard_sessions"
 
 
 def _fingerprint(api_key: str) -> str:
@@ -68,3 +80,10 @@ class DashboardSessions:
         if isinstance(payload, dict) and payload.get(_FINGERPRINT_KEY) in self._fingerprints:
             return "valid"
         return "invalid"
+
+
+def dashboard_sessions(request: Request) -> DashboardSessions:
+    """The sessions the lifespan built for this app."""
+    sessions = request.scope["state"][SESSIONS_STATE_KEY]
+    assert isinstance(sessions, DashboardSessions)
+    return sessions

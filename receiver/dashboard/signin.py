@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from receiver.dashboard.access import SIGN_IN_PATH, safe_next
 from receiver.dashboard.origin import require_same_origin
-from receiver.dashboard.sessions import SESSION_COOKIE, SESSION_PATH
+from receiver.dashboard.sessions import SESSION_COOKIE, SESSION_PATH, dashboard_sessions
 from receiver.ingest.body import declared_length, read_body
 from receiver.state import ReceiverState, receiver_state
 from vlmhooks.errors import UnsupportedMediaType
@@ -49,7 +49,8 @@ async def sign_in(request: Request) -> Response:
     target = safe_next(form.get("next"))
     if not state.api_keys:  # reads were opened explicitly: there is nothing to sign in to
         return RedirectResponse(target, status_code=303)
-    cookie = state.sessions.sign_in(form.get("key", ""))
+    sessions = dashboard_sessions(request)
+    cookie = sessions.sign_in(form.get("key", ""))
     if cookie is None:
         query = urlencode({"error": "wrong-key", "next": target})
         return RedirectResponse(f"{SIGN_IN_PATH}?{query}", status_code=303)
@@ -57,7 +58,7 @@ async def sign_in(request: Request) -> Response:
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
-        max_age=state.sessions.max_age,
+        max_age=sessions.max_age,
         path=SESSION_PATH,
         secure=_is_https(request, state),
         httponly=True,
