@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ import httpx
 
 from schemas.contract import utc_now
 from schemas.enums import Status
+from vlmhooks.retry_timing import backoff_delay
 from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
 
 __all__ = [
     "DEFAULT_BACKOFF_BASE_SECONDS",
+    "DEFAULT_BACKOFF_CAP_SECONDS",
     "DEFAULT_DELIVERY_TIMEOUT_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
     "USER_AGENT",
@@ -34,6 +37,9 @@ __all__ = [
 DEFAULT_MAX_ATTEMPTS = 2
 DEFAULT_DELIVERY_TIMEOUT_SECONDS = 30.0
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
+# The real service documents neither a cap nor jitter, so the sandbox adds none: its waits
+# are the plain doublings a receiver under test should expect.
+DEFAULT_BACKOFF_CAP_SECONDS = math.inf
 USER_AGENT = "vlmhooks-sandbox/0.1"
 
 
@@ -43,13 +49,15 @@ class DeliveryPolicy:
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     backoff_base: float = DEFAULT_BACKOFF_BASE_SECONDS
+    backoff_cap: float = DEFAULT_BACKOFF_CAP_SECONDS
     timeout: float = DEFAULT_DELIVERY_TIMEOUT_SECONDS
     vlmrun_secret: str | None = field(default=None, repr=False)
     standard_secret: str | None = field(default=None, repr=False)
 
     def backoff(self, failed_attempt: int) -> float:
-        """Seconds to wait after the `failed_attempt`-th attempt: base, 2*base, 4*base, ..."""
-        return float(self.backoff_base * 2 ** (failed_attempt - 1))
+        """Seconds to wait after the `failed_attempt`-th attempt: base, 2*base, 4*base, ...
+        up to `backoff_cap`."""
+        return backoff_delay(failed_attempt - 1, base=self.backoff_base, cap=self.backoff_cap)
 
 
 @dataclass(frozen=True)

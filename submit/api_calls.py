@@ -5,11 +5,11 @@ or one of the ``submit.errors``. The sync and async clients in ``submit.client``
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -22,7 +22,8 @@ from submit.errors import (
     UnexpectedResponse,
     api_error_for_status,
 )
-from submit.retry import parse_retry_after
+from vlmhooks.http_url import require_http_url
+from vlmhooks.retry_timing import parse_retry_after
 from vlmhooks.settings import DEFAULT_VLMRUN_BASE_URL
 
 __all__ = [
@@ -79,14 +80,7 @@ T = TypeVar("T")
 def resolve_base_url(base_url: str | None, *, env: str = BASE_URL_ENV) -> str:
     """The argument, else the environment, else the public API; must be http(s)."""
     url = (base_url or os.environ.get(env) or DEFAULT_VLMRUN_BASE_URL).strip().rstrip("/")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a ValueError when out of range or not a number
-    except ValueError:  # e.g. "http://[::1": urlsplit raises instead of returning parts
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{env} must be an http(s) URL, got {url!r}")
-    return url
+    return require_http_url(url, env)
 
 
 def resolve_api_key(api_key: str | None, *, env: str = API_KEY_ENV) -> str:
@@ -293,7 +287,7 @@ def raise_for_api_status(response: httpx.Response, *, key_env: str) -> None:
             f"the API key was rejected ({message}); check {key_env}",
             status_code=401,
         )
-    retry_after = parse_retry_after(response.headers.get("retry-after"), now=datetime.now(UTC))
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
     raise api_error_for_status(response.status_code, message, retry_after=retry_after)
 
 

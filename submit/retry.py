@@ -1,7 +1,8 @@
 """When to retry an API call and how long to wait: exponential backoff with full jitter.
 
 Connect errors, timeouts, 429 and 5xx are retried; every other 4xx is final. A server's
-``Retry-After`` (seconds or HTTP-date) replaces the backoff for that attempt.
+``Retry-After`` (read by ``vlmhooks.retry_timing.parse_retry_after``) replaces the backoff
+for that attempt.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from submit.errors import ApiError, RateLimited, ServerError, TransportError
+from vlmhooks.retry_timing import backoff_delay
 
 __all__ = [
     "DEFAULT_BASE_DELAY",
@@ -26,39 +26,19 @@ __all__ = [
     "acall_with_retries",
     "call_with_retries",
     "is_retryable",
-    "parse_retry_after",
 ]
 
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_BASE_DELAY = 0.5
 DEFAULT_MAX_DELAY = 30.0
+# "Full jitter": many clients backing off from one server spread out the most.
+JITTER = 1.0
 # A server asking for a longer pause than this is treated as "not now": the caller gets
 # the error (with its retry_after) instead of a process silently asleep for an hour.
 DEFAULT_MAX_RETRY_AFTER = 300.0
 
 T = TypeVar("T")
 logger = logging.getLogger("vlmhooks.submit.retry")
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        # float() accepts "nan" and "inf"; neither is a delay.
-        return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zoneless one is read the same way.
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def is_retryable(error: ApiError) -> bool:
@@ -89,8 +69,10 @@ class RetryPolicy:
             raise ValueError("delays must not be negative")
 
     def backoff(self, retry: int) -> float:
-        """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**retry))."""
-        return self.random() * min(self.max_delay, self.base_delay * 2.0**retry)
+        """Uniform in [0, min(cap, base * 2**retry)), for retry number ``retry`` (0 first)."""
+        return backoff_delay(
+            retry, base=self.base_delay, cap=self.max_delay, jitter=JITTER, draw=self.random()
+        )
 
     def delay_before_retry(self, attempt: int, error: ApiError) -> float | None:
         """Seconds to wait after failed attempt number ``attempt`` (1-based), or None to give up."""

@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
+from sandbox.delivery import DeliveryPolicy
 from schemas.contract import PredictionResponse
 from tests.sandbox.conftest import SandboxFactory
 from tests.sandbox.harness import CaptureReceiver, png_b64, wait_attempts, wait_terminal
@@ -138,6 +140,21 @@ def test_attempts_exhausted_with_exponential_backoff(
     for gap, expected in zip(gaps, [0.05, 0.1, 0.2], strict=True):
         assert expected - 0.01 <= gap < expected + 0.5
     assert stored["status"] == "completed"  # a failed delivery does not touch the prediction
+
+
+@pytest.mark.parametrize(
+    ("policy", "waits"),
+    [
+        (DeliveryPolicy(), [1.0, 2.0, 4.0, 8.0, 16.0]),
+        (DeliveryPolicy(backoff_base=0.05), [0.05, 0.1, 0.2, 0.4, 0.8]),
+        (DeliveryPolicy(backoff_base=0.0), [0.0] * 5),
+        (DeliveryPolicy(backoff_base=1.0, backoff_cap=5.0), [1.0, 2.0, 4.0, 5.0, 5.0]),
+    ],
+)
+def test_backoff_doubles_without_jitter(policy: DeliveryPolicy, waits: list[float]) -> None:
+    """Exact waits after failed attempts 1..5: the real service documents no jitter."""
+    assert [policy.backoff(failed) for failed in range(1, 6)] == waits
+    assert DeliveryPolicy().backoff(20) == 2.0**19  # no cap unless one is set
 
 
 def test_default_is_two_attempts(sandbox: SandboxFactory, capture: CaptureReceiver) -> None:

@@ -265,6 +265,21 @@ def test_non_http_base_url_is_a_config_error() -> None:
         VlmRunClient("sk", "ftp://example.com")
 
 
+@pytest.mark.parametrize(
+    "url", ["api.vlm.run/v1", "http://:8080/v1", "http://user@/v1", "http://h:0x50", "https://?q=1"]
+)
+def test_a_base_url_without_a_host_is_a_config_error(url: str) -> None:
+    """The same rule as `vlm-receiver check` (vlmhooks/http_url.py): a netloc is not a host."""
+    with pytest.raises(ConfigError) as caught:
+        VlmRunClient("sk", url)
+    assert caught.value.detail == f"VLMRUN_BASE_URL must be an http(s) URL, got {url!r}"
+
+
+def test_a_base_url_may_carry_credentials_for_a_proxy() -> None:
+    url = "https://user:secret@proxy.example:8443/v1"
+    assert VlmRunClient("sk", url).base_url == url
+
+
 @pytest.mark.anyio
 async def test_async_client_retries_429_with_the_same_request_id() -> None:
     api = Recorder(status(429, {"Retry-After": "2"}), created)

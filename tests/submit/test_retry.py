@@ -16,29 +16,58 @@ from submit.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from submit.retry import RetryPolicy, call_with_retries, parse_retry_after
+from submit.retry import RetryPolicy, call_with_retries
+from vlmhooks.retry_timing import parse_retry_after
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+NOW_SECONDS = NOW.timestamp()
 
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("7", 7.0), (" 2.5 ", 2.5), ("0", 0.0), ("-3", 0.0), ("", None), (None, None)],
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("-3", 0.0),  # "now": a negative pause is none
+        ("-0.5", 0.0),
+        ("86400", 86400.0),  # long, but whether to wait is the policy's call, not the parser's
+        ("", None),
+        (" ", None),
+        (None, None),
+    ],
 )
 def test_retry_after_delta_seconds(header: str | None, seconds: float | None) -> None:
-    assert parse_retry_after(header, now=NOW) == seconds
+    assert parse_retry_after(header, now=NOW_SECONDS) == seconds
 
 
 def test_retry_after_http_date_is_relative_to_now() -> None:
     header = format_datetime(NOW + timedelta(seconds=42), usegmt=True)
-    assert parse_retry_after(header, now=NOW) == 42.0
+    assert parse_retry_after(header, now=NOW_SECONDS) == 42.0
     past = format_datetime(NOW - timedelta(minutes=1), usegmt=True)
-    assert parse_retry_after(past, now=NOW) == 0.0
+    assert parse_retry_after(past, now=NOW_SECONDS) == 0.0
 
 
-@pytest.mark.parametrize("header", ["soon", "nan", "inf", "Mon, 99 Foo 2026"])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("Fri, 02 Jan 2026 03:04:47 GMT", 42.0),
+        ("Fri, 02 Jan 2026 03:04:47", 42.0),  # no zone: RFC 9110 dates are GMT
+        ("Fri, 02 Jan 2026 03:04:47 -0000", 42.0),
+        ("Fri, 02 Jan 2026 04:04:47 +0100", 42.0),
+        ("Fri, 02 Jan 2026 03:04:04 GMT", 0.0),  # a second ago: now
+    ],
+)
+def test_retry_after_http_dates_with_and_without_a_zone(header: str, seconds: float) -> None:
+    assert parse_retry_after(header, now=NOW_SECONDS) == seconds
+
+
+@pytest.mark.parametrize(
+    "header", ["soon", "nan", "inf", "-inf", "1e400", "Mon, 99 Foo 2026", "12 s", "0x10"]
+)
 def test_retry_after_garbage_is_ignored(header: str) -> None:
-    assert parse_retry_after(header, now=NOW) is None
+    assert parse_retry_after(header, now=NOW_SECONDS) is None
 
 
 def test_full_jitter_backoff_grows_and_is_capped() -> None:
@@ -46,6 +75,16 @@ def test_full_jitter_backoff_grows_and_is_capped() -> None:
     assert [policy.backoff(n) for n in range(5)] == [0.5, 1.0, 2.0, 2.5, 2.5]
     top = RetryPolicy(base_delay=1.0, max_delay=5.0, random=lambda: 0.999)
     assert top.backoff(10) < 5.0
+    assert [RetryPolicy(random=lambda: 0.25).backoff(n) for n in range(8)] == [
+        0.125,
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        7.5,  # the default cap, 30 s, a quarter drawn
+        7.5,
+    ]
 
 
 @pytest.mark.parametrize(

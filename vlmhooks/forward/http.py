@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vlmhooks.errors import ConfigError
-from vlmhooks.forward.backoff import parse_retry_after
 from vlmhooks.forward.destinations import Destination
 from vlmhooks.forward.http_client import OriginClient, ProtocolError
 from vlmhooks.forward.publish import DELIVERED, Attempt, Message, error_text
+from vlmhooks.retry_timing import parse_retry_after
 from vlmhooks.trust.signatures import parse_standard_webhook_secret
 
 __all__ = ["HttpPublisher", "StandardWebhookSigner"]
@@ -91,7 +91,7 @@ class HttpPublisher:
             return DELIVERED
         if status == 410:
             return Attempt("gone", "HTTP 410 Gone: the destination asked not to be called again")
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._clock())
         return Attempt("retry", f"HTTP {status}", retry_after)
 
     async def aclose(self) -> None:
