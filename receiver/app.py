@@ -30,7 +30,7 @@ from receiver.server.heap import freeze_startup_heap
 from receiver.server.logs import install_redaction
 from receiver.server.runtime import open_engines, resolve_runtime, wal_checkpointer
 from receiver.state import SHUTDOWN_HOOK, ReceiverState
-from receiver.writer.group_commit import GroupCommitter
+from receiver.writer.auto import committer_for
 from receiver.writer.pruning import DeliveryPruner
 from vlmhooks.forward.relay import transaction_runner
 from vlmhooks.forward.runtime import Forwarding
@@ -75,13 +75,11 @@ def create_app(
         on_batch: Callable[[int], None] = metrics.commit_batch_size.observe
         if checkpointer is not None:
             on_batch = _both(on_batch, checkpointer.note_writes)
-        writer = GroupCommitter(
+        writer = committer_for(
             write_engine,
+            serverless=runtime.serverless,
             on_batch=on_batch,
             after_commit=events.notify_committed,
-            inline=runtime.serverless,
-            # SQLite statements cost microseconds: the loop runs them, a thread only fsyncs.
-            on_loop=write_engine.dialect.name == "sqlite",
         )
         http = _fetch_back_client(settings) if settings.fetch_back else None
         fanout: FanOut | None = None

@@ -1,4 +1,10 @@
-"""One queued write of the group committer, and how its caller is told the outcome.
+"""The queued writes of a group committer, one type per kind, and how callers hear the outcome.
+
+- `PlainWrite`: an op run on the batch's connection (`GroupCommitter.run`);
+- `BatchedWrite`: an item applied with every queued item of the same `apply_many`, one
+  statement per step for all of them (`run_batched`);
+- `PhasedWrite`: a batched write whose work also comes in three phases (read, plan, write:
+  vlmhooks/store/batch.py), so the event-loop writer can leave only the COMMIT to a thread.
 
 A write is queued on whichever event loop its request runs on, and settled there: the
 future is resolved on its own loop, one thread-safe hop per loop and batch, never per write.
@@ -8,16 +14,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection
 
 __all__ = [
     "BatchApply",
+    "BatchedWrite",
     "PendingWrite",
     "PhasedApply",
+    "PhasedWrite",
     "Phases",
+    "PlainWrite",
     "hand_out",
     "settle_all",
     "settle_group",
@@ -45,23 +53,62 @@ class Phases(Protocol):
 PhasedApply = Callable[[list[Any], str], Phases]
 
 
-@dataclass
 class PendingWrite(Generic[T]):
-    """A queued write: a plain `op`, or an `item` for `apply_many` / `phases`; then its
-    result or error, handed to `future` on `loop` once the batch has settled."""
+    """A queued write: its result or error, handed to `future` on `loop` once the batch
+    has settled."""
 
-    op: Callable[[Connection], T] | None
-    future: asyncio.Future[T]
-    loop: asyncio.AbstractEventLoop
-    item: Any = None
-    apply_many: BatchApply | None = None
-    phases: PhasedApply | None = None
-    alone: bool = False  # a plain op that writes predictions (GroupCommitter.run)
-    result: Any = None
-    error: BaseException | None = None
+    __slots__ = ("error", "future", "loop", "result")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
-def hand_out(results: Sequence[Any], members: list[PendingWrite[Any]], source: object) -> None:
+class PlainWrite(PendingWrite[T]):
+    """`op(connection)` in the batch's transaction. `alone`: it writes predictions, so on
+    PostgreSQL it commits in a transaction of its own (ThreadCommitter)."""
+
+    __slots__ = ("alone", "op")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, op: Callable[[Connection], T], *, alone: bool
+    ) -> None:
+        super().__init__(loop)
+        self.op = op
+        self.alone = alone
+
+
+class BatchedWrite(PendingWrite[T]):
+    """`item`, applied by `apply_many` together with the batch's other items of it."""
+
+    __slots__ = ("apply_many", "item")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, apply_many: BatchApply, item: Any) -> None:
+        super().__init__(loop)
+        self.apply_many = apply_many
+        self.item = item
+
+
+class PhasedWrite(BatchedWrite[T]):
+    """A batched write that `phases` can also apply in three steps; `apply_many` remains
+    its way to be applied whole (in a thread, or replayed alone)."""
+
+    __slots__ = ("phases",)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        apply_many: BatchApply,
+        item: Any,
+        phases: PhasedApply,
+    ) -> None:
+        super().__init__(loop, apply_many, item)
+        self.phases = phases
+
+
+def hand_out(results: Sequence[Any], members: Sequence[PendingWrite[Any]], source: object) -> None:
     if len(results) != len(members):
         raise RuntimeError(f"{source!r} returned {len(results)} results for {len(members)}")
     for member, result in zip(members, results, strict=True):

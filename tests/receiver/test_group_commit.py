@@ -1,4 +1,4 @@
-"""GroupCommitter: batches form under concurrency, one failing write never fails (or leaks
+"""ThreadCommitter, the writer thread: batches form under concurrency, one failing write never fails (or leaks
 into) its neighbours, and no waiter is left hanging when the writer stops."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver.writer import group_commit
-from receiver.writer.group_commit import GroupCommitter, WriterStopped
+from receiver.writer.group_commit import WriterStopped
+from receiver.writer.thread_committer import ThreadCommitter
 from tests.receiver.group_commit_support import (
     PROBE,
     blocking_op,
@@ -28,7 +29,7 @@ from vlmhooks.store.db import make_engine
 def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
     sizes: list[int] = []
     commits: list[int] = []
-    writer = GroupCommitter(probe, on_batch=sizes.append, after_commit=lambda: commits.append(1))
+    writer = ThreadCommitter(probe, on_batch=sizes.append, after_commit=lambda: commits.append(1))
     gate, entered = threading.Event(), threading.Event()
 
     async def scenario() -> list[Any]:
@@ -53,7 +54,7 @@ def test_concurrent_writes_share_one_commit(probe: Engine) -> None:
 def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine) -> None:
     with probe.begin() as connection:
         connection.execute(PROBE.insert().values(id=5))
-    writer = GroupCommitter(probe)
+    writer = ThreadCommitter(probe)
     gate, entered = threading.Event(), threading.Event()
 
     def writes_then_raises(connection: Connection) -> None:
@@ -86,7 +87,7 @@ def test_a_failing_write_does_not_fail_or_leak_into_its_neighbours(probe: Engine
 
 
 def test_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
-    writer = GroupCommitter(probe)
+    writer = ThreadCommitter(probe)
     gate, entered = threading.Event(), threading.Event()
 
     async def scenario() -> list[Any]:
@@ -114,7 +115,7 @@ def test_waiters_are_released_when_the_writer_is_stuck_at_stop(
     probe: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(group_commit, "STOP_TIMEOUT_SECONDS", 0.1)
-    writer = GroupCommitter(probe)
+    writer = ThreadCommitter(probe)
     gate, entered = threading.Event(), threading.Event()
 
     async def scenario() -> list[Any]:
@@ -134,7 +135,7 @@ def test_waiters_are_released_when_the_writer_is_stuck_at_stop(
 
 
 def test_run_before_start_is_refused(probe: Engine) -> None:
-    writer = GroupCommitter(probe)
+    writer = ThreadCommitter(probe)
 
     async def scenario() -> None:
         with pytest.raises(WriterStopped):
@@ -149,7 +150,7 @@ def test_a_failing_hook_does_not_kill_the_writer(
     def broken_hook(_size: int) -> None:
         raise RuntimeError("metrics backend down")
 
-    writer = GroupCommitter(probe, on_batch=broken_hook)
+    writer = ThreadCommitter(probe, on_batch=broken_hook)
 
     async def scenario() -> list[int]:
         writer.start()
@@ -176,7 +177,7 @@ def _insert_many(calls: list[list[int]]) -> Callable[[Connection, list[int]], li
 def test_batched_items_are_applied_in_one_call(probe: Engine) -> None:
     calls: list[list[int]] = []
     apply_many = _insert_many(calls)
-    writer = GroupCommitter(probe)
+    writer = ThreadCommitter(probe)
     gate, entered = threading.Event(), threading.Event()
 
     async def scenario() -> list[Any]:
@@ -200,7 +201,7 @@ def test_batched_items_are_applied_in_one_call(probe: Engine) -> None:
 def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
     calls: list[list[int]] = []
     apply_many = _insert_many(calls)
-    writer = GroupCommitter(probe)
+    writer = ThreadCommitter(probe)
     gate, entered = threading.Event(), threading.Event()
 
     async def scenario() -> list[Any]:
@@ -228,7 +229,7 @@ def test_a_failing_batch_call_is_retried_item_by_item(probe: Engine) -> None:
 def test_the_writer_reconnects_after_its_connection_is_killed(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
     PROBE.create(engine)
-    writer = GroupCommitter(engine)
+    writer = ThreadCommitter(engine)
 
     def kill_other_sessions() -> None:
         with engine.connect() as connection:

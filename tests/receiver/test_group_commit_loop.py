@@ -1,4 +1,4 @@
-"""GroupCommitter(on_loop=True), the SQLite writer: batches form on the event loop; a
+"""LoopCommitter, the SQLite writer: batches form on the event loop; a
 phased batch opens (when the write lock is free), reads, plans and runs its statements on
 the loop and commits in one helper thread, which gets the GIL back quickly; plain writes
 run in the helper; a failing write never fails its neighbours, and `drain` + `stop` commit
@@ -19,7 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver.writer.gil_handoff import HANDOFF_SWITCH_INTERVAL_SECONDS
-from receiver.writer.group_commit import LOOP_WRITE_MAX_BYTES, GroupCommitter, WriterStopped
+from receiver.writer.group_commit import WriterStopped
+from receiver.writer.loop_committer import LOOP_WRITE_MAX_BYTES, LoopCommitter
 from tests.receiver.group_commit_support import PROBE, probe_ids, probe_insert
 from vlmhooks.store.db import make_engine
 
@@ -27,7 +28,7 @@ from vlmhooks.store.db import make_engine
 def test_writes_queued_together_share_one_commit_in_the_helper_thread(probe: Engine) -> None:
     sizes: list[int] = []
     threads: list[str] = []
-    writer = GroupCommitter(probe, on_batch=sizes.append, on_loop=True)
+    writer = LoopCommitter(probe, on_batch=sizes.append)
 
     async def scenario() -> tuple[list[Any], str]:
         writer.start()
@@ -89,7 +90,7 @@ def test_a_phased_batch_runs_on_the_loop_and_commits_in_the_helper(probe: Engine
     seen: dict[str, set[str]] = {}
     sizes: list[int] = []
     commits = commits_seen(probe)
-    writer = GroupCommitter(probe, on_batch=sizes.append, on_loop=True)
+    writer = LoopCommitter(probe, on_batch=sizes.append)
 
     def apply_many(_connection: Connection, _items: list[int]) -> list[int]:
         raise AssertionError("the loop writer takes the phased form")
@@ -131,7 +132,7 @@ def test_a_phased_batch_runs_on_the_loop_and_commits_in_the_helper(probe: Engine
 def test_a_failing_write_is_replayed_alone_and_fails_alone(probe: Engine) -> None:
     with probe.begin() as connection:
         connection.execute(PROBE.insert().values(id=5))
-    writer = GroupCommitter(probe, on_loop=True)
+    writer = LoopCommitter(probe)
 
     def writes_then_raises(connection: Connection) -> None:
         connection.execute(PROBE.insert().values(id=100))
@@ -164,7 +165,7 @@ def test_a_batch_carrying_megabytes_writes_in_the_helper(sqlite_url: str) -> Non
     PROBE.create(sqlite_engine)
     seen: dict[str, set[str]] = {}
     commits = commits_seen(sqlite_engine)
-    writer = GroupCommitter(sqlite_engine, on_loop=True)
+    writer = LoopCommitter(sqlite_engine)
 
     def phases(items: list[int], dialect: str) -> RecordingPhases:
         return RecordingPhases(items, dialect, seen, payload_bytes=LOOP_WRITE_MAX_BYTES + 1)
@@ -198,7 +199,7 @@ def test_a_phased_batch_failing_on_the_loop_is_rolled_back_and_replayed_alone(
     with probe.begin() as connection:
         connection.execute(PROBE.insert().values(id=3))
     seen: dict[str, set[str]] = {}
-    writer = GroupCommitter(probe, on_loop=True)
+    writer = LoopCommitter(probe)
 
     def insert_alone(connection: Connection, items: list[int]) -> list[int]:
         for item in items:
@@ -229,7 +230,7 @@ def test_a_phased_batch_failing_on_the_loop_is_rolled_back_and_replayed_alone(
 
 
 def test_drain_then_stop_commits_what_is_queued_then_refuses(probe: Engine) -> None:
-    writer = GroupCommitter(probe, on_loop=True)
+    writer = LoopCommitter(probe)
 
     async def scenario() -> list[int]:
         writer.start()
@@ -258,7 +259,7 @@ def test_a_batch_waits_for_another_process_lock_in_the_helper_not_on_the_loop(
     commits = commits_seen(engine)
     seen: dict[str, set[str]] = {}
     first_batch: dict[str, set[str]] = {}
-    writer = GroupCommitter(engine, on_loop=True)
+    writer = LoopCommitter(engine)
 
     def phases(items: list[int], dialect: str) -> RecordingPhases:
         return RecordingPhases(items, dialect, seen)

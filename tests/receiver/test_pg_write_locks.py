@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from receiver.writer.group_commit import GroupCommitter
+from receiver.writer.thread_committer import ThreadCommitter
 from tests.receiver.callback_harness import prediction_body
 from tests.receiver.group_commit_support import PROBE, blocking_op, probe_insert, wait_until_set
 from vlmhooks.ingest.prediction import validate_prediction
@@ -120,12 +120,12 @@ def test_event_rows_are_numbered_in_commit_order(pg: Engine) -> None:
     assert seqs["p_first"] < seqs["p_later"]
 
 
-def _batch_sizes(engine: Engine, queue: Callable[[GroupCommitter], list[Any]]) -> list[int]:
+def _batch_sizes(engine: Engine, queue: Callable[[ThreadCommitter], list[Any]]) -> list[int]:
     """The sizes of the batches a writer commits for what `queue` enqueues while the
     writer is held busy by a first op."""
     PROBE.create(engine)
     sizes: list[int] = []
-    writer = GroupCommitter(engine, on_batch=sizes.append)
+    writer = ThreadCommitter(engine, on_batch=sizes.append)
     gate, entered = threading.Event(), threading.Event()
 
     async def scenario() -> list[Any]:

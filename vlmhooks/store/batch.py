@@ -31,26 +31,31 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from vlmhooks.errors import PredictionConflict, WebhookIdConflict
+from vlmhooks.errors import PredictionConflict
 from vlmhooks.ingest.schema_check import check_response_schema
+from vlmhooks.store.batch_context import REPLAY, BatchContext
 from vlmhooks.store.batch_rows import (
     ROW_ALLOWANCE,
     StoredPrediction,
-    SubmissionContext,
     advance,
     content_hash,
     delivery_bytes,
     delivery_row_of,
     event_row,
-    moves_forward,
     prediction_values,
-    same_message,
 )
 from vlmhooks.store.db import dumps_json_utf8
-from vlmhooks.store.outbox import OUTBOX_ROUTES, OutboxRoute, outbox_routes, write_outbox_rows
-from vlmhooks.store.raw_sql import Prepared, as_datetime, as_json, run_all
+from vlmhooks.store.forward_only import moves_forward
+from vlmhooks.store.outbox import write_outbox_rows
+from vlmhooks.store.raw_sql import Prepared, as_datetime, run_all
 from vlmhooks.store.records import IngestOutcome, PredictionWrite, Verdict
-from vlmhooks.store.statements import WriteStatements, statements_for, write_statements
+from vlmhooks.store.statements import (
+    EventReturned,
+    UpsertReturned,
+    WriteStatements,
+    statements_for,
+    write_statements,
+)
 
 __all__ = [
     "BatchDiverged",
@@ -128,83 +133,41 @@ class PredictionBatch:
     ) -> None:
         self.writes = writes
         self.statements: WriteStatements = statements_for(dialect)
+        self.context = BatchContext(writes, self.statements)
         self.log_conflicts = log_conflicts
         self.outcomes: list[Result | None] = [None] * len(writes)
-        self.submissions: dict[str, SubmissionContext] = {}
-        self.stored: dict[str, StoredPrediction] = {}
-        self.owners: dict[str, str] = {}  # prediction id -> the submission that stored it
-        self.bound: dict[str, str] = {}  # submission id -> the prediction it stored
-        # Stored before without a submission (the submitter's reconcile): the first callback
-        # URL accepted for it claims it, even when its write changes nothing.
-        self.unowned: set[str] = set()
-        self.known_webhooks: dict[str, tuple[str | None, str | None]] = {}
-        self.routes: list[OutboxRoute] = []
         self.rounds: list[_Round] = []
-        self.fresh_webhooks: list[dict[str, Any]] = []
-        self.claims: dict[str, str] = {}
         self.links: dict[str, dict[str, Any]] = {}
         self.deliveries: list[tuple[int, dict[str, Any]]] = []
         self.tail: list[Prepared] = []
         self._payload_bytes = 0
 
-    # -- read ------------------------------------------------------------------------------
-
     def read(self, connection: Connection) -> None:
-        """One round trip for the batch's context: submission rows (schema, domain, recorded
-        prediction id) and prediction rows (current state, and who owns what: the
-        submission that first stored each prediction, the prediction each URL stored).
-
-        The prediction rows are the binding, so a URL minted by `vlm-receiver callback-url`
-        (no submission row) binds exactly like one the submitter recorded; a recorded
-        `submission.prediction_id` (known from the API's 201) binds before any callback.
-        """
-        submission_ids = sorted({w.submission_id for w in self.writes if w.submission_id})
-        prediction_ids = sorted({w.prediction.id for w in self.writes})
-        webhook_ids = sorted({w.webhook_id for w in self.writes if w.webhook_id is not None})
-        reads = [self.statements.batch_context(submission_ids, prediction_ids), OUTBOX_ROUTES]
-        if self.statements.is_postgresql:
-            # Every row this batch reads to plan, locked (in the same round trip) before it
-            # is read: batches of other processes touching none of them run meanwhile.
-            keys = [f"p:{p}" for p in prediction_ids] + [f"s:{s}" for s in submission_ids]
-            reads.insert(0, self.statements.key_locks(keys + [f"w:{w}" for w in webhook_ids]))
-        *_locked, context_rows, route_rows = run_all(connection, reads)
-        self.routes = outbox_routes(route_rows)
-        for row in context_rows:
-            kind, row_id, link = row[0], row[1], row[2]
-            if kind == "s":
-                self.submissions[row_id] = SubmissionContext(link, row[3], as_json(row[4]))
-                continue
-            if link is not None:
-                self.owners[row_id] = link
-                self.bound.setdefault(link, row_id)
-            else:
-                self.unowned.add(row_id)
-            self.stored[row_id] = StoredPrediction(
-                row[5], row[6], row[7], row[8], as_datetime(row[9]), link, row[3]
-            )
-        for submission_id, submission in self.submissions.items():
-            if submission.prediction_id is not None:
-                self.bound[submission_id] = submission.prediction_id
-        if webhook_ids:
-            rows = connection.execute(self.statements.known_webhooks, {"ids": webhook_ids})
-            self.known_webhooks = {r.id: (r.prediction_id, r.body_sha256) for r in rows}
+        """What the batch must know to plan, in one round trip (vlmhooks/store/batch_context.py)."""
+        self.context.read(connection)
 
     # -- plan ------------------------------------------------------------------------------
 
     def plan(self) -> None:
         """Decide every write's outcome and render every statement (no database access)."""
-        before = {pid: (s.status, s.body_sha256) for pid, s in self.stored.items()}
+        context = self.context
+        before = {pid: (s.status, s.body_sha256) for pid, s in context.stored.items()}
         # Submissions whose prediction id is recorded, as linking proceeds in arrival order.
-        linked = {sid for sid, sub in self.submissions.items() if sub.prediction_id is not None}
+        linked = {sid for sid, sub in context.submissions.items() if sub.prediction_id is not None}
         occurrences: dict[str, int] = {}
         round_members: list[list[int]] = []
         replays: list[int] = []
         for index, write in enumerate(self.writes):
-            if self._classify(index, write):
+            admitted = context.admit(write)
+            if admitted is REPLAY:
                 replays.append(index)
                 continue
-            if self.outcomes[index] is not None:
-                continue  # a conflict
+            if isinstance(admitted, PredictionConflict):
+                self.outcomes[index] = admitted
+                if self.log_conflicts:
+                    row = delivery_row_of(write, "rejected", admitted.detail, admitted.status)
+                    self.deliveries.append((index, row))
+                continue
             n = occurrences.get(write.prediction.id, 0)
             occurrences[write.prediction.id] = n + 1
             if n == len(round_members):
@@ -219,79 +182,18 @@ class PredictionBatch:
             self._plan_replay(index, values, before)
         self._render_tail()
 
-    def _classify(self, index: int, write: PredictionWrite) -> bool:
-        """Conflict (outcome set), replay (True), or to upsert (binding as it goes)."""
-        prediction_id = write.prediction.id
-        conflict = self._conflict(write)
-        webhook_id = write.webhook_id
-        if conflict is None and webhook_id is not None:
-            first = self.known_webhooks.get(webhook_id)
-            body_sha256 = write.delivery.body_sha256
-            if first is None:
-                self.known_webhooks[webhook_id] = (prediction_id, body_sha256)
-                self.fresh_webhooks.append(
-                    {
-                        "id": webhook_id,
-                        "prediction_id": prediction_id,
-                        "received_at": write.received_at,
-                        "body_sha256": body_sha256,
-                    }
-                )
-            elif same_message(first, prediction_id, body_sha256):
-                return True
-            else:
-                # Standard Webhooks ids are idempotency keys: one id, one message. A
-                # different body under a used id is refused, never silently dropped.
-                conflict = WebhookIdConflict(
-                    f"webhook-id {webhook_id} was already accepted with a different body",
-                    webhook_id=webhook_id,
-                )
-        if conflict is not None:
-            self.outcomes[index] = conflict
-            if self.log_conflicts:
-                row = delivery_row_of(write, "rejected", conflict.detail, conflict.status)
-                self.deliveries.append((index, row))
-            return False
-        if write.submission_id is not None:
-            # What storing this write will bind; later writes in the batch must see it.
-            self.bound.setdefault(write.submission_id, prediction_id)
-            self.owners.setdefault(prediction_id, write.submission_id)
-            if prediction_id in self.unowned:
-                self.claims.setdefault(prediction_id, write.submission_id)
-        elif prediction_id not in self.owners:
-            self.unowned.add(prediction_id)  # it may be inserted without a submission
-        return False
-
-    def _conflict(self, write: PredictionWrite) -> PredictionConflict | None:
-        """Why `write` contradicts a binding made earlier (this batch included), else None."""
-        submission_id, prediction_id = write.submission_id, write.prediction.id
-        if submission_id is None:
-            return None  # the submitter's own reads (reconcile): no callback URL involved
-        owner = self.owners.get(prediction_id)
-        if owner is not None and owner != submission_id:
-            return PredictionConflict(
-                f"prediction {prediction_id} belongs to submission {owner}, not {submission_id}",
-                submission_id=submission_id,
-                recorded_submission_id=owner,
-            )
-        bound = self.bound.get(submission_id)
-        if bound is not None and bound != prediction_id:
-            return PredictionConflict(
-                f"submission {submission_id} is bound to prediction {bound}, not {prediction_id}",
-                submission_id=submission_id,
-                recorded_prediction_id=bound,
-            )
-        return None
-
     def _plan_round(
         self, members: list[int], values: dict[int, dict[str, Any]], linked: set[str]
     ) -> _Round:
+        context = self.context
         rows: list[dict[str, Any]] = []
         applied: dict[str, tuple[int, datetime]] = {}
         events: list[dict[str, Any]] = []
         for index in members:
             write = self.writes[index]
-            submission = self.submissions.get(write.submission_id) if write.submission_id else None
+            submission = (
+                context.submissions.get(write.submission_id) if write.submission_id else None
+            )
             schema_valid, schema_errors = check_response_schema(
                 submission.json_schema if submission else None, write.prediction.response
             )
@@ -306,11 +208,13 @@ class PredictionBatch:
                 (len(response_json) if size is None else size) + ROW_ALLOWANCE
             )
             prediction_id, status = row["id"], row["status"]
-            stored = self.stored.get(prediction_id)
-            if stored is None or moves_forward(stored, row["status_rank"], row["body_sha256"]):
-                # What the upsert will do, by its own rule (statements._UPSERT_SUFFIX).
+            stored = context.stored.get(prediction_id)
+            if stored is None or moves_forward(
+                stored.rank, stored.body_sha256, row["status_rank"], row["body_sha256"]
+            ):
+                # What the upsert will do, by the same rule (vlmhooks/store/forward_only.py).
                 if stored is None:
-                    stored = self.stored[prediction_id] = StoredPrediction(
+                    stored = context.stored[prediction_id] = StoredPrediction(
                         status,
                         row["status_rank"],
                         row["body_sha256"],
@@ -341,7 +245,7 @@ class PredictionBatch:
                 self.outcomes[index] = IngestOutcome(prediction_id, stored.status, verdict)
                 changed = False
             self.deliveries.append((index, delivery_row_of(write, verdict, reason, 200)))
-            self._link(write, self.stored[prediction_id].status, changed, linked)
+            self._link(write, context.stored[prediction_id].status, changed, linked)
         statements = self.statements
         return _Round(
             members,
@@ -354,7 +258,7 @@ class PredictionBatch:
     def _link(self, write: PredictionWrite, status: str, changed: bool, linked: set[str]) -> None:
         """Record the submission's prediction id and status (only when it has a row)."""
         submission_id = write.submission_id
-        if submission_id is None or submission_id not in self.submissions:
+        if submission_id is None or submission_id not in self.context.submissions:
             return  # `vlm-receiver callback-url` URLs have no row to link
         # A write that changed nothing still binds a submission not yet linked, so a later
         # delivery with another id conflicts. Every write through one submission carries the
@@ -373,7 +277,7 @@ class PredictionBatch:
     ) -> None:
         """A replayed webhook-id, judged against what was stored when it arrived."""
         write = self.writes[index]
-        status, stored_hash = self._stored_at(index, values, before)
+        status, stored_hash = _stored_when(index, self.writes, self.outcomes, values, before)
         # `duplicate` only when what is stored is this very content; a replay of a message
         # since superseded (or never applied) is `stale`, like its original.
         if stored_hash == content_hash(write):
@@ -385,31 +289,11 @@ class PredictionBatch:
         self.outcomes[index] = IngestOutcome(write.prediction.id, status, verdict)
         self.deliveries.append((index, delivery_row_of(write, "replay", reason, 200)))
 
-    def _stored_at(
-        self, index: int, values: dict[int, dict[str, Any]], before: dict[str, tuple[str, str]]
-    ) -> tuple[str, str | None]:
-        """(status, content hash) of the replayed prediction as stored when `index` arrived:
-        after the last write applied ahead of it, else as the batch found it."""
-        prediction_id = self.writes[index].prediction.id
-        for earlier in range(index - 1, -1, -1):
-            outcome = self.outcomes[earlier]
-            if (
-                self.writes[earlier].prediction.id == prediction_id
-                and isinstance(outcome, IngestOutcome)
-                and outcome.verdict in ("stored", "updated")
-                and earlier in values
-            ):
-                return values[earlier]["status"], values[earlier]["body_sha256"]
-        found = before.get(prediction_id)
-        if found is None:
-            return self.writes[index].prediction.status.value, None
-        return found
-
     def _render_tail(self) -> None:
         """Claims, links and the delivery log: statements whose results nobody reads."""
         statements = self.statements
-        if self.claims:
-            claims = [{"claimed_id": p, "claimant_id": s} for p, s in self.claims.items()]
+        if self.context.claims:
+            claims = [{"claimed_id": p, "claimant_id": s} for p, s in self.context.claims.items()]
             self.tail.append(statements.raw_claim_prediction.prepare_many(claims))
         if self.links:
             self.tail.append(statements.raw_link_submission.prepare_many(list(self.links.values())))
@@ -448,24 +332,28 @@ class PredictionBatch:
 
     def write(self, connection: Connection) -> list[Result]:
         """Run the planned statements; every write's outcome once they all have run."""
-        if self.fresh_webhooks:
-            connection.execute(self.statements.remember_webhook, self.fresh_webhooks)
+        context = self.context
+        if context.fresh_webhooks:
+            connection.execute(self.statements.remember_webhook, context.fresh_webhooks)
         # Every statement at once (one round trip on PostgreSQL): the plan needs no result
         # to write the next one; the results are checked afterwards.
         statements, events_start = self._planned()
         results = run_all(connection, statements)
         for planned, returned in zip(self.rounds, results, strict=False):
-            applied = {row[0]: (row[1], as_datetime(row[2])) for row in returned}
+            applied = {
+                row.id: (row.delivery_count, as_datetime(row.received_at))
+                for row in map(UpsertReturned._make, returned)
+            }
             if applied != planned.applied:
                 raise BatchDiverged(
                     f"the upsert applied {sorted(applied)}, the plan {sorted(planned.applied)}"
                 )
         with_events = [planned for planned in self.rounds if planned.event_insert]
         for planned, inserted in zip(with_events, results[events_start:], strict=False):
-            seqs = {pid: seq for pid, seq in inserted}
-            if self.routes:
+            seqs = {row.prediction_id: row.seq for row in map(EventReturned._make, inserted)}
+            if context.routes:
                 # Forwarding's outbox rows, in this same transaction (see vlmhooks/store/outbox.py).
-                write_outbox_rows(connection, planned.events, seqs, self.routes)
+                write_outbox_rows(connection, planned.events, seqs, context.routes)
             for index in planned.members:
                 outcome = self.outcomes[index]
                 if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):
@@ -480,3 +368,28 @@ class PredictionBatch:
         done = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(done) == len(self.writes), "every write gets an outcome"
         return done
+
+
+def _stored_when(
+    index: int,
+    writes: Sequence[PredictionWrite],
+    outcomes: list[Result | None],
+    values: dict[int, dict[str, Any]],
+    before: dict[str, tuple[str, str]],
+) -> tuple[str, str | None]:
+    """(status, content hash) of the prediction of `writes[index]` as stored when it arrived:
+    after the last write applied ahead of it, else as the batch found it."""
+    prediction_id = writes[index].prediction.id
+    for earlier in range(index - 1, -1, -1):
+        outcome = outcomes[earlier]
+        if (
+            writes[earlier].prediction.id == prediction_id
+            and isinstance(outcome, IngestOutcome)
+            and outcome.verdict in ("stored", "updated")
+            and earlier in values
+        ):
+            return values[earlier]["status"], values[earlier]["body_sha256"]
+    found = before.get(prediction_id)
+    if found is None:
+        return writes[index].prediction.status.value, None
+    return found

@@ -1,9 +1,9 @@
-"""What a write batch puts in each row, and the forward-only rule it plans by.
+"""What a write batch puts in each row.
 
 `vlmhooks/store/batch.py` decides, write by write, what the batch's statements will do; this
 module holds the pieces that are about one row, not about the batch: the prediction row's
-values, its delivery-log row, its event row, and the upsert's own rule (ARCHITECTURE.md,
-"The write batch") replayed in Python against a row as the batch knows it.
+values, its delivery-log row, its event row, and a stored row as the batch knows it (the
+rule that moves it forward is vlmhooks/store/forward_only.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from schemas.enums import STATUS_RANK, Status
+from schemas.enums import STATUS_RANK
 from vlmhooks.ingest.storable import MAX_DOMAIN_CHARS, storable_content_hash, usage_json
 from vlmhooks.reads.public import public_prediction
 from vlmhooks.store.audit import delivery_row
@@ -29,12 +29,9 @@ __all__ = [
     "delivery_bytes",
     "delivery_row_of",
     "event_row",
-    "moves_forward",
     "prediction_values",
     "same_message",
 ]
-
-_TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +70,6 @@ def delivery_bytes(row: dict[str, Any]) -> int:
         (len(body) if body is not None else 0)
         + (sum(map(len, headers.values())) if headers else 0)
         + ROW_ALLOWANCE
-    )
-
-
-def moves_forward(stored: StoredPrediction, rank: int, body_sha256: str) -> bool:
-    """The upsert's WHERE: a higher rank wins; within a non-terminal rank new content wins;
-    a terminal row never changes again."""
-    return rank > stored.rank or (
-        rank == stored.rank and stored.rank < _TERMINAL_RANK and body_sha256 != stored.body_sha256
     )
 
 

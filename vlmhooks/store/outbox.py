@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -26,7 +26,7 @@ from schemas.contract import as_utc, utc_now
 from schemas.tables import ForwardDestination, ForwardOutbox
 from vlmhooks.forward.destinations import Filters
 from vlmhooks.store.raw_sql import Prepared, as_json
-from vlmhooks.store.tables import EVENT, table_of
+from vlmhooks.store.tables import EVENT, column_names, table_of
 
 __all__ = [
     "DEAD",
@@ -58,17 +58,29 @@ def new_message_id() -> str:
 
 
 OutboxRoute = tuple[str, Filters]
+
+
+class _RouteRow(NamedTuple):
+    id: str
+    events: Any  # JSON: SQLite's text, or psycopg's list
+    domain: str | None
+
+
 # Read by every write batch, with its context (vlmhooks/store/batch.py), through the raw cursor.
-OUTBOX_ROUTES = Prepared("SELECT id, events, domain FROM forward_destination WHERE active", ())
+OUTBOX_ROUTES = Prepared(
+    f"SELECT {', '.join(column_names(DESTINATION, *_RouteRow._fields))}"  # noqa: S608 (ours)
+    f" FROM {DESTINATION.name} WHERE {DESTINATION.c.active.name}",
+    (),
+)
 
 
 def outbox_routes(rows: Sequence[tuple[Any, ...]]) -> list[OutboxRoute]:
     """The active destinations and their filters, from the rows `OUTBOX_ROUTES` read in the
     batch's transaction."""
     routes: list[OutboxRoute] = []
-    for destination_id, events, domain in rows:
-        wanted = as_json(events)
-        routes.append((destination_id, Filters(tuple(wanted) if wanted else None, domain)))
+    for row in map(_RouteRow._make, rows):
+        wanted = as_json(row.events)
+        routes.append((row.id, Filters(tuple(wanted) if wanted else None, row.domain)))
     return routes
 
 

@@ -215,10 +215,16 @@ class RawUpdate:
 
 
 class RawInsert:
-    """`INSERT INTO table (columns) VALUES (...), (...) [suffix]` for one dialect."""
+    """`INSERT INTO table (columns) VALUES (...), (...) [suffix] [RETURNING returning]` for
+    one dialect."""
 
     def __init__(
-        self, table: sa.Table, columns: Sequence[str], dialect_name: str, suffix: str = ""
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        dialect_name: str,
+        suffix: str = "",
+        returning: Sequence[str] = (),
     ) -> None:
         postgresql = dialect_name == "postgresql"
         mark = "{mark}"
@@ -250,6 +256,8 @@ class RawInsert:
         # Identifiers from our own table metadata; values only ever travel as parameters.
         self._head = f"INSERT INTO {table.name} ({', '.join(self.columns)}) VALUES "  # noqa: S608
         self._group = f"({', '.join(placeholders)})"
+        if returning:
+            suffix = f"{suffix} RETURNING {', '.join(returning)}".lstrip()
         self._suffix = f" {suffix}" if suffix else ""
         self._dialect_name = dialect_name
         self._statements: dict[int, str] = {}  # by row count: PostgreSQL numbers every mark

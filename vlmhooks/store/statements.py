@@ -8,20 +8,30 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from schemas.enums import STATUS_RANK, Status
+from vlmhooks.store.forward_only import forward_only_sql
 from vlmhooks.store.raw_sql import Prepared, RawInsert, RawUpdate, placeholders
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, WEBHOOK_MESSAGE
+from vlmhooks.store.tables import (
+    DELIVERY,
+    EVENT,
+    PREDICTION,
+    SUBMISSION,
+    WEBHOOK_MESSAGE,
+    column_names,
+)
 
 __all__ = [
     "EVENTS_CHANNEL",
     "EVENT_FEED_LOCK_KEY",
     "WRITE_KEY_LOCK_CLASS",
+    "ContextRow",
+    "EventReturned",
+    "UpsertReturned",
     "WriteStatements",
     "statements_for",
     "write_statements",
@@ -36,35 +46,98 @@ EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
 # and two-key forms apart, so these never meet the feed's lock). ARCHITECTURE.md, "The
 # write batch": every key lock of a transaction comes before its feed lock.
 WRITE_KEY_LOCK_CLASS = 0x766C6D68
-_TERMINAL_RANK = STATUS_RANK[Status.COMPLETED]
-_PREDICTION_COLUMNS = (
-    "id", "submission_id", "domain", "status", "status_rank", "response", "usage", "extra",
-    "created_at", "completed_at", "received_at", "updated_at", "delivery_count", "source",
-    "body_sha256", "schema_valid", "schema_errors",
-)  # fmt: skip
-_REPLACED_ON_UPDATE = (
-    "status", "status_rank", "response", "usage", "extra", "completed_at", "updated_at",
-    "source", "body_sha256", "schema_valid", "schema_errors",
-)  # fmt: skip
-# Forward only, the database decides: a higher rank wins; within a non-terminal rank
-# (running <-> paused) new content wins; a terminal row never changes again. Plain SQL that
-# PostgreSQL and SQLite (3.35+) both take; `vlmhooks/store/batch.py` plans by the same rule.
-_UPSERT_SUFFIX = (
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_UPDATE)
-    + ", delivery_count = prediction.delivery_count + 1"
-    ", submission_id = coalesce(prediction.submission_id, excluded.submission_id)"
-    ", domain = coalesce(excluded.domain, prediction.domain)"
-    " WHERE excluded.status_rank > prediction.status_rank"
-    " OR (excluded.status_rank = prediction.status_rank"
-    f" AND prediction.status_rank < {_TERMINAL_RANK}"
-    " AND excluded.body_sha256 != prediction.body_sha256)"
-    " RETURNING id, delivery_count, received_at"
+# Column names come from the table declarations (schemas/tables.py), never copied here.
+_PREDICTION_COLUMNS = tuple(column.name for column in PREDICTION.c)
+# On conflict the first write's key and times are kept, and these merged; every other
+# column takes the incoming value.
+_KEPT_ON_UPDATE = column_names(PREDICTION, "id", "created_at", "received_at")
+_MERGED_ON_UPDATE = {
+    name: merge.format(row=PREDICTION.name, column=name)
+    for name, merge in zip(
+        column_names(PREDICTION, "delivery_count", "submission_id", "domain"),
+        (
+            "{row}.{column} + 1",
+            "coalesce({row}.{column}, excluded.{column})",  # the first owner stays
+            "coalesce(excluded.{column}, {row}.{column})",  # a known domain stays
+        ),
+        strict=True,
+    )
+}
+_REPLACED_ON_UPDATE = tuple(
+    name for name in _PREDICTION_COLUMNS if name not in (*_KEPT_ON_UPDATE, *_MERGED_ON_UPDATE)
 )
-_DELIVERY_COLUMNS = (
-    "prediction_id", "submission_id", "received_at", "verdict", "reason", "http_status",
-    "source", "body_sha256", "headers", "body", "body_truncated",
-)  # fmt: skip
+# Forward only, the database decides (vlmhooks/store/forward_only.py, which the batch's plan
+# follows too). Plain SQL that PostgreSQL and SQLite (3.35+) both take.
+_UPSERT_SUFFIX = (
+    f"ON CONFLICT ({PREDICTION.c.id.name}) DO UPDATE SET "
+    + ", ".join(
+        [f"{name} = excluded.{name}" for name in _REPLACED_ON_UPDATE]
+        + [f"{name} = {merged}" for name, merged in _MERGED_ON_UPDATE.items()]
+    )
+    + f" WHERE {forward_only_sql(PREDICTION.name, 'excluded')}"
+)
+# The delivery log and event rows: every column but the generated key.
+_DELIVERY_COLUMNS = tuple(column.name for column in DELIVERY.c if column is not DELIVERY.c.id)
+_EVENT_COLUMNS = tuple(column.name for column in EVENT.c if column is not EVENT.c.seq)
+
+
+class UpsertReturned(NamedTuple):
+    """What the upsert returns for each row it applied: the plan is checked against it."""
+
+    id: str
+    delivery_count: int
+    received_at: Any  # a datetime, or SQLite's stored text (raw_sql.as_datetime)
+
+
+class EventReturned(NamedTuple):
+    """What an event insert returns: each event's place in the feed."""
+
+    prediction_id: str
+    seq: int
+
+
+UPSERT_RETURNING = column_names(PREDICTION, *UpsertReturned._fields)
+EVENT_RETURNING = column_names(EVENT, *EventReturned._fields)
+
+
+class ContextRow(NamedTuple):
+    """One row of `WriteStatements.batch_context`: a submission (`kind` "s") or a prediction
+    ("p"); `link` is the submission's recorded prediction id, or the prediction's submission."""
+
+    kind: str
+    id: str
+    link: str | None
+    domain: str | None
+    json_schema: Any  # a submission's; NULL on a prediction row
+    # A prediction's state; NULL on a submission row.
+    status: Any
+    status_rank: Any
+    body_sha256: Any
+    delivery_count: Any
+    received_at: Any
+
+
+# Each branch of the context's UNION, field by field (in ContextRow's order): a column of
+# its table, else NULL.
+_SUBMISSION_CONTEXT = {"link": "prediction_id", "domain": "domain", "json_schema": "json_schema"}
+_PREDICTION_CONTEXT = {
+    "link": "submission_id",
+    **{name: name for name in ("domain", "status", "status_rank", "body_sha256")},
+    **{name: name for name in ("delivery_count", "received_at")},
+}
+
+
+def _context_select(kind: str, table: sa.Table, columns: dict[str, str]) -> str:
+    columns = {"id": table.c.id.name, **columns}
+    fields = [f"'{kind}'"] + [
+        table.c[columns[field]].name if field in columns else "NULL"
+        for field in ContextRow._fields[1:]
+    ]
+    return f"SELECT {', '.join(fields)} FROM {table.name}"  # noqa: S608 (our identifiers)
+
+
+_SUBMISSIONS_CONTEXT = _context_select("s", SUBMISSION, _SUBMISSION_CONTEXT)
+_PREDICTIONS_CONTEXT = _context_select("p", PREDICTION, _PREDICTION_CONTEXT)
 
 
 class WriteStatements:
@@ -91,25 +164,25 @@ class WriteStatements:
         self.insert_delivery = DELIVERY.insert().returning(DELIVERY.c.id)
         # The batch's hot statements, straight to the DB-API (see vlmhooks/store/raw_sql.py).
         self.raw_upsert_prediction = RawInsert(
-            PREDICTION, _PREDICTION_COLUMNS, dialect_name, _UPSERT_SUFFIX
+            PREDICTION, _PREDICTION_COLUMNS, dialect_name, _UPSERT_SUFFIX, UPSERT_RETURNING
         )
         self.raw_insert_event = RawInsert(
-            EVENT,
-            ("prediction_id", "type", "data", "created_at"),
-            dialect_name,
-            "RETURNING prediction_id, seq",
+            EVENT, _EVENT_COLUMNS, dialect_name, returning=EVENT_RETURNING
         )
         self.raw_insert_delivery = RawInsert(DELIVERY, _DELIVERY_COLUMNS, dialect_name)
+        # Identifiers from our own table metadata; values only ever travel as parameters.
+        p, s = PREDICTION.c, SUBMISSION.c
         self.raw_claim_prediction = RawUpdate(
-            "UPDATE prediction SET submission_id = {mark} WHERE id = {mark}"
-            " AND submission_id IS NULL",
+            f"UPDATE {PREDICTION.name} SET {p.submission_id.name} = {{mark}}"  # noqa: S608
+            f" WHERE {p.id.name} = {{mark}} AND {p.submission_id.name} IS NULL",
             ("claimant_id", "claimed_id"),
             (),
             dialect_name,
         )
         self.raw_link_submission = RawUpdate(
-            "UPDATE submission SET prediction_id = coalesce(prediction_id, {mark}),"
-            " status = {mark}, updated_at = {mark} WHERE id = {mark}",
+            f"UPDATE {SUBMISSION.name} SET {s.prediction_id.name}"  # noqa: S608
+            f" = coalesce({s.prediction_id.name}, {{mark}}), {s.status.name} = {{mark}},"
+            f" {s.updated_at.name} = {{mark}} WHERE {s.id.name} = {{mark}}",
             ("linked_prediction_id", "new_status", "linked_at", "submission_id"),
             ("linked_at",),
             dialect_name,
@@ -137,12 +210,9 @@ class WriteStatements:
         )
         # Identifiers are ours; ids only ever travel as parameters.
         sql = (
-            "SELECT 's', id, prediction_id, domain, json_schema,"  # noqa: S608
-            " NULL, NULL, NULL, NULL, NULL"
-            f" FROM submission WHERE id IN ({in_submissions})"
-            " UNION ALL SELECT 'p', id, submission_id, domain, NULL,"
-            " status, status_rank, body_sha256, delivery_count, received_at FROM prediction"
-            f" WHERE id IN ({in_predictions}) OR submission_id IN ({in_submissions_again})"
+            f"{_SUBMISSIONS_CONTEXT} WHERE {SUBMISSION.c.id.name} IN ({in_submissions})"
+            f" UNION ALL {_PREDICTIONS_CONTEXT} WHERE {PREDICTION.c.id.name} IN ({in_predictions})"
+            f" OR {PREDICTION.c.submission_id.name} IN ({in_submissions_again})"
         )
         return Prepared(sql, (*submission_ids, *prediction_ids, *submission_ids))
 

@@ -15,6 +15,7 @@ __all__ = [
     "PREDICTION",
     "SUBMISSION",
     "WEBHOOK_MESSAGE",
+    "column_names",
     "column_width",
     "table_of",
 ]
@@ -26,6 +27,12 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     if not isinstance(table, sa.Table):
         raise TypeError(f"{model.__name__} is not a table model")
     return table
+
+
+def column_names(table: sa.Table, *names: str) -> tuple[str, ...]:
+    """`names`, each checked against `table`'s declaration: a statement naming a column the
+    table does not declare fails at import, not on its first batch."""
+    return tuple(table.c[name].name for name in names)
 
 
 def column_width(column: sa.Column[Any]) -> int:
