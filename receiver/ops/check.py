@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -26,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from receiver.ingest.selftest import SelfTestTokens, marker_id, self_test_body
 from vlmhooks.cli_args import positive_seconds
 from vlmhooks.errors import ConfigError
+from vlmhooks.http_url import require_http_url
 from vlmhooks.settings import Settings
 from vlmhooks.store.db import make_engine
 from vlmhooks.store.tables import WEBHOOK_MESSAGE
@@ -40,6 +40,7 @@ from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX
 __all__ = ["CheckResult", "add_check_command", "run_checks"]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+PUBLIC_URL_SETTING = "--public-url / VLMHOOKS_PUBLIC_URL"
 # Which setting to compare with the receiver's when a piece of the round trip is refused.
 _PIECE_SETTING = {
     "token": "token key (VLMHOOKS_SECRET_KEYS)",
@@ -83,7 +84,7 @@ def run_checks(
     transport: httpx.BaseTransport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> list[CheckResult]:
-    base = _http_url(public_url or settings.public_url).rstrip("/")
+    base = require_http_url(public_url or settings.public_url, PUBLIC_URL_SETTING).rstrip("/")
     engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
     try:
         database = _check_database(engine)
@@ -118,18 +119,6 @@ def _check_database(engine: Engine) -> CheckResult:
             "database", False, f"at revision {current}, this code expects {head}: upgrade it"
         )
     return CheckResult("database", True, f"reachable, migrated (revision {current})")
-
-
-def _http_url(url: str) -> str:
-    """`url` if http(s) with a host; else a `ConfigError` (httpx would raise `InvalidURL`)."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a ValueError when out of range or not a number
-    except ValueError:  # e.g. "http://[::1": urlsplit raises instead of returning parts
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--public-url / VLMHOOKS_PUBLIC_URL must be an http(s) URL, got {url!r}")
-    return url
 
 
 def _check_public_url(client: httpx.Client, base: str) -> CheckResult:

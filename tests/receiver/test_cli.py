@@ -286,6 +286,11 @@ def test_forward_metrics_port_in_use_is_one_line(
             {},
             "--public-url / VLMHOOKS_PUBLIC_URL must be an http(s) URL, got 'ftp://",
         ),
+        (
+            ["check", "--public-url", "http://:8000"],
+            {},
+            "--public-url / VLMHOOKS_PUBLIC_URL must be an http(s) URL, got 'http://:8000'",
+        ),
     ],
 )
 def test_malformed_urls_and_revisions_are_one_line(
