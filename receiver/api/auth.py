@@ -8,7 +8,8 @@ headers on an EventSource, so GET requests may carry the key as `?access_token=`
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
@@ -82,7 +83,17 @@ def authenticate(scope: Scope, keys: Sequence[str]) -> None:
 
 
 class AuthGuard:
-    """Route middleware: the request goes on only when `check` passes, else `refusal` answers."""
+    """Route middleware: the request goes on only when `check` passes, else `refusal` answers.
+
+    `openapi_schemes` and `openapi_refusals` are what the OpenAPI document says of a route
+    it guards (`receiver/routing.py`), when the deployment requires a key.
+    """
+
+    openapi_schemes: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+
+    @classmethod
+    def openapi_refusals(cls, method: str) -> dict[int, str]:
+        return {}
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -107,6 +118,15 @@ class AuthGuard:
 
 class RequireBearer(AuthGuard):
     """Refuses a request with a 401 problem unless it carries a valid lookup API key."""
+
+    openapi_schemes = {
+        "bearerAuth": {"type": "http", "scheme": "bearer"},
+        "accessToken": {"type": "apiKey", "in": "query", "name": ACCESS_TOKEN_PARAM},
+    }
+
+    @classmethod
+    def openapi_refusals(cls, method: str) -> dict[int, str]:
+        return {401: "Missing header, wrong scheme or unknown key (`WWW-Authenticate: Bearer`)."}
 
     def check(self, scope: Scope, state: ReceiverState) -> None:
         authenticate(scope, state.api_keys)

@@ -14,15 +14,15 @@ from pydantic import ValidationError
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from receiver.api.auth import RequireBearer
-from receiver.api.known_query import KnownQuery
-from receiver.api.shapes import CallbackUrls, CallbackUrlsRequest
+from receiver.api.shapes import MAX_CALLBACK_URLS, CallbackUrls, CallbackUrlsRequest
 from receiver.errors import InvalidRequest, MintingDisabled
 from receiver.ingest.body import declared_length, read_body
 from receiver.ingest.verify import require_json_content_type
 from receiver.responses import json_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from vlmhooks.errors import PayloadError
 from vlmhooks.ingest.prediction import decode_json, invalid_fields
@@ -85,10 +85,28 @@ async def create_callback_urls(request: Request) -> Response:
 
 def callback_url_routes() -> list[BaseRoute]:
     return [
-        Route(
+        DocumentedRoute(
             CALLBACK_URLS_PATH,
             create_callback_urls,
-            methods=["POST"],
-            middleware=[Middleware(RequireBearer), Middleware(KnownQuery, names=frozenset())],
+            middleware=[Middleware(RequireBearer)],
+            strict_query=True,
+            post=Operation(
+                "createCallbackUrls",
+                "Freshly signed callback URLs, for clients that call VLM Run themselves",
+                description="Each URL carries a signed token bound to a submission id (a fresh "
+                "one per URL, or the one given, then `count` must be 1); send it as one "
+                "request's `callback_url`. Nothing is stored. An empty body asks for one URL. "
+                f"At most {MAX_CALLBACK_URLS} URLs per call; the body is at most "
+                f"{MAX_REQUEST_BYTES} bytes. Refused (403) when the deployment has no API keys.",
+                body=CallbackUrlsRequest,
+                responses={
+                    201: Answer("Minted.", CallbackUrls),
+                    400: "Not JSON, or an unknown query parameter.",
+                    403: "Anonymous reads are on and no API key is configured.",
+                    413: "The body is too large.",
+                    415: "The content type is not JSON.",
+                    422: "The body breaks the request schema; `errors` lists fields.",
+                },
+            ),
         )
     ]

@@ -1,22 +1,26 @@
 """Operations on forwarding: destinations and their backlog, dead letters, retry.
 
 Everything is read from (and written to) the database, so any receiver process answers for
-every relay, wherever it runs. The routes and their OpenAPI entries live together here.
+every relay, wherever it runs. Each route declares its OpenAPI operation beside it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import ConfigDict, Field, with_config
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from typing_extensions import TypedDict
 
 from receiver.api.auth import RequireBearer
-from receiver.api.params import bad_parameter, int_param, parse_int
+from receiver.api.params import LimitParam, bad_parameter, int_param, parse_int
+from receiver.api.shapes import DeadLetterPage, ForwardingStatus, RetryAnswer
 from receiver.responses import json_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from schemas.contract import utc_now
 from vlmhooks.errors import NotFound
@@ -28,7 +32,7 @@ from vlmhooks.forward.registry import (
 )
 from vlmhooks.reads.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-__all__ = ["forwarding_openapi_paths", "forwarding_routes"]
+__all__ = ["forwarding_routes"]
 
 MAX_MESSAGE_IDS = 1000
 
@@ -93,178 +97,57 @@ async def retry_endpoint(request: Request) -> Response:
     return json_response({"destination": destination_id, "retried": retried, "enabled": True})
 
 
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class DeadLettersQuery(TypedDict, total=False):
+    limit: LimitParam
+    """Page size."""
+    cursor: Annotated[str, Field(pattern="^[0-9]{1,18}$")]
+    """`next_cursor` from the previous page."""
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class RetryQuery(TypedDict, total=False):
+    message_id: list[str]
+    """Only these messages (repeatable); all when absent."""
+
+
 def forwarding_routes() -> list[BaseRoute]:
-    authenticated = [Middleware(RequireBearer)]
+    guarded = [Middleware(RequireBearer)]
+    missing = "No destination with this id."
     return [
-        Route("/v1/forwarding", forwarding_endpoint, methods=["GET"], middleware=authenticated),
-        Route(
+        DocumentedRoute(
+            "/v1/forwarding",
+            forwarding_endpoint,
+            middleware=guarded,
+            get=Operation(
+                "getForwarding",
+                "Forwarding destinations, their backlog and last error",
+                responses={200: Answer("Every destination listed.", ForwardingStatus)},
+            ),
+        ),
+        DocumentedRoute(
             "/v1/forwarding/{destination_id}/dead-letters",
             dead_letters_endpoint,
-            methods=["GET"],
-            middleware=authenticated,
+            middleware=guarded,
+            get=Operation(
+                "listDeadLetters",
+                "Changes given up on after VLMHOOKS_FORWARD_MAX_AGE, oldest first",
+                query=DeadLettersQuery,
+                responses={200: Answer("One page.", DeadLetterPage), 404: missing},
+            ),
         ),
-        Route(
+        DocumentedRoute(
             "/v1/forwarding/{destination_id}/retry",
             retry_endpoint,
-            methods=["POST"],
-            middleware=authenticated,
+            middleware=guarded,
+            post=Operation(
+                "retryDeadLetters",
+                "Deliver dead letters again; re-enable a destination a 410 disabled",
+                query=RetryQuery,
+                responses={
+                    200: Answer("How many dead letters are pending again.", RetryAnswer),
+                    404: missing,
+                },
+            ),
         ),
     ]
-
-
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    schema = {"$ref": "#/components/schemas/Problem"}
-    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
-
-
-_TEXT = {"type": "string"}
-_NULLABLE_TEXT = {"anyOf": [_TEXT, {"type": "null"}]}
-_NULLABLE_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
-_DESTINATION_ID = {
-    "name": "destination_id",
-    "in": "path",
-    "required": True,
-    "description": "A destination's `id` from `GET /v1/forwarding`.",
-    "schema": {"type": "string", "minLength": 1},
-}
-_DESTINATION = {
-    "type": "object",
-    "required": ["id", "kind", "target", "enabled", "backlog", "dead_letters"],
-    "properties": {
-        "id": _TEXT,
-        "kind": {"enum": ["http", "redis", "nats", "amqp"]},
-        "target": {"type": "string", "description": "The URL, every credential masked."},
-        "filters": {
-            "type": "object",
-            "properties": {
-                "events": {"anyOf": [{"type": "array", "items": _TEXT}, {"type": "null"}]},
-                "domain": _NULLABLE_TEXT,
-            },
-        },
-        "configured": {"type": "boolean", "description": "In the latest configuration."},
-        "enabled": {"type": "boolean", "description": "False after an HTTP 410."},
-        "disabled_at": _NULLABLE_TIME,
-        "disabled_reason": _NULLABLE_TEXT,
-        "backlog": {"type": "integer", "minimum": 0},
-        "oldest_pending_age_seconds": {"anyOf": [{"type": "number"}, {"type": "null"}]},
-        "dead_letters": {"type": "integer", "minimum": 0},
-        "last_error": _NULLABLE_TEXT,
-        "last_error_at": _NULLABLE_TIME,
-        "last_delivered_at": _NULLABLE_TIME,
-    },
-}
-_DEAD_LETTER = {
-    "type": "object",
-    "required": ["id", "message_id", "prediction_id", "type", "attempts"],
-    "properties": {
-        "id": {"type": "integer"},
-        "message_id": _TEXT,
-        "prediction_id": _TEXT,
-        "type": _TEXT,
-        "attempts": {"type": "integer"},
-        "created_at": _NULLABLE_TIME,
-        "dead_at": _NULLABLE_TIME,
-        "last_error": _NULLABLE_TEXT,
-    },
-}
-
-
-def forwarding_openapi_paths() -> dict[str, Any]:
-    """Self-contained OpenAPI path items (only `Problem` is shared) for these routes."""
-    missing = _problem("No destination with this id.")
-    bad = _problem("A query parameter is invalid; `parameter` names it.")
-    return {
-        "/v1/forwarding": {
-            "get": {
-                "operationId": "getForwarding",
-                "summary": "Forwarding destinations, their backlog and last error",
-                "responses": {
-                    "200": _json(
-                        "Every configured destination, and unconfigured ones that hold rows.",
-                        {
-                            "type": "object",
-                            "required": ["destinations"],
-                            "properties": {
-                                "destinations": {"type": "array", "items": _DESTINATION}
-                            },
-                        },
-                    )
-                },
-            }
-        },
-        "/v1/forwarding/{destination_id}/dead-letters": {
-            "get": {
-                "operationId": "listDeadLetters",
-                "summary": "Changes given up on after VLMHOOKS_FORWARD_MAX_AGE, oldest first",
-                "parameters": [
-                    _DESTINATION_ID,
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "required": False,
-                        "description": "`next_cursor` from the previous page.",
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                    },
-                ],
-                "responses": {
-                    "200": _json(
-                        "One page.",
-                        {
-                            "type": "object",
-                            "required": ["data", "next_cursor"],
-                            "properties": {
-                                "data": {"type": "array", "items": _DEAD_LETTER},
-                                "next_cursor": _NULLABLE_TEXT,
-                            },
-                        },
-                    ),
-                    "400": bad,
-                    "404": missing,
-                },
-            }
-        },
-        "/v1/forwarding/{destination_id}/retry": {
-            "post": {
-                "operationId": "retryDeadLetters",
-                "summary": "Deliver dead letters again; re-enable a destination a 410 disabled",
-                "parameters": [
-                    _DESTINATION_ID,
-                    {
-                        "name": "message_id",
-                        "in": "query",
-                        "required": False,
-                        "description": "Only these messages (repeatable); all when absent.",
-                        "schema": {"type": "array", "items": {"type": "string"}},
-                        "style": "form",
-                        "explode": True,
-                    },
-                ],
-                "responses": {
-                    "200": _json(
-                        "How many dead letters are pending again.",
-                        {
-                            "type": "object",
-                            "required": ["destination", "retried", "enabled"],
-                            "properties": {
-                                "destination": _TEXT,
-                                "retried": {"type": "integer", "minimum": 0},
-                                "enabled": {"type": "boolean"},
-                            },
-                        },
-                    ),
-                    "400": bad,
-                    "404": missing,
-                },
-            }
-        },
-    }

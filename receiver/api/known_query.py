@@ -1,8 +1,8 @@
 """Route middleware: a query parameter the route does not take is a 400, never ignored.
 
-Declared per route (`receiver/api/lookup.py`), so the SSE stream and the dashboard get the same
-rule without their handlers knowing; the OpenAPI test checks the declarations against the
-document.
+Added by `DocumentedRoute(strict_query=True)` (`receiver/routing.py`) from the parameters the
+route's operation declares, the same declaration the OpenAPI document lists, so the SSE stream
+gets the rule without its handler knowing.
 """
 
 from __future__ import annotations

@@ -9,17 +9,23 @@ import asyncio
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
 
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from typing_extensions import TypedDict
 
 from receiver.api.auth import ACCESS_TOKEN_PARAM, RequireBearer
-from receiver.api.known_query import KnownQuery
 from receiver.api.params import (
+    LimitParam,
+    SeqParam,
+    TextParam,
     bool_param,
     int_param,
     status_param,
@@ -31,6 +37,7 @@ from receiver.api.shapes import DeliveryPage
 from receiver.live.fanout import FanOut
 from receiver.live.sse import EventStream, stream_events
 from receiver.responses import json_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from schemas.enums import Status
 from vlmhooks.errors import NotFound
@@ -45,6 +52,7 @@ from vlmhooks.reads.pagination import (
     encode_delivery_cursor,
     encode_prediction_cursor,
 )
+from vlmhooks.reads.public import Prediction
 from vlmhooks.reads.queries import (
     PredictionFilters,
     get_prediction,
@@ -52,10 +60,14 @@ from vlmhooks.reads.queries import (
     list_deliveries,
     list_predictions,
 )
+from vlmhooks.reads.shapes import Submission
+from vlmhooks.settings import DEFAULT_MAX_WAIT_SECONDS
 
 __all__ = [
-    "QUERY_PARAMETERS",
     "WAIT_CEILING_SECONDS",
+    "DeliveriesQuery",
+    "PredictionQuery",
+    "PredictionsQuery",
     "get_prediction_endpoint",
     "get_submission_endpoint",
     "list_deliveries_endpoint",
@@ -69,28 +81,66 @@ Endpoint = Callable[[Request], Awaitable[Response | EventStream]]
 # However large the configured cap, a request is never held longer than this.
 WAIT_CEILING_SECONDS = 60.0
 
-# The query parameters each lookup route takes; any other is a 400 (`KnownQuery`). The
-# OpenAPI test checks these against the document, both ways.
-QUERY_PARAMETERS: dict[str, frozenset[str]] = {
-    "/v1/predictions": frozenset(
-        {
-            "status",
-            "domain",
-            "submission_id",
-            "created_after",
-            "created_before",
-            "limit",
-            SKIP_PARAM,
-            CURSOR_PARAM,
-        }
-    ),
-    "/v1/predictions/{prediction_id}": frozenset({"wait"}),
-    "/v1/submissions/{submission_id}": frozenset(),
-    "/v1/deliveries": frozenset(
-        {"prediction_id", "submission_id", "include_body", "limit", CURSOR_PARAM}
-    ),
-    "/v1/events": frozenset({"last_event_id", "after"}),
-}
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class PredictionsQuery(TypedDict, total=False):
+    status: Status
+    """Only this status."""
+    domain: TextParam
+    """Only this domain."""
+    submission_id: TextParam
+    """Only this submission's prediction."""
+    created_after: datetime
+    """created_at >= this (ISO 8601; UTC if no offset)."""
+    created_before: datetime
+    """created_at < this (ISO 8601; UTC if no offset)."""
+    skip: Annotated[int, Field(ge=0, le=MAX_SKIP, json_schema_extra={"default": 0})]
+    """Rows to skip, as in the API: an offset costs the database every row it skips; page
+    further with the cursor."""
+    limit: LimitParam
+    """Page size."""
+    cursor: Annotated[str, Field(min_length=1)]
+    """Opaque position from the previous page; a cursor this list did not issue is a 400."""
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class PredictionQuery(TypedDict, total=False):
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="Seconds to long-poll for a terminal status; larger values are capped "
+            f"at VLMHOOKS_MAX_WAIT (default {DEFAULT_MAX_WAIT_SECONDS}, at most 60).",
+        ),
+    ]
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class DeliveriesQuery(TypedDict, total=False):
+    prediction_id: TextParam
+    """Only deliveries of this prediction."""
+    submission_id: TextParam
+    """Only deliveries for this submission."""
+    include_body: Annotated[bool, Field(json_schema_extra={"default": False})]
+    """Include the stored raw body (UTF-8 text, else base64)."""
+    limit: LimitParam
+    """Page size."""
+    cursor: Annotated[str, Field(min_length=1)]
+    """`next_cursor` from the previous page; a cursor this list did not issue is a 400."""
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class EventsQuery(TypedDict, total=False):
+    last_event_id: SeqParam
+    """As Last-Event-ID."""
+    after: SeqParam
+    """As Last-Event-ID; `after=0` replays everything."""
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class EventsHeaders(TypedDict, total=False):
+    last_event_id: Annotated[int, Field(ge=0, alias="Last-Event-ID")]
+    """The last `id` received (wins over the query)."""
 
 
 def _limit(request: Request) -> int:
@@ -240,23 +290,70 @@ async def list_deliveries_endpoint(request: Request) -> Response:
 
 
 def lookup_routes() -> list[BaseRoute]:
-    endpoints: dict[str, Endpoint] = {
-        "/v1/predictions": list_predictions_endpoint,
-        "/v1/predictions/{prediction_id}": get_prediction_endpoint,
-        "/v1/submissions/{submission_id}": get_submission_endpoint,
-        "/v1/deliveries": list_deliveries_endpoint,
-        "/v1/events": stream_events,
-    }
+    # The key is checked first: an anonymous caller learns nothing about parameters.
+    guarded = [Middleware(RequireBearer)]
     return [
-        Route(
-            path,
-            endpoint,
-            methods=["GET"],
-            # The key is checked first: an anonymous caller learns nothing about parameters.
-            middleware=[
-                Middleware(RequireBearer),
-                Middleware(KnownQuery, names=QUERY_PARAMETERS[path]),
-            ],
+        DocumentedRoute(path, endpoint, middleware=guarded, strict_query=True, get=operation)
+        for path, endpoint, operation in (
+            ("/v1/predictions", list_predictions_endpoint, _LIST_PREDICTIONS),
+            ("/v1/predictions/{prediction_id}", get_prediction_endpoint, _GET_PREDICTION),
+            ("/v1/submissions/{submission_id}", get_submission_endpoint, _GET_SUBMISSION),
+            ("/v1/deliveries", list_deliveries_endpoint, _LIST_DELIVERIES),
+            ("/v1/events", stream_events, _STREAM_EVENTS),
         )
-        for path, endpoint in endpoints.items()
     ]
+
+
+_LIST_PREDICTIONS = Operation(
+    "listPredictions",
+    "List predictions, newest first, in the API's shape",
+    description="A plain JSON array, like the API's `GET /v1/predictions?skip=&limit=` (the "
+    "public SDK's `predictions.list()` reads it unchanged). Ordered by (created_at, id) "
+    'descending; both are immutable. When more rows follow, the `Link: <url>; rel="next"` '
+    "header holds the next page's URL (same filters and limit, a `cursor`, no `skip`): "
+    "following it while rows are inserted skips and repeats nothing. `skip` counts from the "
+    "cursor's position (from the newest row without one), so `skip` and `cursor` compose.",
+    query=PredictionsQuery,
+    responses={
+        200: Answer(
+            "One page.",
+            list[Prediction],
+            headers={"Link": 'The next page, `<url>; rel="next"`; absent on the last page.'},
+        )
+    },
+)
+_GET_PREDICTION = Operation(
+    "getPrediction",
+    "One prediction, in the API's own shape",
+    description="Reads like the API's `GET /v1/predictions/{id}`. With `wait`, the request is "
+    "held until the prediction is terminal (completed or failed) or the wait ends, and then "
+    "answers with whatever is stored.",
+    query=PredictionQuery,
+    responses={
+        200: Answer("The prediction (possibly not terminal yet).", Prediction),
+        404: "Not received, even after the wait.",
+    },
+)
+_GET_SUBMISSION = Operation(
+    "getSubmission",
+    "A submission with its prediction and delivery history",
+    responses={200: Answer("The submission.", Submission), 404: "No such submission recorded."},
+)
+_LIST_DELIVERIES = Operation(
+    "listDeliveries",
+    "The callback audit log, newest first",
+    description="Pass `next_cursor` as `cursor` for the next page.",
+    query=DeliveriesQuery,
+    responses={200: Answer("One page.", DeliveryPage)},
+)
+_STREAM_EVENTS = Operation(
+    "streamEvents",
+    "Server-Sent Events: every stored change",
+    description="Frames are `id: <seq>`, `event: prediction.<status>`, `data: <Prediction "
+    "JSON>`; `: keep-alive` comments flow while idle. Resume with the `Last-Event-ID` header "
+    "(it wins over the query) or `last_event_id`/`after`: no gap, no duplicate. Without any, "
+    "the stream starts at the newest event. The stream never ends on its own.",
+    query=EventsQuery,
+    headers=EventsHeaders,
+    responses={200: Answer("An endless text/event-stream.", str, ("text/event-stream",))},
+)

@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Annotated
 
+from pydantic import Field
 from starlette.datastructures import QueryParams
 
 from schemas.contract import as_utc
 from schemas.enums import Status
 from vlmhooks.errors import PayloadError
+from vlmhooks.reads.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+# The documented types of the parameters parsed below (`receiver/routing.py`).
+# PostgreSQL text cannot hold NUL, so such a value is refused rather than looked up.
+TextParam = Annotated[str, Field(pattern="^[^\\u0000]*$")]
+LimitParam = Annotated[  # the page size
+    int,
+    Field(ge=1, le=MAX_LIMIT, json_schema_extra={"default": DEFAULT_LIMIT}),
+]
+SeqParam = Annotated[int, Field(ge=0)]
 
 
 def bad_parameter(name: str, detail: str) -> PayloadError:

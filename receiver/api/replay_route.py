@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from receiver.api.auth import RequireBearer
 from receiver.api.shapes import ReplayReport, ReplayRequest, ReplayResult
@@ -26,6 +26,7 @@ from receiver.ingest.replay import (
     replay_selected,
 )
 from receiver.responses import json_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import ReceiverState, receiver_state
 from schemas.contract import as_utc
 from vlmhooks.errors import ContractViolation, PayloadError
@@ -135,10 +136,27 @@ def _instant(request: ReplayRequest, name: str) -> datetime | None:
 
 def replay_routes() -> list[BaseRoute]:
     return [
-        Route(
+        DocumentedRoute(
             REPLAY_PATH,
             replay_deliveries,
-            methods=["POST"],
             middleware=[Middleware(RequireBearer)],
+            post=Operation(
+                "replayDeliveries",
+                "Re-ingest stored deliveries (idempotent; `dry_run` changes nothing)",
+                description="Runs the callback's checks again over each selected delivery's "
+                "stored raw body, oldest first: provider signatures as of the time it was "
+                "received (with today's secrets), media type, JSON, contract, binding, then the "
+                "forward-only write; an unchanged prediction's json_schema verdict is re-checked. "
+                "A body cut at the audit cap, or refused at the signature check, is never "
+                "replayed. Needs a key even where reads are anonymous.",
+                body=ReplayRequest,
+                responses={
+                    200: Answer("What each delivery did (or would do).", ReplayReport),
+                    400: "The body is not JSON.",
+                    403: "No API keys are configured: replay is never anonymous.",
+                    413: f"The selection is over {MAX_REQUEST_BYTES // 1024} KiB.",
+                    422: "A selector is invalid; `errors` lists fields.",
+                },
+            ),
         )
     ]

@@ -1,7 +1,7 @@
 """The response shapes the receiver builds itself: pages, the callback ack, problems, probes.
 
 Plain dicts at run time; the OpenAPI document is generated from these types (see
-`receiver/openapi/schemas.py`), and the core's shapes live in `vlmhooks.reads.public`/`.shapes`.
+`receiver/openapi/document.py`), and the core's shapes live in `vlmhooks.reads.public`/`.shapes`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
 from typing_extensions import TypedDict
 
 from schemas.enums import Status
+from vlmhooks.forward.destinations import Kind
 from vlmhooks.ingest.storable import MAX_SUBMISSION_ID_CHARS
+from vlmhooks.reads.pagination import MAX_ROW_ID
 from vlmhooks.reads.public import UtcTimestamp
 from vlmhooks.reads.shapes import Delivery
 from vlmhooks.store.records import DeliveryVerdict, Verdict
@@ -24,16 +26,22 @@ __all__ = [
     "CallbackUrl",
     "CallbackUrls",
     "CallbackUrlsRequest",
+    "DeadLetter",
+    "DeadLetterPage",
     "DeliveryPage",
+    "Destination",
+    "ForwardingStatus",
     "Health",
     "Index",
     "IndexLinks",
+    "PathIds",
     "Problem",
     "Ready",
     "ReplayOutcome",
     "ReplayReport",
     "ReplayRequest",
     "ReplayResult",
+    "RetryAnswer",
     "SelfTestAck",
 ]
 
@@ -145,8 +153,6 @@ class CallbackUrls(TypedDict):
     """The tokens are refused after this (VLMHOOKS_TOKEN_MAX_AGE from now)."""
 
 
-# A delivery id is a 64-bit identity on PostgreSQL; a larger number cannot name one.
-_MAX_ID = 2**63 - 1
 # Replay works in the receiver's write path: a bounded page per request.
 MAX_REPLAY_LIMIT = 1000
 ReplayOutcome = Literal["stored", "updated", "duplicate", "stale", "refused"]
@@ -164,7 +170,7 @@ class ReplayRequest(TypedDict, total=False):
     """received_at >= this (ISO 8601; UTC if no offset)."""
     received_before: str
     """received_at < this (ISO 8601; UTC if no offset)."""
-    after_id: Annotated[int, Field(ge=0, le=_MAX_ID)]
+    after_id: Annotated[int, Field(ge=0, le=MAX_ROW_ID)]
     """Only deliveries with a larger id: pass the previous answer's `next_after_id`."""
     limit: Annotated[int, Field(ge=1, le=MAX_REPLAY_LIMIT)]
     """At most this many deliveries (default 100)."""
@@ -209,3 +215,92 @@ class SelfTestAck(TypedDict):
     """The checks this receiver ran; a secret the checker holds must appear here."""
     same_database: bool
     """This receiver sees the checker's marker row: both use the same database."""
+
+
+_NON_EMPTY = Annotated[str, Field(min_length=1)]
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class PathIds(TypedDict):
+    """The ids routes take in their path; each route documents the ones its path names."""
+
+    prediction_id: _NON_EMPTY
+    """The API's prediction id."""
+    submission_id: _NON_EMPTY
+    """Our submission id (carried in the token)."""
+    destination_id: _NON_EMPTY
+    """A destination's `id` from `GET /v1/forwarding`."""
+    delivery_id: Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+    """The delivery's id."""
+    token: _NON_EMPTY
+    """The signed token minted into the callback_url."""
+
+
+@with_config(_CLOSED)
+class DestinationFilters(TypedDict):
+    """Which changes go to a destination; null matches all."""
+
+    events: list[str] | None
+    domain: str | None
+
+
+@with_config(_CLOSED)
+class Destination(TypedDict):
+    """A forwarding destination (credentials masked) and its backlog."""
+
+    id: str
+    kind: Kind
+    target: str
+    """The URL, every credential masked."""
+    filters: DestinationFilters
+    configured: bool
+    """In the latest configuration."""
+    enabled: bool
+    """False after an HTTP 410."""
+    disabled_at: UtcTimestamp | None
+    disabled_reason: str | None
+    backlog: Annotated[int, Field(ge=0)]
+    oldest_pending_age_seconds: float | None
+    dead_letters: Annotated[int, Field(ge=0)]
+    last_error: str | None
+    last_error_at: UtcTimestamp | None
+    last_delivered_at: UtcTimestamp | None
+
+
+@with_config(_CLOSED)
+class ForwardingStatus(TypedDict):
+    """`GET /v1/forwarding`: configured destinations, and unconfigured ones that hold rows."""
+
+    destinations: list[Destination]
+
+
+@with_config(_CLOSED)
+class DeadLetter(TypedDict):
+    """A change given up on."""
+
+    id: int
+    message_id: str
+    prediction_id: str
+    type: str
+    attempts: int
+    created_at: UtcTimestamp | None
+    dead_at: UtcTimestamp | None
+    last_error: str | None
+
+
+@with_config(_CLOSED)
+class DeadLetterPage(TypedDict):
+    """One page of a destination's dead letters, oldest first."""
+
+    data: list[DeadLetter]
+    next_cursor: str | None
+    """Pass as `cursor` for the next page; null on the last page."""
+
+
+@with_config(_CLOSED)
+class RetryAnswer(TypedDict):
+    """Dead letters made pending again; the destination is enabled again."""
+
+    destination: str
+    retried: Annotated[int, Field(ge=0)]
+    enabled: bool

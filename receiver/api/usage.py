@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import get_args
+from datetime import datetime
+from typing import Annotated, get_args
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import ConfigDict, Field, with_config
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from typing_extensions import TypedDict
 
 from receiver.api.auth import RequireBearer
 from receiver.api.params import bad_parameter, int_param, timestamp_param
 from receiver.responses import json_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from vlmhooks.reads.usage import (
     DEFAULT_USAGE_GROUPS,
     MAX_USAGE_GROUPS,
     UsageGroupBy,
+    UsageLedger,
     usage_ledger,
 )
 
@@ -80,7 +85,37 @@ class CreditsByDomain(Collector):
         yield counter
 
 
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class UsageQuery(TypedDict, total=False):
+    group_by: UsageGroupBy
+    """How to group (default domain)."""
+    since: datetime
+    """created_at >= this (ISO 8601; UTC if no offset)."""
+    until: datetime
+    """created_at < this (ISO 8601; UTC if no offset)."""
+    limit: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_USAGE_GROUPS,
+            description=f"At most this many groups (default {DEFAULT_USAGE_GROUPS}).",
+        ),
+    ]
+
+
 def usage_routes() -> list[BaseRoute]:
     return [
-        Route("/v1/usage", usage_endpoint, methods=["GET"], middleware=[Middleware(RequireBearer)])
+        DocumentedRoute(
+            "/v1/usage",
+            usage_endpoint,
+            middleware=[Middleware(RequireBearer)],
+            get=Operation(
+                "getUsage",
+                "The usage ledger: credits and elements summed from stored usage",
+                description="Grouped by domain, by UTC day or by submission, over the "
+                "predictions created in [since, until). Rows are ordered by key.",
+                query=UsageQuery,
+                responses={200: Answer("The ledger.", UsageLedger)},
+            ),
+        )
     ]

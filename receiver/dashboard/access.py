@@ -80,6 +80,18 @@ def sign_in_redirect(request: Request, error: AuthError) -> Response:
 class RequireDashboardAccess(AuthGuard):
     """Route middleware: the request goes on only with a valid key or session."""
 
+    openapi_schemes = {
+        "bearerAuth": {"type": "http", "scheme": "bearer"},
+        "dashboardSession": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
+    }
+
+    @classmethod
+    def openapi_refusals(cls, method: str) -> dict[int, str]:
+        refusals = {401: "Missing or wrong key, or no valid session (`WWW-Authenticate: Bearer`)."}
+        if method in ("GET", "HEAD"):
+            refusals[303] = "A browser (Accept: text/html) without a session goes to sign-in."
+        return refusals
+
     def check(self, scope: Scope, state: ReceiverState) -> None:
         authorize_dashboard(Request(scope), state)
 

@@ -7,10 +7,12 @@ scoped to /dashboard and expiring. A post from another site's page is refused.
 
 from __future__ import annotations
 
+from typing import NotRequired
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from typing_extensions import TypedDict
 
 from receiver.dashboard.access import SIGN_IN_PATH, safe_next
 from receiver.dashboard.origin import require_same_origin
@@ -19,11 +21,18 @@ from receiver.ingest.body import declared_length, read_body
 from receiver.state import ReceiverState, receiver_state
 from vlmhooks.errors import UnsupportedMediaType
 
-__all__ = ["sign_in", "sign_out"]
+__all__ = ["FORM_MEDIA_TYPE", "SignInForm", "sign_in", "sign_out"]
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 # A key and a return path; anything longer is not our form.
 MAX_FORM_BYTES = 8 * 1024
+
+
+class SignInForm(TypedDict):
+    """The sign-in form's fields."""
+
+    key: str
+    next: NotRequired[str]
 
 
 async def _read_form(request: Request) -> dict[str, str]:

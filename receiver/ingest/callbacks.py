@@ -7,17 +7,19 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
+from typing_extensions import TypedDict
 
-from receiver.api.shapes import CallbackAck
+from receiver.api.shapes import CallbackAck, SelfTestAck
 from receiver.errors import BodyTooLarge
 from receiver.ingest.body import declared_length, read_body
 from receiver.ingest.fetch_back import fetch_prediction
@@ -28,8 +30,10 @@ from receiver.ingest.verify import (
     verify_provider_signatures,
 )
 from receiver.problems import problem_response, receiver_error_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import ReceiverState, receiver_state
 from receiver.writer.group_commit import WriterStopped
+from schemas.contract import PredictionResponse
 from schemas.enums import Status
 from vlmhooks.errors import (
     PayloadError,
@@ -48,6 +52,7 @@ from vlmhooks.ingest.storable import (
 from vlmhooks.store.audit import delivery_record, log_rejected_delivery
 from vlmhooks.store.batch import apply_prediction_writes, prediction_batch
 from vlmhooks.store.records import DeliveryRecord, IngestOutcome, PredictionWrite
+from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER
 from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["CALLBACK_PATH", "callback_endpoint", "callback_routes", "receive_callback"]
@@ -60,10 +65,53 @@ STORAGE_RETRY_AFTER_SECONDS = 5
 log = logging.getLogger("vlmhooks.callbacks")
 
 
+_STANDARD = "Standard Webhooks; required when VLMHOOKS_STANDARD_WEBHOOK_SECRETS is set."
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class CallbackHeaders(TypedDict, total=False):
+    """The provider signatures a callback may carry (receiver/ingest/verify.py)."""
+
+    vlmrun_signature: Annotated[str, Field(alias=VLMRUN_SIGNATURE_HEADER)]
+    """`sha256=<hex HMAC-SHA256 of the raw body>`; required when
+    VLMHOOKS_VLMRUN_WEBHOOK_SECRETS is set."""
+    webhook_id: Annotated[str, Field(alias="webhook-id", description=_STANDARD)]
+    webhook_timestamp: Annotated[str, Field(alias="webhook-timestamp", description=_STANDARD)]
+    webhook_signature: Annotated[str, Field(alias="webhook-signature", description=_STANDARD)]
+
+
+CALLBACK_OPERATION = Operation(
+    "receiveCallback",
+    "A prediction callback from the API",
+    description="Verified by the callback token in the path, then by the provider signatures "
+    "configured (`X-VLMRun-Signature`, Standard Webhooks). Answered only after the prediction "
+    "is committed; a duplicate is acknowledged, not stored twice.",
+    headers=CallbackHeaders,
+    body=PredictionResponse,
+    body_required=True,
+    responses={
+        200: Answer(
+            "Stored (or a duplicate/stale delivery, acknowledged); for a `vlm-receiver check` "
+            "self-test token, the self-test's answer (nothing stored).",
+            CallbackAck | SelfTestAck,
+        ),
+        400: "Not JSON, or the body ended early.",
+        401: "Bad or expired token, or a missing/wrong signature (a self-test's problem names "
+        "the `piece` that failed).",
+        409: "The prediction id contradicts the submission's.",
+        413: "The body is over VLMHOOKS_MAX_BODY_BYTES.",
+        415: "The content type is not JSON.",
+        422: "The body breaks the PredictionResponse contract; `errors` lists fields.",
+        502: "Fetch-back is on and the API could not be read back.",
+        503: "No room for the body in time, or the database is unavailable (`Retry-After`).",
+    },
+)
+
+
 def callback_routes(endpoint: ASGIApp) -> list[BaseRoute]:
-    """The route, for the router, the OpenAPI check and `url_path_for`; `ReceiverApp` serves
-    most callbacks before routing, through the same `endpoint`."""
-    return [Route(CALLBACK_PATH, endpoint, methods=["POST"], name="callback")]
+    """The route, for the router, the OpenAPI document and `url_path_for`; `ReceiverApp`
+    serves most callbacks before routing, through the same `endpoint`."""
+    return [DocumentedRoute(CALLBACK_PATH, endpoint, name="callback", post=CALLBACK_OPERATION)]
 
 
 async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:

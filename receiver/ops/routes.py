@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -15,14 +16,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from receiver.api.auth import RequireBearer
+from receiver.api.auth import ACCESS_TOKEN_PARAM, RequireBearer
 from receiver.api.shapes import Health, Index, Ready
 from receiver.api.usage import CreditsByDomain
 from receiver.openapi.document import openapi_document
 from receiver.problems import problem_response
 from receiver.responses import json_response
+from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from schemas.contract import utc_now
 from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog
@@ -30,16 +32,19 @@ from vlmhooks.reads.queries import count_predictions_by_status
 from vlmhooks.reads.usage import credits_by_domain
 
 __all__ = [
+    "API_VERSION",
     "INDEX",
     "READY_TIMEOUT_SECONDS",
     "PredictionsByStatus",
     "healthz",
     "metrics",
+    "openapi_info",
     "openapi_json",
     "ops_routes",
     "readyz",
 ]
 
+API_VERSION = "0.1.0"
 # A readiness probe must answer even when the database hangs; the orchestrator retries.
 READY_TIMEOUT_SECONDS = 5.0
 
@@ -162,20 +167,85 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
+def openapi_info(*, auth_required: bool) -> dict[str, Any]:
+    """The document's `info`: what the service is, and how this deployment is reached."""
+    access = (
+        "Lookup routes and /metrics need `Authorization: Bearer <key>` (any key of "
+        f"VLMHOOKS_API_KEYS), or `?{ACCESS_TOKEN_PARAM}=<key>` on GET for browsers' "
+        "EventSource (it can end up in logs: prefer the header)."
+        if auth_required
+        else "This deployment serves reads anonymously (VLMHOOKS_ALLOW_ANONYMOUS_READS=true)."
+    )
+    return {
+        "title": "vlmhooks receiver",
+        "version": API_VERSION,
+        "description": "Receives VLM Run prediction callbacks and serves them back. " + access,
+    }
+
+
 async def openapi_json(request: Request) -> Response:
-    """The OpenAPI 3.1 document; security reflects whether this deployment requires a key."""
-    state = receiver_state(request)
-    return json_response(openapi_document(auth_required=bool(state.api_keys)))
+    """The OpenAPI 3.1 document, collected from this app's routes; security reflects whether
+    this deployment requires a key."""
+    auth_required = bool(receiver_state(request).api_keys)
+    info = openapi_info(auth_required=auth_required)
+    routes = request.app.routes
+    return json_response(openapi_document(routes, info=info, auth_required=auth_required))
+
+
+def _open(path: str, endpoint: Any, operation: Operation) -> DocumentedRoute:
+    return DocumentedRoute(path, endpoint, get=operation)
 
 
 def ops_routes() -> list[BaseRoute]:
+    ready = Answer("Ready.", Ready)
     return [
-        Route("/", index, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        _open("/", index, Operation("index", _INDEX, {200: Answer("The index.", Index)})),
+        _open("/healthz", healthz, Operation("healthz", "Liveness: the process is up", _UP)),
         # The public SDK calls `GET <base_url>/health` with its key when a client is made,
         # to validate the key: so this one is authenticated, unlike /healthz.
-        Route("/v1/health", healthz, methods=["GET"], middleware=[Middleware(RequireBearer)]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"], middleware=[Middleware(RequireBearer)]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
+        DocumentedRoute(
+            "/v1/health",
+            healthz,
+            middleware=[Middleware(RequireBearer)],
+            get=Operation(
+                "apiHealth",
+                "The API's health check: the process is up and the key is valid",
+                _UP,
+                description="What the public `vlmrun` SDK calls when a client is made "
+                "(`VLMRun(base_url=<receiver>/v1)`), to validate its key; `/healthz` is the "
+                "unauthenticated liveness probe.",
+            ),
+        ),
+        _open(
+            "/readyz",
+            readyz,
+            Operation(
+                "readyz",
+                "Readiness: the database answers and migrations are at head",
+                {200: ready, 503: "Database unreachable, refusing writes, or not at head."},
+            ),
+        ),
+        DocumentedRoute(
+            "/metrics",
+            metrics,
+            middleware=[Middleware(RequireBearer)],
+            get=Operation(
+                "metrics",
+                "Prometheus metrics",
+                {200: Answer("Prometheus text exposition.", str, ("text/plain",))},
+                description="Callbacks by verdict, ingest latency, group-commit batch sizes "
+                "(this process), predictions by status and credits used by domain (the whole "
+                "database). Needs a lookup API key, like the lookup routes, unless anonymous "
+                "reads are enabled.",
+            ),
+        ),
+        _open(
+            "/openapi.json",
+            openapi_json,
+            Operation("openapi", "This document", {200: Answer("OpenAPI 3.1.", dict[str, Any])}),
+        ),
     ]
+
+
+_INDEX = "A small JSON index: links to the dashboard, this document, probes"
+_UP = {200: Answer("Up.", Health)}

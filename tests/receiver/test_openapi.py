@@ -3,6 +3,7 @@ security and response shapes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +16,10 @@ from openapi_spec_validator import validate
 from sqlalchemy.engine import Engine
 from starlette.routing import Route
 
-from receiver.api.lookup import QUERY_PARAMETERS
 from receiver.app import create_app
-from receiver.openapi.document import openapi_document
-from receiver.openapi.schemas import REF_TEMPLATE
+from receiver.openapi.document import REF_TEMPLATE, openapi_document
+from receiver.ops.routes import openapi_info
+from receiver.routing import DocumentedRoute
 from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import AUTH, prediction, receiver_settings
 from tests.servers import serve
@@ -29,9 +30,16 @@ from vlmhooks.trust.tokens import CallbackTokens
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
 
-def test_document_is_valid_openapi_31() -> None:
+def _document(sqlite_url: str, *, auth_required: bool) -> dict[str, Any]:
+    """The document of a receiver that was built and never started (no database opened)."""
+    routes = create_app(receiver_settings(sqlite_url)).routes
+    info = openapi_info(auth_required=auth_required)
+    return openapi_document(routes, info=info, auth_required=auth_required)
+
+
+def test_document_is_valid_openapi_31(sqlite_url: str) -> None:
     for auth_required in (True, False):
-        document = openapi_document(auth_required=auth_required)
+        document = _document(sqlite_url, auth_required=auth_required)
         assert document["openapi"].startswith("3.1")
         validate(document)
     # schemathesis (issue 7) must be able to build every operation, $refs resolved.
@@ -51,8 +59,8 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(value)
 
 
-def test_every_schema_is_generated_referenced_and_resolvable() -> None:
-    document = openapi_document(auth_required=True)
+def test_every_schema_is_generated_referenced_and_resolvable(sqlite_url: str) -> None:
+    document = _document(sqlite_url, auth_required=True)
     components = document["components"]["schemas"]
     # The callback body is the contract model's own schema, not a copy of it.
     contract = PredictionResponse.model_json_schema(ref_template=REF_TEMPLATE)
@@ -98,22 +106,49 @@ def test_every_route_is_documented_and_vice_versa(sqlite_url: str) -> None:
     assert ("/v1/callbacks/{token}", "POST") in routes
 
 
-def test_declared_query_parameters_are_the_documented_ones() -> None:
-    # Any parameter a route does not declare is a 400 (KnownQuery); the document lists them.
-    document = openapi_document(auth_required=True)
-    for path, names in QUERY_PARAMETERS.items():
-        documented = {
-            parameter["name"]
-            for parameter in document["paths"][path]["get"].get("parameters", ())
-            if parameter["in"] == "query"
-        }
-        assert documented == names, path
+def test_routes_refusing_unknown_query_parameters_document_them(sqlite_url: str) -> None:
+    # A strict route answers 400 to a parameter it does not declare, and the document lists
+    # both that 400 and every parameter it does take (none of which is refused as unknown).
+    app = create_app(receiver_settings(sqlite_url))
+    strict = [r for r in app.routes if isinstance(r, DocumentedRoute) and r.strict_query]
+    assert {r.path for r in strict} >= {"/v1/submissions/{submission_id}", "/v1/predictions"}
+    with serve(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as http:
+        document = http.get("/openapi.json").json()
+        for route in strict:
+            for method, operation in document["paths"][route.path].items():
+                url = _concrete(route.path)
+                refused = http.request(method, url, params={"foo": "1"})
+                assert refused.status_code == 400, (route.path, refused.text)
+                assert refused.json()["parameter"] == "foo"
+                assert "400" in operation["responses"], route.path
+                for parameter in operation.get("parameters", ()):
+                    if parameter["in"] == "query":
+                        assert not _unknown(http, method, url, parameter["name"]), parameter
+
+
+def _unknown(http: httpx.Client, method: str, url: str, name: str) -> bool:
+    """Whether the route refuses `name` as unknown; a stream that starts is not read."""
+    with http.stream(method, url, params={name: "1"}) as answer:
+        if answer.headers.get("content-type", "").startswith("text/event-stream"):
+            return False
+        return "unknown query parameter" in answer.read().decode()
 
 
 def _concrete(path: str) -> str:
-    return (
-        path.replace("{prediction_id}", "p").replace("{submission_id}", "s").replace("{token}", "t")
-    )
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def test_allow_names_every_documented_method(sqlite_url: str) -> None:
+    # A 405 answers `Allow` from the same route the document is collected from.
+    app = create_app(receiver_settings(sqlite_url))
+    with serve(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as http:
+        document = http.get("/openapi.json").json()
+        for path, item in document["paths"].items():
+            answer = http.request("PATCH", _concrete(path))
+            assert answer.status_code == 405, path
+            allowed = {method.strip().lower() for method in answer.headers["allow"].split(",")}
+            assert allowed - {"head"} == set(item), path
+    assert {"get", "post"} <= set(document["paths"]["/dashboard/sign-in"])
 
 
 def test_declared_security_is_enforced(sqlite_url: str) -> None:
