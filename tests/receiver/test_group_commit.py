@@ -1,5 +1,5 @@
-"""ThreadCommitter, the writer thread: batches form under concurrency, one failing write never fails (or leaks
-into) its neighbours, and no waiter is left hanging when the writer stops."""
+"""ThreadCommitter, the writer thread: batches form under concurrency, one failing write
+never fails (or leaks into) its neighbours, and no waiter is left hanging when it stops."""
 
 from __future__ import annotations
 
