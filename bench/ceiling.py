@@ -81,7 +81,7 @@ def variant_tree(name: str, into: Path) -> Path:
             ignore=shutil.ignore_patterns("results", "__pycache__"),
         )
     anchor, addition = {**VARIANTS, **STAGES}[name]
-    path = root / "receiver" / "callbacks.py"
+    path = root / "receiver" / "ingest" / "callbacks.py"
     source = path.read_text()
     if source.count(anchor) != 1:
         raise SystemExit(
