@@ -307,10 +307,10 @@ class PredictionBatch:
     def payload_bytes(self) -> int:
         """What the planned statements carry, near enough: each stored body, each
         prediction's JSON twice (its row and its event: `content_bytes`, else the response
-        alone), and `ROW_ALLOWANCE` per row for the rest. Counted
-        while planning, from values already at hand: only the SQLite writer asks, to keep
-        a batch of large bodies off the event loop, and a scan of every parameter cost
-        about 2 µs per write (bench/README.md, "Issue 13, seventh pass")."""
+        alone), and `ROW_ALLOWANCE` per row for the rest. Counted while planning, from
+        values already at hand: only the SQLite writer asks, to keep a batch of large
+        bodies off the event loop, and a scan of every parameter cost more than it is
+        worth per write (bench/README.md, "Issue 13, seventh pass")."""
         return self._payload_bytes
 
     def _planned(self) -> tuple[list[Prepared], int]:

@@ -8,8 +8,8 @@ exactly as the column types would (so rows read back identically).
 On PostgreSQL they are written with the server's own `$1, $2, ...` placeholders and run on
 psycopg's `RawCursor`, which sends them as they are. Its default cursor parses `%s` out of
 every statement, and caches the result only for statements under 4 KiB and 50 parameters:
-a batch's multi-row upsert is neither, and parsing it cost about 270 µs of the writer
-thread's GIL per batch.
+a batch's multi-row upsert is neither, and parsing it held the writer thread's GIL on
+every batch (bench/README.md, "Issue 13, sixth pass").
 """
 
 from __future__ import annotations
