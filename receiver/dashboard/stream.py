@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.types import Send
 from receiver.api.params import bad_parameter, parse_int
 from receiver.live.events import EventHub
 from receiver.live.fanout import EVENT_BATCH
+from receiver.live.frames import reconnect_frame, sse_frame
 from receiver.live.sse import (
     LAST_EVENT_ID_HEADER,
     RECONNECT_MILLISECONDS,
@@ -74,12 +74,8 @@ class DashboardStream(EventStream):
         self.last_delivery = after_delivery
 
     def _frame(self, event: bytes, data: object) -> bytes:
-        return b"id: %d.%d\nevent: %s\ndata: %s\n\n" % (
-            self.last_seq,
-            self.last_delivery,
-            event,
-            orjson.dumps(data),
-        )
+        # Both positions in the id, so a reconnect resumes both feeds.
+        return sse_frame(b"%d.%d" % (self.last_seq, self.last_delivery), event, data)
 
     def _encode(self, marks: list[EventMark], refusals: list[DeliveryMark]) -> bytes:
         frames = []
@@ -93,7 +89,7 @@ class DashboardStream(EventStream):
         return b"".join(frames)
 
     async def _pump(self, send: Send) -> None:
-        await write_chunk(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+        await write_chunk(send, reconnect_frame(RECONNECT_MILLISECONDS))
         quiet_since = time.monotonic()
         while True:
             ticket = self.hub.ticket()

@@ -18,11 +18,11 @@ import time
 from collections import deque
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from receiver.live.events import EventHub
+from receiver.live.frames import format_event
 from schemas.enums import Status
 from vlmhooks.reads.queries import StoredEvent, events_after, last_event_seq
 from vlmhooks.settings import DEFAULT_SSE_BUFFER_BYTES
@@ -34,7 +34,6 @@ __all__ = [
     "EVENT_BATCH",
     "FanOut",
     "Subscription",
-    "format_event",
 ]
 
 EVENT_BATCH = 500
@@ -88,15 +87,6 @@ def sqlite_changes(engine: Engine) -> SqliteChanges | None:
         return None
     database = sqlite_file(engine.url.database)
     return None if database is None else SqliteChanges(database)
-
-
-def format_event(event: StoredEvent) -> bytes:
-    """One SSE frame; the JSON is single-line, so one `data:` line carries it."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
-        event.seq,
-        event.type.encode("utf-8"),
-        orjson.dumps(event.data),
-    )
 
 
 class Subscription:

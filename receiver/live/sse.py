@@ -19,14 +19,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from receiver.api.params import parse_int
 from receiver.live.events import EventHub
-from receiver.live.fanout import EVENT_BATCH, FanOut, Subscription, format_event
+from receiver.live.fanout import EVENT_BATCH, FanOut, Subscription
+from receiver.live.frames import KEEPALIVE_COMMENT, format_event, reconnect_frame
 from receiver.state import receiver_state
 from vlmhooks.reads.pagination import MAX_ROW_ID
 from vlmhooks.reads.queries import events_after, last_event_seq
 
 __all__ = [
     "EventStream",
-    "format_event",
     "keep_alive_or_wait",
     "resume_position",
     "stream_events",
@@ -34,10 +34,11 @@ __all__ = [
 ]
 
 RECONNECT_MILLISECONDS = 2000
-KEEPALIVE_COMMENT = b": keep-alive\n\n"
 # Sent when the server starts shutting down: reconnect soon (another instance may be up).
-SHUTDOWN_HINT = b"retry: %d\n: the server is shutting down; reconnect with Last-Event-ID\n\n"
 SHUTDOWN_RECONNECT_MILLISECONDS = 500
+SHUTDOWN_HINT = reconnect_frame(
+    SHUTDOWN_RECONNECT_MILLISECONDS, "the server is shutting down; reconnect with Last-Event-ID"
+)
 # A large event goes out in slices, so a slow client's socket buffer holds one slice,
 # not a copy of the whole event per subscriber.
 WRITE_SLICE_BYTES = 64 * 1024
@@ -124,7 +125,7 @@ class EventStream:
         """The backlog from the database, then the shared live frames; ends when dropped."""
         subscription = await fanout.subscribe()  # first: nothing after the backlog is missed
         try:
-            await write_chunk(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+            await write_chunk(send, reconnect_frame(RECONNECT_MILLISECONDS))
             await self._write_backlog(send)
             await self._write_live(send, subscription)
         finally:
@@ -145,7 +146,7 @@ class EventStream:
         while True:
             frames = await subscription.take(keepalive)
             if subscription.closing:
-                await write_chunk(send, SHUTDOWN_HINT % SHUTDOWN_RECONNECT_MILLISECONDS)
+                await write_chunk(send, SHUTDOWN_HINT)
                 return
             if subscription.overflowed:
                 return  # too slow: the client resumes from its Last-Event-ID
@@ -166,7 +167,7 @@ class EventStream:
                     await _write_frame(send, frame)
 
     async def _pump(self, send: Send) -> None:
-        await write_chunk(send, b"retry: %d\n\n" % RECONNECT_MILLISECONDS)
+        await write_chunk(send, reconnect_frame(RECONNECT_MILLISECONDS))
         quiet_since = time.monotonic()
         ends_at = None if self.max_seconds is None else quiet_since + self.max_seconds
         while True:

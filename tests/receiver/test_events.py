@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from receiver.live import events as events_module
+from receiver.live.frames import format_event, reconnect_frame, sse_frame
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.lookup_support import (
     EventReader,
@@ -23,6 +24,7 @@ from tests.receiver.lookup_support import (
     running_receiver,
 )
 from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.reads.queries import StoredEvent
 from vlmhooks.store.db import make_engine
 
 STREAM_TIMEOUT = httpx.Timeout(10.0)
@@ -40,6 +42,19 @@ def open_stream(http: httpx.Client, headers: dict[str, str] | None = None, **par
 
 def summary(events: list[ServerSentEvent]) -> list[tuple[str, str]]:
     return [(event.event or "", json.loads(event.data)["id"]) for event in events]
+
+
+def test_frames_have_known_bytes() -> None:
+    """The one encoder both streams use (`/v1/events`, `/dashboard/events`), byte for byte."""
+    event = StoredEvent(7, "prediction.completed", {"id": "p-1", "note": "é\n"})
+    assert format_event(event) == (
+        b'id: 7\nevent: prediction.completed\ndata: {"id":"p-1","note":"\xc3\xa9\\n"}\n\n'
+    )
+    assert sse_frame(b"7.3", b"delivery.rejected", {"n": 1}) == (
+        b'id: 7.3\nevent: delivery.rejected\ndata: {"n":1}\n\n'
+    )
+    assert reconnect_frame(2000) == b"retry: 2000\n\n"
+    assert reconnect_frame(500, "going away") == b"retry: 500\n: going away\n\n"
 
 
 def test_events_arrive_live(database_url: str, engine: Engine) -> None:
