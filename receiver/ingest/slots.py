@@ -1,8 +1,8 @@
 """A byte budget for callbacks in progress: what bounds the receiver's memory.
 
 A callback is read whole (up to `VLMHOOKS_MAX_BODY_BYTES`), decoded, validated and stored;
-while that happens its data exists several times over (bench/README.md measures about 7x
-the body). Each callback reserves its `Content-Length` (the body cap when it sends none)
+while that happens its data exists several times over (bench/README.md, "Memory worst
+case"). Each callback reserves its `Content-Length` (the body cap when it sends none)
 from `VLMHOOKS_CALLBACK_BYTES_IN_FLIGHT` before its body is read; the others wait, bodies
 unread (uvicorn stops reading a connection whose buffer is full), and get a 503 with
 `Retry-After` if no room frees in time. Small callbacks, the common case, run hundreds at

@@ -1,10 +1,11 @@
 """Keep the garbage collector's full passes off the request path of a long-lived server.
 
-A receiver process starts with ~110,000 tracked objects (SQLAlchemy, pydantic, Starlette,
+A receiver process starts with a great many tracked objects (SQLAlchemy, pydantic, Starlette,
 the app's own tables), all of them alive for the process's lifetime. CPython's oldest
 generation is collected whenever enough objects have been promoted into it, and each such
-pass walked every one of them: a 50 to 60 ms stall of the event loop, every few seconds under
-load, which was the whole p99 of a callback (bench/README.md, "Issue 13, third pass").
+pass walked every one of them: a stall of the event loop every few seconds under load, which
+was the whole p99 of a callback (bench/README.md, "Issue 13, third pass", "The p99 was the
+garbage collector").
 
 `gc.freeze()` after start-up moves what exists then into the permanent generation, which
 no collection walks; objects created afterwards are collected as before. This is the

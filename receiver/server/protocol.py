@@ -7,9 +7,9 @@ arrive in time (408), and tells the app when the server starts shutting down, so
 long polls and event streams can answer before the graceful-shutdown budget runs out.
 
 It also sends a response's head and body in one write (`_CoalescedWrites`): uvicorn
-writes them separately, and on a short response each write is a `send()` of its own,
-a fifth of the event loop's time under callback load (bench/README.md, "Issue 13, third
-pass").
+writes them separately, and on a short response each write is a `send()` of its own, a
+large share of the event loop's time under callback load (bench/README.md, "Issue 13,
+third pass", "One write per response").
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def _no_delay(transport: asyncio.Transport) -> None:
     asyncio sets it only on sockets whose `proto` says TCP. With `--workers N`, uvicorn's
     workers accept on a socket rebuilt from an inherited descriptor, whose `proto` is 0, so
     Nagle stayed on: the response body, written after its head, waited for the client's
-    delayed ACK, 40 ms per request (bench/README.md, "Issue 13, second pass").
+    delayed ACK on every request (bench/README.md, "Issue 13, second pass").
     """
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -17,7 +17,8 @@ __all__ = ["first_inexact_number"]
 # (DBL_DIG), or is an integer orjson keeps as an int. Anything else shows, in the raw
 # bytes, a run of 16 digits-or-dots or a digit followed by an exponent mark; a match
 # (strings can match too) only buys the exact check. Found with one `translate` and two
-# substring searches (about 1 us for a 1.5 KB body; a regex took 30 to 90 us).
+# substring searches, a fraction of a regex's cost (bench/README.md, "Issue 13: the ingest
+# path redesigned", the exact-number gate).
 _CLASSES = bytes(
     ord("1") if chr(i) in "0123456789." else ord("e") if chr(i) in "eE" else ord(" ")
     for i in range(256)
