@@ -13,16 +13,24 @@ and posted with a fresh valid token and a valid signature over the exact bytes s
 is exercised is the body: a positive one is acknowledged in the documented `CallbackAck` shape
 (or refused with a documented problem), a negative one is never a 5xx.
 
+Then schemathesis's own runner, with every check it has (`--checks all`: a documented status,
+content type and headers, the schema, unsupported methods and `Allow`, negative data refused,
+auth not ignored, ...) over all its phases, derandomized, on every GET route but the streams:
+a status a route can answer and the document does not list fails it.
+
 Examples per operation and mode: `SCHEMATHESIS_EXAMPLES` (see `tests/reliability/sizing.py`).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -264,3 +272,32 @@ def test_callback_route_conforms_to_its_openapi_document(lookup_server: LookupSe
     print("\nschemathesis:", dict(sorted(statuses.items())))
     # A body the document allows is, at least sometimes, stored and acknowledged.
     assert statuses[f"{CALLBACK_PATH} positive 200"] > 0, statuses
+
+
+# A cursor this server never issued is a 400 however well formed: no schema can say which
+# strings it issued. `test_lookup_api_conforms_to_its_openapi_document` checks that such a 400
+# names `cursor` and nothing else.
+RUNNER_CONFIG = """
+[[operations]]
+include-path-regex = "^/v1/(predictions|deliveries)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404"]
+"""
+
+
+def test_every_status_a_get_route_answers_is_documented(
+    lookup_server: LookupServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(RUNNER_CONFIG)
+    streams = "|".join(sorted(STREAMING_PATHS))
+    command = [
+        *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run"),
+        f"{lookup_server.url}/openapi.json",
+        *("--checks", "all", "--include-method", "GET", "--exclude-path-regex", f"^({streams})$"),
+        *("-H", f"Authorization: Bearer {LOOKUP_KEY}", "--generation-deterministic"),
+        *("--max-examples", str(size("SCHEMATHESIS_EXAMPLES")), "--continue-on-failure"),
+        "--no-color",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert "Coverage" in run.stdout and "Fuzzing" in run.stdout, run.stdout
