@@ -75,7 +75,8 @@ class PlainWrite(PendingWrite[T]):
     def __init__(
         self, loop: asyncio.AbstractEventLoop, op: Callable[[Connection], T], *, alone: bool
     ) -> None:
-        super().__init__(loop)
+        # Each kind sets every field itself: one call per write on the hot path, not a chain.
+        self.loop, self.future, self.result, self.error = loop, loop.create_future(), None, None
         self.op = op
         self.alone = alone
 
@@ -86,7 +87,7 @@ class BatchedWrite(PendingWrite[T]):
     __slots__ = ("apply_many", "item")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, apply_many: BatchApply, item: Any) -> None:
-        super().__init__(loop)
+        self.loop, self.future, self.result, self.error = loop, loop.create_future(), None, None
         self.apply_many = apply_many
         self.item = item
 
@@ -104,8 +105,8 @@ class PhasedWrite(BatchedWrite[T]):
         item: Any,
         phases: PhasedApply,
     ) -> None:
-        super().__init__(loop, apply_many, item)
-        self.phases = phases
+        self.loop, self.future, self.result, self.error = loop, loop.create_future(), None, None
+        self.apply_many, self.item, self.phases = apply_many, item, phases
 
 
 def hand_out(results: Sequence[Any], members: Sequence[PendingWrite[Any]], source: object) -> None:
