@@ -253,6 +253,31 @@ def test_responses_match_their_documented_schemas(database_url: str, engine: Eng
     assert list(health.iter_errors({"status": "ok", "undeclared": 1}))
 
 
+def test_forwarding_answers_match_their_documented_schemas(sqlite_url: str) -> None:
+    # A configured destination whose relay does not run: listed, with its backlog, as typed.
+    settings = receiver_settings(
+        sqlite_url,
+        forward_to="https://user:secret@hooks.example/in",
+        forward_secret=("whsec_cmVsaWFiaWxpdHktc3RhbmRhcmQtd2ViaG9vaw==",),
+        forward_in_serve=False,
+    )
+    with serve(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
+        http.headers.update(AUTH)
+        document = http.get("/openapi.json").json()
+        status = http.get("/v1/forwarding").json()
+        (destination,) = status["destinations"]
+        dead = http.get(f"/v1/forwarding/{destination['id']}/dead-letters").json()
+        retried = http.post(f"/v1/forwarding/{destination['id']}/retry").json()
+    assert "secret" not in destination["target"]
+    for body, name in [
+        (status, "ForwardingStatus"),
+        (dead, "DeadLetterPage"),
+        (retried, "RetryAnswer"),
+    ]:
+        errors = list(_validator(document, name).iter_errors(body))
+        assert errors == [], (name, [error.message for error in errors])
+
+
 def test_callback_acknowledgements_match_their_documented_schema(sqlite_url: str) -> None:
     settings = receiver_settings(sqlite_url)
     token = CallbackTokens(settings.require_secret_keys()).mint("sub-ack")
