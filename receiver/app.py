@@ -17,6 +17,7 @@ from receiver.api.replay_route import replay_routes
 from receiver.api.usage import usage_routes
 from receiver.dashboard.routes import dashboard_routes
 from receiver.dashboard.sessions import SESSIONS_STATE_KEY, DashboardSessions
+from receiver.http.problems import EXCEPTION_HANDLERS
 from receiver.ingest.callbacks import callback_endpoint, callback_routes
 from receiver.ingest.refusals import RefusalLog
 from receiver.ingest.slots import CallbackSlots
@@ -25,7 +26,6 @@ from receiver.live.events import EventHub
 from receiver.live.fanout import FanOut
 from receiver.metrics import ReceiverMetrics
 from receiver.ops.routes import ops_routes
-from receiver.problems import EXCEPTION_HANDLERS
 from receiver.server.heap import freeze_startup_heap
 from receiver.server.logs import install_redaction
 from receiver.server.runtime import open_engines, resolve_runtime, wal_checkpointer

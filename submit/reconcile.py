@@ -22,7 +22,7 @@ from schemas.enums import TERMINAL_STATUSES, Status
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import PREDICTION, SUBMISSION
 
 __all__ = [

@@ -29,7 +29,7 @@ from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError, ConfigError, ImageError
 from submit.images import ImageSource
 from vlmhooks.errors import VlmhooksError
-from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import SUBMISSION
 from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url, new_submission_id
 

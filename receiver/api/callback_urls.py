@@ -16,17 +16,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from receiver.api.auth import RequireBearer
-from receiver.api.shapes import MAX_CALLBACK_URLS, CallbackUrls, CallbackUrlsRequest
 from receiver.errors import InvalidRequest, MintingDisabled
+from receiver.http.auth import RequireBearer
+from receiver.http.responses import json_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import MAX_CALLBACK_URLS, CallbackUrls, CallbackUrlsRequest
 from receiver.ingest.body import declared_length, read_body
 from receiver.ingest.verify import require_json_content_type
-from receiver.responses import json_response
-from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from vlmhooks.errors import PayloadError
 from vlmhooks.ingest.prediction import decode_json, invalid_fields
-from vlmhooks.reads.public import iso_utc
+from vlmhooks.public import iso_utc
 from vlmhooks.trust.tokens import mint_callback_urls
 
 __all__ = ["CALLBACK_URLS_PATH", "MAX_REQUEST_BYTES", "callback_url_routes", "create_callback_urls"]

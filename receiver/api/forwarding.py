@@ -16,11 +16,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
-from receiver.api.auth import RequireBearer
-from receiver.api.params import LimitParam, bad_parameter, int_param, parse_int
-from receiver.api.shapes import DeadLetterPage, ForwardingStatus, RetryAnswer
-from receiver.responses import json_response
-from receiver.routing import Answer, DocumentedRoute, Operation
+from receiver.http.auth import RequireBearer
+from receiver.http.params import LimitParam, bad_parameter, int_param, parse_int
+from receiver.http.responses import json_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import DeadLetterPage, ForwardingStatus, RetryAnswer
 from receiver.state import receiver_state
 from schemas.contract import utc_now
 from vlmhooks.errors import NotFound

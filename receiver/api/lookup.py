@@ -21,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
-from receiver.api.auth import ACCESS_TOKEN_PARAM, RequireBearer
-from receiver.api.params import (
+from receiver.http.auth import ACCESS_TOKEN_PARAM, RequireBearer
+from receiver.http.params import (
     LimitParam,
     SeqParam,
     TextParam,
@@ -33,14 +33,15 @@ from receiver.api.params import (
     timestamp_param,
     wait_param,
 )
-from receiver.api.shapes import DeliveryPage
+from receiver.http.responses import json_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import DeliveryPage
 from receiver.live.fanout import FanOut
 from receiver.live.sse import EventStream, stream_events
-from receiver.responses import json_response
-from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from schemas.enums import Status
 from vlmhooks.errors import NotFound
+from vlmhooks.public import Prediction
 from vlmhooks.reads.pagination import (
     CURSOR_PARAM,
     DEFAULT_LIMIT,
@@ -52,7 +53,6 @@ from vlmhooks.reads.pagination import (
     encode_delivery_cursor,
     encode_prediction_cursor,
 )
-from vlmhooks.reads.public import Prediction
 from vlmhooks.reads.queries import (
     PredictionFilters,
     get_prediction,

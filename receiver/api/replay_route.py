@@ -15,9 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from receiver.api.auth import RequireBearer
-from receiver.api.shapes import ReplayReport, ReplayRequest, ReplayResult
 from receiver.errors import ReplayDisabled
+from receiver.http.auth import RequireBearer
+from receiver.http.responses import json_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import ReplayReport, ReplayRequest, ReplayResult
 from receiver.ingest.body import read_body
 from receiver.ingest.replay import (
     DEFAULT_REPLAY_LIMIT,
@@ -25,8 +27,6 @@ from receiver.ingest.replay import (
     replay_report,
     replay_selected,
 )
-from receiver.responses import json_response
-from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import ReceiverState, receiver_state
 from schemas.contract import as_utc
 from vlmhooks.errors import ContractViolation, PayloadError

@@ -16,10 +16,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
-from receiver.api.auth import RequireBearer
-from receiver.api.params import bad_parameter, int_param, timestamp_param
-from receiver.responses import json_response
-from receiver.routing import Answer, DocumentedRoute, Operation
+from receiver.http.auth import RequireBearer
+from receiver.http.params import bad_parameter, int_param, timestamp_param
+from receiver.http.responses import json_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from vlmhooks.reads.usage import (
     DEFAULT_USAGE_GROUPS,

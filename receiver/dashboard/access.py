@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
-from receiver.api.auth import AuthGuard, bearer_credentials, require_key
 from receiver.dashboard.sessions import SESSION_COOKIE, dashboard_sessions
 from receiver.errors import AuthError, SessionInvalid
-from receiver.problems import receiver_error_response
+from receiver.http.auth import AuthGuard, bearer_credentials, require_key
+from receiver.http.problems import receiver_error_response
 from receiver.state import ReceiverState
 
 __all__ = ["SIGN_IN_PATH", "RequireDashboardAccess", "authorize_dashboard", "safe_next"]

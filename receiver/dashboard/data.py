@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver.api.params import parse_int, status_param, text_param
-from receiver.responses import json_response
+from receiver.http.params import parse_int, status_param, text_param
+from receiver.http.responses import json_response
 from receiver.state import receiver_state
 from vlmhooks.errors import NotFound
 from vlmhooks.forward.registry import forwarding_status

@@ -15,10 +15,10 @@ from typing_extensions import TypedDict
 
 from receiver.api.replay_route import require_replay_keys, run_replay
 from receiver.dashboard.origin import require_same_origin
+from receiver.http.responses import json_response
 from receiver.ingest.body import declared_length, read_body
 from receiver.ingest.replay import MAX_REPLAY_LIMIT, ReplaySelection
 from receiver.ingest.verify import require_json_content_type
-from receiver.responses import json_response
 from receiver.state import receiver_state
 from vlmhooks.errors import NotFound, PayloadError
 from vlmhooks.ingest.prediction import invalid_fields

@@ -15,8 +15,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
-from receiver.api.params import SeqParam, TextParam
-from receiver.api.shapes import ReplayReport
 from receiver.dashboard.access import SIGN_IN_PATH, RequireDashboardAccess
 from receiver.dashboard.data import delivery_body_data, overview_data, prediction_data
 from receiver.dashboard.headers import SecurityHeaders
@@ -31,7 +29,9 @@ from receiver.dashboard.replay import MAX_REQUEST_BYTES, DashboardReplayRequest,
 from receiver.dashboard.sessions import SESSION_COOKIE
 from receiver.dashboard.signin import FORM_MEDIA_TYPE, SignInForm, sign_in, sign_out
 from receiver.dashboard.stream import dashboard_events
-from receiver.routing import Answer, DocumentedRoute, Operation
+from receiver.http.params import SeqParam, TextParam
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import ReplayReport
 from schemas.enums import Status
 from vlmhooks.reads.shapes import Delivery
 

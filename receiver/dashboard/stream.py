@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Send
 
-from receiver.api.params import bad_parameter, parse_int
+from receiver.http.params import bad_parameter, parse_int
 from receiver.live.events import EventHub
 from receiver.live.fanout import EVENT_BATCH
 from receiver.live.frames import reconnect_frame, sse_frame

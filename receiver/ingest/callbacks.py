@@ -19,8 +19,10 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from typing_extensions import TypedDict
 
-from receiver.api.shapes import CallbackAck, SelfTestAck
 from receiver.errors import BodyTooLarge
+from receiver.http.problems import problem_response, receiver_error_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import CallbackAck, SelfTestAck
 from receiver.ingest.body import declared_length, read_body
 from receiver.ingest.fetch_back import fetch_prediction
 from receiver.ingest.selftest import answer_self_test
@@ -29,8 +31,6 @@ from receiver.ingest.verify import (
     require_json_content_type,
     verify_provider_signatures,
 )
-from receiver.problems import problem_response, receiver_error_response
-from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import ReceiverState, receiver_state
 from receiver.writer.group_commit import WriterStopped
 from schemas.contract import PredictionResponse

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from receiver.api.shapes import MAX_REPLAY_LIMIT, ReplayOutcome, ReplayReport, ReplayResult
+from receiver.http.shapes import MAX_REPLAY_LIMIT, ReplayOutcome, ReplayReport, ReplayResult
 from receiver.ingest.verify import (
     SignaturePolicy,
     require_json_content_type,
@@ -25,7 +25,7 @@ from vlmhooks.errors import PredictionConflict, ProblemError
 from vlmhooks.ingest.prediction import decode_json, validate_prediction
 from vlmhooks.ingest.schema_check import check_response_schema
 from vlmhooks.ingest.storable import storable_content
-from vlmhooks.reads.public import public_prediction
+from vlmhooks.public import public_prediction
 from vlmhooks.store.batch import apply_prediction_writes, lock_event_feed
 from vlmhooks.store.records import DeliveryRecord, DeliveryVerdict, PredictionWrite
 from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION

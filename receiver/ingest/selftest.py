@@ -22,14 +22,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver.api.shapes import SelfTestAck
+from receiver.http.problems import problem_response
+from receiver.http.shapes import SelfTestAck
 from receiver.ingest.body import declared_length, read_body
 from receiver.ingest.verify import (
     SignaturePolicy,
     require_json_content_type,
     verify_provider_signatures,
 )
-from receiver.problems import problem_response
 from receiver.state import ReceiverState
 from vlmhooks.errors import ProblemError
 from vlmhooks.ingest.prediction import decode_json, validate_prediction

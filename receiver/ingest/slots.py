@@ -17,7 +17,7 @@ import asyncio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import CallbacksBusy
-from receiver.problems import receiver_error_response
+from receiver.http.problems import receiver_error_response
 from receiver.state import ReceiverState
 
 __all__ = ["SLOT_WAIT_SECONDS", "ByteBudget", "CallbackSlots"]

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from receiver.api.params import parse_int
+from receiver.http.params import parse_int
 from receiver.live.events import EventHub
 from receiver.live.fanout import EVENT_BATCH, FanOut, Subscription
 from receiver.live.frames import KEEPALIVE_COMMENT, format_event, reconnect_frame

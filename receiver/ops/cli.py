@@ -104,7 +104,7 @@ def _cmd_forward(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_callback_url(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.api.shapes import MAX_CALLBACK_URLS
+    from receiver.http.shapes import MAX_CALLBACK_URLS
     from vlmhooks.ingest.storable import MAX_SUBMISSION_ID_CHARS
     from vlmhooks.trust.tokens import CallbackTokens, mint_callback_urls
 

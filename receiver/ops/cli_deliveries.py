@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 import orjson
 
-from receiver.api.shapes import ReplayResult
+from receiver.http.shapes import ReplayResult
 from receiver.ingest.replay import (
     DEFAULT_REPLAY_LIMIT,
     ReplaySelection,

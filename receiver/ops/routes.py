@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from receiver.api.auth import ACCESS_TOKEN_PARAM, RequireBearer
-from receiver.api.shapes import Health, Index, Ready
 from receiver.api.usage import CreditsByDomain
+from receiver.http.auth import ACCESS_TOKEN_PARAM, RequireBearer
+from receiver.http.problems import problem_response
+from receiver.http.responses import json_response
+from receiver.http.routing import Answer, DocumentedRoute, Operation
+from receiver.http.shapes import Health, Index, Ready
 from receiver.openapi.document import openapi_document
-from receiver.problems import problem_response
-from receiver.responses import json_response
-from receiver.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
 from schemas.contract import utc_now
 from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog

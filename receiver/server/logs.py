@@ -11,7 +11,7 @@ import logging
 import re
 from urllib.parse import unquote_plus
 
-from receiver.api.auth import ACCESS_TOKEN_PARAM
+from receiver.http.auth import ACCESS_TOKEN_PARAM
 from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX
 
 __all__ = ["REDACTED", "RedactSecrets", "install_redaction", "redact_target"]
@@ -25,7 +25,7 @@ def _redact_query(query: str) -> str:
     parts = query.split("&")
     for index, part in enumerate(parts):
         name, equals, _value = part.partition("=")
-        # parse_qsl (receiver/api/auth.py) decodes names, so `access%5Ftoken=` is a key too.
+        # parse_qsl (receiver/http/auth.py) decodes names, so `access%5Ftoken=` is a key too.
         if equals and unquote_plus(name) == ACCESS_TOKEN_PARAM:
             parts[index] = f"{name}={REDACTED}"
     return "&".join(parts)

@@ -19,8 +19,8 @@ from vlmhooks.forward.destinations import Destination, parse_destinations
 from vlmhooks.forward.publish import Attempt, Message
 from vlmhooks.forward.registry import sync_destinations
 from vlmhooks.forward.relay import Relay, RelayConfig
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store.batch import apply_prediction_write
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.outbox import OUTBOX, claim, with_payloads
 from vlmhooks.store.records import DeliveryRecord, PredictionWrite
 

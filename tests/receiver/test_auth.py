@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.api.auth import key_matches, presented_key
 from receiver.errors import AuthError
+from receiver.http.auth import key_matches, presented_key
 from tests.receiver.lookup_support import API_KEY, OLD_API_KEY, running_receiver
 
 PROTECTED = [

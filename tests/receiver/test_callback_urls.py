@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from receiver.api.shapes import MAX_CALLBACK_URLS
+from receiver.http.shapes import MAX_CALLBACK_URLS
 from receiver.ops import cli
 from tests.receiver.lookup_support import AUTH, client, prediction, running_receiver
 from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX, CallbackTokens

@@ -19,7 +19,7 @@ from tests.receiver.callback_harness import prediction_body
 from vlmhooks.errors import PredictionConflict
 from vlmhooks.ingest.prediction import validate_prediction
 from vlmhooks.ingest.storable import storable_content
-from vlmhooks.reads.public import public_prediction
+from vlmhooks.public import public_prediction
 from vlmhooks.store import migrate
 from vlmhooks.store.batch import (
     BatchDiverged,

@@ -23,9 +23,9 @@ from tests.receiver.lookup_support import (
     prediction,
     running_receiver,
 )
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.reads.queries import StoredEvent
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 
 STREAM_TIMEOUT = httpx.Timeout(10.0)
 

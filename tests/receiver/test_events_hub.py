@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from receiver.live.events import LISTEN_APPLICATION_NAME, EventHub
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.receiver.lookup_support import after, prediction
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 
 pytestmark = pytest.mark.anyio
 

@@ -33,8 +33,8 @@ from tests.receiver.lookup_support import (
 )
 from tests.reliability.rawsocket import hardened_receiver, read_until_closed
 from tests.servers import UvicornThread
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 
 DEADLINE = 20.0
 

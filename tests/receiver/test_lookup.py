@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import after, client, prediction, running_receiver
-from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import DELIVERY, SUBMISSION
 
 

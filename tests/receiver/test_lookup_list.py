@@ -11,8 +11,8 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from tests.receiver.lookup_support import BASE_TIME, client, prediction, running_receiver
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.reads.pagination import DeliveryKey, encode_delivery_cursor
+from vlmhooks.store.ingest_one import ingest_prediction
 
 
 def store(engine: Engine, body: dict[str, Any], submission_id: str | None = None) -> None:

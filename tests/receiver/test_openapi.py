@@ -17,13 +17,13 @@ from sqlalchemy.engine import Engine
 from starlette.routing import Route
 
 from receiver.app import create_app
+from receiver.http.routing import DocumentedRoute
 from receiver.openapi.document import REF_TEMPLATE, openapi_document
 from receiver.ops.routes import openapi_info
-from receiver.routing import DocumentedRoute
 from schemas.contract import PredictionResponse
 from tests.receiver.lookup_support import AUTH, prediction, receiver_settings
 from tests.servers import serve
-from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import SUBMISSION
 from vlmhooks.trust.tokens import CallbackTokens
 

@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 from tests.receiver.lookup_support import AUTH, prediction, running_receiver
 from tests.servers import free_port
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store import migrate
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 
 
 def test_healthz_and_readyz(database_url: str) -> None:

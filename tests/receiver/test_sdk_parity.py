@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from tests.receiver.lookup_support import API_KEY, BASE_TIME, after, prediction, running_receiver
 from tests.receiver.sdk_venv import SdkUnavailable, sdk_python
-from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 
 DRIVER = Path(__file__).with_name("sdk_driver.py")
 

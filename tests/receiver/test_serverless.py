@@ -30,8 +30,8 @@ from tests.receiver.serverless_support import (
     lambda_instance,
     serverless_settings,
 )
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
 from vlmhooks.trust.signatures import sign_vlmrun
 

@@ -34,9 +34,9 @@ from tests.receiver.serverless_support import (
     lambda_instance,
     serverless_settings,
 )
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.settings import Settings
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import DELIVERY, PREDICTION
 from vlmhooks.trust.signatures import standard_webhook_headers
 

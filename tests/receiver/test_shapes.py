@@ -9,9 +9,9 @@ import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from receiver.api.shapes import DeliveryPage
+from receiver.http.shapes import DeliveryPage
 from schemas.contract import PredictionResponse
-from vlmhooks.reads.public import Prediction, public_prediction
+from vlmhooks.public import Prediction, public_prediction
 from vlmhooks.reads.queries import public_delivery
 from vlmhooks.reads.shapes import Delivery
 

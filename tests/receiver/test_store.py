@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from vlmhooks.errors import ContractViolation, PredictionConflict
-from vlmhooks.ingest.prediction import ingest_prediction
-from vlmhooks.reads.public import public_prediction
+from vlmhooks.public import public_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from submit.cli import EXIT_OK, main
 from tests.receiver.lookup_support import prediction
 from tests.submit.conftest import API_KEY, LOOKUP_KEY, SandboxFactory
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 
 ENV_NAMES = ["DATABASE_URL", "VLMRUN_API_KEY", "VLMRUN_BASE_URL", "VLMHOOKS_RECEIVER_URL"]
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from submit.client import ReceiverClient
 from submit.errors import UnexpectedResponse
 from tests.receiver.lookup_support import API_KEY, BASE_TIME, prediction, running_receiver
-from vlmhooks.ingest.prediction import ingest_prediction
+from vlmhooks.store.ingest_one import ingest_prediction
 
 
 def test_pages_and_iterates_newest_first(database_url: str, engine: Engine) -> None:

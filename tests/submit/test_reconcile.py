@@ -14,8 +14,8 @@ from submit.client import VlmRunClient
 from submit.errors import AuthenticationError
 from submit.reconcile import find_unsettled, parse_duration, reconcile_forever, reconcile_once
 from submit.retry import NO_RETRIES
-from vlmhooks.ingest.prediction import ingest_prediction
 from vlmhooks.store.db import make_engine
+from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import PREDICTION, SUBMISSION
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

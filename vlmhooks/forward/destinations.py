@@ -3,7 +3,6 @@ form with every credential masked, so no log line or API answer can leak one."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import importlib.util
 import re
@@ -22,6 +21,7 @@ from urllib.parse import (
 
 from schemas.enums import Status
 from vlmhooks.errors import ConfigError
+from vlmhooks.store.outbox import Filters
 
 __all__ = [
     "Destination",
@@ -68,28 +68,13 @@ _NEXT_DESTINATION = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 @dataclass(frozen=True)
-class Filters:
-    """Which changes a destination wants; None means all."""
-
-    events: tuple[str, ...] | None = None
-    domain: str | None = None
-
-    def matches(self, event_type: str, domain: str | None) -> bool:
-        if self.events is not None and event_type not in self.events:
-            return False
-        if self.domain is not None:
-            return domain is not None and fnmatch.fnmatchcase(domain, self.domain)
-        return True
-
-
-@dataclass(frozen=True)
 class Destination:
     id: str
     kind: Kind
     target: str  # for logs and the API: every credential masked
     url: str = field(repr=False)  # for the client: credentials kept, our parameters removed
     params: Mapping[str, str] = field(default_factory=dict)  # stream, subject, exchange, ...
-    filters: Filters = Filters()
+    filters: Filters = field(default_factory=Filters)
     credentials: tuple[str, ...] = field(default=(), repr=False)
 
     def scrub(self, text: str) -> str:

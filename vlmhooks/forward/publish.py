@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 import orjson
 
-from vlmhooks.reads.public import iso_utc
+from vlmhooks.public import iso_utc
 from vlmhooks.store.outbox import Claimed
 
 __all__ = ["Attempt", "Message", "Outcome", "Publisher", "encode_message"]

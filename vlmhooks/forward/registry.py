@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from schemas.contract import as_utc
 from vlmhooks.forward.destinations import Destination
-from vlmhooks.reads.public import iso_utc
+from vlmhooks.public import iso_utc
 from vlmhooks.store.outbox import DEAD, DESTINATION, OUTBOX, PENDING
 
 __all__ = [

@@ -3,30 +3,26 @@
 The callback route runs `decode_json` then `validate_prediction` (keeping the claimed id
 between the two for its audit row) and hands the write to the group committer; its
 fetch-back uses `parse_prediction_body`. The submitter's `batch: false` results and
-`reconcile` use `ingest_prediction`, the same steps in a transaction of their own.
+`reconcile` use `vlmhooks.store.ingest_one.ingest_prediction`, the same steps in a transaction
+of their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy.engine import Engine
 
-from schemas.contract import PredictionResponse, utc_now
+from schemas.contract import PredictionResponse
 from vlmhooks.errors import ContractViolation, MalformedJSON, PayloadError
 from vlmhooks.ingest.numbers import first_inexact_number
-from vlmhooks.ingest.storable import check_storable, storable_content
-from vlmhooks.store.batch import apply_prediction_write
-from vlmhooks.store.records import DeliveryRecord, IngestOutcome, PredictionWrite, sha256_hex
+from vlmhooks.ingest.storable import check_storable
 
 __all__ = [
     "decode_json",
     "field_errors",
-    "ingest_prediction",
     "invalid_fields",
     "parse_prediction_body",
     "validate_prediction",
@@ -111,30 +107,3 @@ def decode_json(body: bytes) -> Any:
 def parse_prediction_body(body: bytes) -> PredictionResponse:
     """JSON (400 when not) that satisfies the response contract (422 when not)."""
     return validate_prediction(decode_json(body), raw=body)
-
-
-def ingest_prediction(
-    engine: Engine,
-    payload: Mapping[str, Any] | PredictionResponse,
-    *,
-    submission_id: str | None,
-    source: str,
-    now: datetime | None = None,
-) -> IngestOutcome:
-    """Validate and store one prediction in its own transaction (no HTTP involved)."""
-    prediction = (
-        payload if isinstance(payload, PredictionResponse) else validate_prediction(payload)
-    )
-    content_hash, content_bytes = storable_content(prediction)
-    body = orjson.dumps(prediction.to_wire())
-    write = PredictionWrite(
-        prediction=prediction,
-        submission_id=submission_id,
-        source=source,
-        received_at=now or utc_now(),
-        delivery=DeliveryRecord(body_sha256=sha256_hex(body), body=body),
-        content_sha256=content_hash,
-        content_bytes=content_bytes,
-    )
-    with engine.begin() as connection:
-        return apply_prediction_write(connection, write)

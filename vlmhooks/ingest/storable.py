@@ -7,31 +7,47 @@ the field instead of a failed INSERT and a 500.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+from sqlmodel import SQLModel
+
 from schemas.contract import PredictionResponse, Usage
+from schemas.tables import Prediction, Submission
 from vlmhooks.errors import ContractViolation
 from vlmhooks.ingest.numbers import first_inexact_number
-from vlmhooks.reads.public import iso_utc
-from vlmhooks.store.records import content_digest
-from vlmhooks.store.tables import PREDICTION, SUBMISSION, column_width
+from vlmhooks.public import iso_utc
 
 __all__ = [
     "MAX_DOMAIN_CHARS",
     "MAX_PREDICTION_ID_CHARS",
     "MAX_SUBMISSION_ID_CHARS",
     "check_storable",
+    "column_width",
+    "content_digest",
     "find_nul",
     "storable_content",
     "storable_content_hash",
     "usage_json",
 ]
 
-# Read from the tables, so a migration that widens a column widens the check with it.
-MAX_PREDICTION_ID_CHARS = column_width(PREDICTION.c.id)
-MAX_SUBMISSION_ID_CHARS = column_width(SUBMISSION.c.id)
-MAX_DOMAIN_CHARS = column_width(PREDICTION.c.domain)
+
+def column_width(model: type[SQLModel], name: str) -> int:
+    """The declared length of a bounded string column (`VARCHAR(n)`)."""
+    column = model.metadata.tables[str(model.__tablename__)].c[name]
+    # getattr: SQLModel's AutoString is a TypeDecorator that forwards `length` to its String.
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} is not a bounded string column")
+    return length
+
+
+# Read from the table declarations, so a migration that widens a column widens the check.
+MAX_PREDICTION_ID_CHARS = column_width(Prediction, "id")
+MAX_SUBMISSION_ID_CHARS = column_width(Submission, "id")
+MAX_DOMAIN_CHARS = column_width(Prediction, "domain")
 # JSON can only carry U+0000 escaped, so a body without this sequence holds none.
 _NUL_ESCAPE = b"\\u0000"
 _INEXACT_MESSAGE = (
@@ -136,3 +152,10 @@ def storable_content(
     except (TypeError, ValueError, RecursionError) as exc:
         # pydantic and orjson both stop near 255 levels, well below the parser's 1,024.
         raise _unstorable("<root>", f"nested too deeply to store ({exc})") from exc
+
+
+def content_digest(wire: dict[str, Any]) -> tuple[str, int]:
+    """The SHA-256 of the canonical JSON (so the same prediction polled or called back
+    dedups), and the size of that JSON."""
+    canonical = orjson.dumps(wire, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest(), len(canonical)

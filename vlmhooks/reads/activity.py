@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.enums import Status
+from vlmhooks.public import iso_utc, public_prediction
 from vlmhooks.reads.buckets import bucket_start, utc_bucket
-from vlmhooks.reads.public import iso_utc, public_prediction
 from vlmhooks.reads.queries import event_rows_after
 from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
 

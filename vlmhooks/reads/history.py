@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from vlmhooks.reads.public import iso_utc, public_prediction
+from vlmhooks.public import iso_utc, public_prediction
 from vlmhooks.reads.queries import get_submission, prediction_row, public_delivery
 from vlmhooks.store.tables import DELIVERY, EVENT
 

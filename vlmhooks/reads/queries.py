@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from schemas.contract import as_utc
 from schemas.enums import Status
+from vlmhooks.public import PredictionBody, iso_utc, public_prediction
 from vlmhooks.reads.pagination import DeliveryKey, PredictionKey
-from vlmhooks.reads.public import PredictionBody, iso_utc, public_prediction
 from vlmhooks.reads.shapes import SUBMISSION_DELIVERY_HISTORY, BodyEncoding, Delivery, Submission
 from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
 from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX

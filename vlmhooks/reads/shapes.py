@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
-from vlmhooks.reads.public import PredictionBody, UtcTimestamp
+from vlmhooks.public import PredictionBody, UtcTimestamp
 from vlmhooks.store.records import DeliveryVerdict
 
 __all__ = ["SUBMISSION_DELIVERY_HISTORY", "BodyEncoding", "Delivery", "Submission"]

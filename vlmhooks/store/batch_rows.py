@@ -16,7 +16,7 @@ import orjson
 
 from schemas.enums import STATUS_RANK
 from vlmhooks.ingest.storable import MAX_DOMAIN_CHARS, storable_content_hash, usage_json
-from vlmhooks.reads.public import public_prediction
+from vlmhooks.public import public_prediction
 from vlmhooks.store.audit import delivery_row
 from vlmhooks.store.records import DeliveryVerdict, PredictionWrite
 

@@ -13,6 +13,7 @@ so every process that stores changes fans out alike, whatever its own configurat
 
 from __future__ import annotations
 
+import fnmatch
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from sqlalchemy.engine import Connection
 
 from schemas.contract import as_utc, utc_now
 from schemas.tables import ForwardDestination, ForwardOutbox
-from vlmhooks.forward.destinations import Filters
 from vlmhooks.store.raw_sql import Prepared, as_json
 from vlmhooks.store.tables import EVENT, column_names, table_of
 
@@ -32,6 +32,7 @@ __all__ = [
     "DEAD",
     "PENDING",
     "Claimed",
+    "Filters",
     "Lease",
     "OutboxRoute",
     "Settlement",
@@ -49,6 +50,21 @@ DESTINATION = table_of(ForwardDestination)
 PENDING, DEAD = "pending", "dead"
 ERROR_WIDTH = 500
 _INSERT = OUTBOX.insert()
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which changes a destination wants; None means all."""
+
+    events: tuple[str, ...] | None = None
+    domain: str | None = None
+
+    def matches(self, event_type: str, domain: str | None) -> bool:
+        if self.events is not None and event_type not in self.events:
+            return False
+        if self.domain is not None:
+            return domain is not None and fnmatch.fnmatchcase(domain, self.domain)
+        return True
 
 
 def new_message_id() -> str:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
-
-import orjson
+from typing import Literal
 
 from schemas.contract import PredictionResponse
 
@@ -19,7 +17,6 @@ __all__ = [
     "IngestOutcome",
     "PredictionWrite",
     "Verdict",
-    "content_digest",
     "sha256_hex",
 ]
 
@@ -65,10 +62,3 @@ class IngestOutcome:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def content_digest(wire: dict[str, Any]) -> tuple[str, int]:
-    """The SHA-256 of the canonical JSON (so the same prediction polled or called back
-    dedups), and the size of that JSON."""
-    canonical = orjson.dumps(wire, option=orjson.OPT_SORT_KEYS)
-    return sha256_hex(canonical), len(canonical)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
@@ -16,7 +14,6 @@ __all__ = [
     "SUBMISSION",
     "WEBHOOK_MESSAGE",
     "column_names",
-    "column_width",
     "table_of",
 ]
 
@@ -33,15 +30,6 @@ def column_names(table: sa.Table, *names: str) -> tuple[str, ...]:
     """`names`, each checked against `table`'s declaration: a statement naming a column the
     table does not declare fails at import, not on its first batch."""
     return tuple(table.c[name].name for name in names)
-
-
-def column_width(column: sa.Column[Any]) -> int:
-    """The declared length of a bounded string column (`VARCHAR(n)`)."""
-    # getattr: SQLModel's AutoString is a TypeDecorator that forwards `length` to its String.
-    length = getattr(column.type, "length", None)
-    if not isinstance(length, int):
-        raise TypeError(f"{column} is not a bounded string column")
-    return length
 
 
 PREDICTION = table_of(Prediction)

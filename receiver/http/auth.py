@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import AuthError
-from receiver.problems import receiver_error_response
+from receiver.http.problems import receiver_error_response
 from receiver.state import ReceiverState
 
 ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
@@ -86,7 +86,7 @@ class AuthGuard:
     """Route middleware: the request goes on only when `check` passes, else `refusal` answers.
 
     `openapi_schemes` and `openapi_refusals` are what the OpenAPI document says of a route
-    it guards (`receiver/routing.py`), when the deployment requires a key.
+    it guards (`receiver/http/routing.py`), when the deployment requires a key.
     """
 
     openapi_schemes: ClassVar[Mapping[str, Mapping[str, str]]] = {}

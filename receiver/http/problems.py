@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver.api.shapes import Problem
+from receiver.http.shapes import Problem
 from vlmhooks.errors import ProblemError
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The response shapes the receiver builds itself: pages, the callback ack, problems, probes.
 
 Plain dicts at run time; the OpenAPI document is generated from these types (see
-`receiver/openapi/document.py`), and the core's shapes live in `vlmhooks.reads.public`/`.shapes`.
+`receiver/openapi/document.py`), and the core's shapes live in `vlmhooks.public`/`.shapes`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing_extensions import TypedDict
 from schemas.enums import Status
 from vlmhooks.forward.destinations import Kind
 from vlmhooks.ingest.storable import MAX_SUBMISSION_ID_CHARS
+from vlmhooks.public import UtcTimestamp
 from vlmhooks.reads.pagination import MAX_ROW_ID
-from vlmhooks.reads.public import UtcTimestamp
 from vlmhooks.reads.shapes import Delivery
 from vlmhooks.store.records import DeliveryVerdict, Verdict
 

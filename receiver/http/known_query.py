@@ -1,6 +1,6 @@
 """Route middleware: a query parameter the route does not take is a 400, never ignored.
 
-Added by `DocumentedRoute(strict_query=True)` (`receiver/routing.py`) from the parameters the
+Added by `DocumentedRoute(strict_query=True)` (`receiver/http/routing.py`) from the parameters the
 route's operation declares, the same declaration the OpenAPI document lists, so the SSE stream
 gets the rule without its handler knowing.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from receiver.api.auth import ACCESS_TOKEN_PARAM
-from receiver.api.params import reject_unknown
-from receiver.problems import receiver_error_response
+from receiver.http.auth import ACCESS_TOKEN_PARAM
+from receiver.http.params import reject_unknown
+from receiver.http.problems import receiver_error_response
 from vlmhooks.errors import PayloadError
 
 __all__ = ["KnownQuery"]

@@ -17,7 +17,7 @@ from schemas.enums import Status
 from vlmhooks.errors import PayloadError
 from vlmhooks.reads.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-# The documented types of the parameters parsed below (`receiver/routing.py`).
+# The documented types of the parameters parsed below (`receiver/http/routing.py`).
 # PostgreSQL text cannot hold NUL, so such a value is refused rather than looked up.
 TextParam = Annotated[str, Field(pattern="^[^\\u0000]*$")]
 LimitParam = Annotated[  # the page size

@@ -14,10 +14,10 @@ from typing import Any, TypeGuard
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from receiver.api.auth import AuthGuard
-from receiver.api.known_query import KnownQuery
-from receiver.api.shapes import PathIds, Problem
-from receiver.problems import PROBLEM_MEDIA_TYPE
+from receiver.http.auth import AuthGuard
+from receiver.http.known_query import KnownQuery
+from receiver.http.problems import PROBLEM_MEDIA_TYPE
+from receiver.http.shapes import PathIds, Problem
 
 __all__ = ["Answer", "DocumentedRoute", "Operation", "query_names"]
 
@@ -82,7 +82,7 @@ class DocumentedRoute(Route):
     `strict_query`: any query parameter the operations do not declare is a 400 (`KnownQuery`,
     added innermost, so the key is checked first and an anonymous caller learns nothing).
     The guard is the `AuthGuard` among the middleware: the operations' security and the
-    responses it adds come from it (`receiver/api/auth.py`).
+    responses it adds come from it (`receiver/http/auth.py`).
     """
 
     def __init__(
