@@ -123,7 +123,10 @@ def receiver_env(database_url: str) -> dict[str, str]:
     }
 
 
-def receiver_argv(workers: int = 1) -> list[str]:
-    # `python -m receiver.ops.cli`, not the installed script: the tree on PYTHONPATH is served.
-    return [sys.executable, "-m", "receiver.ops.cli", "serve", "--host", "127.0.0.1",
+def receiver_argv(workers: int = 1, tree: Path | None = None) -> list[str]:
+    # `python -m`, not the installed script: the tree on PYTHONPATH is served. A tree from
+    # before the CLI moved to receiver/ops/ (a side-by-side baseline) has it at receiver/cli.py.
+    legacy = tree is not None and (tree / "receiver" / "cli.py").exists()
+    module = "receiver.cli" if legacy else "receiver.ops.cli"
+    return [sys.executable, "-m", module, "serve", "--host", "127.0.0.1",
             "--port", "{port}", "--workers", str(workers)]  # fmt: skip

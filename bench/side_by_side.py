@@ -39,9 +39,8 @@ def one_round(
         servers = []
         for index, tree in enumerate(trees):
             url = fresh_database("sqlite", workdir / str(index))
-            servers.append(
-                stack.enter_context(run_server(receiver_argv(1), receiver_env(url), repo=tree))
-            )
+            argv = receiver_argv(1, tree)
+            servers.append(stack.enter_context(run_server(argv, receiver_env(url), repo=tree)))
         half = connections // len(trees)
         for server in servers:  # warm-up, one at a time
             subprocess.run(
