@@ -1,0 +1,1 @@
+"""Deploy tooling: the pinned requirements file the platforms' buildpacks install from."""
