@@ -133,12 +133,12 @@ def parse_wrk(target: str, output: str, rows: int | None) -> Result:
     )
 
 
-def fresh_database(kind: str, workdir: Path) -> str:
+def fresh_database(kind: str, workdir: Path, pg_name: str = PG_BENCH_DB) -> str:
     if kind == "postgres":
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
-        url = f"postgresql://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
+            conn.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {pg_name}")
+        url = f"postgresql://postgres@127.0.0.1:5432/{pg_name}"
     else:
         database = workdir / "bench.db"
         for suffix in ("", "-wal", "-shm"):

@@ -3,6 +3,8 @@ more with the same CPU.
 
     python -m bench.side_by_side /tmp/base /work/main --duration 15 --rounds 3
 
+`--database postgres` gives each build a database of its own on the local server.
+
 Run one after the other, two builds' throughputs differ by 20% and more on this shared
 machine from minute to minute, even for the same code (bench/README.md, "Issue 13, seventh
 pass"). Here both servers are pinned to CPU 0 and loaded at the same time by two wrk
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from bench.harness import pin_cores, receiver_argv, receiver_env, run_server
 from bench.ingest import (
+    PG_BENCH_DB,
     REQUESTS_FILE_SIZE,
     fresh_database,
     parse_wrk,
@@ -32,13 +35,19 @@ from bench.ingest import (
 
 
 def one_round(
-    trees: list[Path], requests_file: Path, connections: int, duration: int, workdir: Path
+    trees: list[Path],
+    requests_file: Path,
+    connections: int,
+    duration: int,
+    workdir: Path,
+    database: str = "sqlite",
 ) -> list[float]:
     """Callbacks per second of each tree, loaded at the same time."""
     with contextlib.ExitStack() as stack:
         servers = []
         for index, tree in enumerate(trees):
-            url = fresh_database("sqlite", workdir / str(index))
+            # Each tree its own database: on PostgreSQL, two databases of one server.
+            url = fresh_database(database, workdir / str(index), pg_name=f"{PG_BENCH_DB}_{index}")
             argv = receiver_argv(1, tree)
             servers.append(stack.enter_context(run_server(argv, receiver_env(url), repo=tree)))
         half = connections // len(trees)
@@ -73,6 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32, help="in all, split evenly")
     parser.add_argument("--requests", type=int, default=REQUESTS_FILE_SIZE)
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
     pin_cores(True)
     requests_file = write_requests(args.requests)
@@ -93,6 +103,7 @@ def main() -> None:
                 args.connections,
                 args.duration,
                 workdir,
+                args.database,
             )
         rate_a, rate_b = (served[order.index(index)] for index in (0, 1))
         ratios.append(rate_b / rate_a)
