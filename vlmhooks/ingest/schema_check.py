@@ -28,7 +28,13 @@ def check_response_schema(
         validator_class.check_schema(json_schema)
     except jsonschema.SchemaError as exc:
         return False, [f"json_schema itself is invalid: {exc.message}"]
-    validator = validator_class(json_schema)
+    # Draft 4 and earlier type "integer" by the parser's int: a whole number that arrives as
+    # `2.0` (many encoders write floats that way) would fail although JSON Schema's own data
+    # model has no int/float split; every draft here judges the value, as draft 6 and later do.
+    whole_numbers = validator_class.TYPE_CHECKER.redefine("integer", _is_whole_number)
+    validator = jsonschema.validators.extend(validator_class, type_checker=whole_numbers)(
+        json_schema
+    )
     try:
         errors = sorted(validator.iter_errors(response), key=lambda e: list(e.absolute_path))
     except Exception as exc:  # e.g. an unresolvable remote $ref: a verdict, never a failure
@@ -39,3 +45,9 @@ def check_response_schema(
         for error in errors[:_MAX_ERRORS]
     ]
     return (not messages), (messages or None)
+
+
+def _is_whole_number(checker: Any, instance: Any) -> bool:
+    if isinstance(instance, bool):
+        return False
+    return isinstance(instance, int) or (isinstance(instance, float) and instance.is_integer())
