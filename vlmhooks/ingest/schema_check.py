@@ -32,9 +32,9 @@ def check_response_schema(
     # `2.0` (many encoders write floats that way) would fail although JSON Schema's own data
     # model has no int/float split; every draft here judges the value, as draft 6 and later do.
     whole_numbers = validator_class.TYPE_CHECKER.redefine("integer", _is_whole_number)
-    validator = jsonschema.validators.extend(validator_class, type_checker=whole_numbers)(
-        json_schema
-    )
+    # types-jsonschema leaves `extend` untyped; it returns a class of the same protocol.
+    extended = jsonschema.validators.extend(validator_class, type_checker=whole_numbers)  # type: ignore[no-untyped-call]
+    validator = extended(json_schema)
     try:
         errors = sorted(validator.iter_errors(response), key=lambda e: list(e.absolute_path))
     except Exception as exc:  # e.g. an unresolvable remote $ref: a verdict, never a failure
