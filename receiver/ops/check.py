@@ -9,6 +9,7 @@ database. The callback is a self-test (`receiver/ingest/selftest.py`): answered,
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from vlmhooks.cli_args import positive_seconds
 from vlmhooks.errors import ConfigError
 from vlmhooks.http_url import require_http_url
 from vlmhooks.settings import Settings
-from vlmhooks.store.db import make_engine
+from vlmhooks.store.db import make_engine, sqlite_file
 from vlmhooks.store.tables import WEBHOOK_MESSAGE
 from vlmhooks.trust.signatures import (
     VLMRUN_SIGNATURE_HEADER,
@@ -85,9 +86,23 @@ def run_checks(
     clock: Callable[[], float] = time.time,
 ) -> list[CheckResult]:
     base = require_http_url(public_url or settings.public_url, PUBLIC_URL_SETTING).rstrip("/")
-    engine = make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
+    missing = _missing_sqlite_file(settings.database_url)
+    # Connecting would create the file: a check must leave nothing behind.
+    engine = (
+        None
+        if missing
+        else make_engine(settings.database_url, pool_size=1, pooler=settings.db_pooler)
+    )
     try:
-        database = _check_database(engine)
+        if engine is None:
+            database = CheckResult(
+                "database",
+                False,
+                f"the database file {missing} does not exist: "
+                "run `vlm-receiver db upgrade` to create it",
+            )
+        else:
+            database = _check_database(engine)
         with httpx.Client(timeout=timeout, transport=transport) as client:
             reach = _check_public_url(client, base)
             if not reach.ok:
@@ -98,7 +113,17 @@ def run_checks(
             )
         return [database, reach, trip]
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
+
+
+def _missing_sqlite_file(database_url: str) -> str | None:
+    """The absolute path a SQLite URL names when no such file exists, else None."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    path = sqlite_file(url.database)
+    return path if path is not None and not os.path.exists(path) else None
 
 
 def _check_database(engine: Engine) -> CheckResult:

@@ -157,11 +157,32 @@ def test_an_unmigrated_database_fails_its_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    empty = tmp_path / "empty.db"
+    empty.touch()  # SQLite reads an empty file as an empty database
+    env.setenv("DATABASE_URL", f"sqlite:///{empty}")
     code, lines = check(receiver.url, capsys)
     assert code == 1
     assert lines[0] == "FAIL database: no schema: run `vlm-receiver db upgrade`"
     # The round trip still tells the secrets apart; it cannot tell the database.
+    assert lines[2].startswith("ok   callback round trip")
+
+
+def test_a_database_file_that_does_not_exist_is_named_and_not_created(
+    env: pytest.MonkeyPatch,
+    receiver: Receiver,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    missing = tmp_path / "typo.db"
+    env.setenv("DATABASE_URL", f"sqlite:///{missing}")
+    code, lines = check(receiver.url, capsys)
+    assert code == 1
+    assert lines[0] == (
+        f"FAIL database: the database file {missing} does not exist: "
+        "run `vlm-receiver db upgrade` to create it"
+    )
+    assert not missing.exists()
+    assert not any(path.name.startswith("typo.db") for path in tmp_path.iterdir())
     assert lines[2].startswith("ok   callback round trip")
 
 
