@@ -46,7 +46,8 @@ _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # (the spec's advice), letting a signed message be replayed under another id and body.
 _MSG_ID = re.compile(r"[\x21-\x2d\x2f-\x7e]{1,256}")
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
-# Bounds the ed25519 work one unauthenticated request can ask for.
+# Bounds the ed25519 work one unauthenticated request can ask for: well-formed entries past
+# this many are not tried (malformed ones cost a split and are skipped).
 _MAX_SIGNATURES = 16
 _SIGNATURE_LENGTHS = {"v1": 32, "v1a": 64}
 _HEADER_NAMES = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -200,8 +201,9 @@ class StandardWebhookVerifier:
             raise TimestampOutOfTolerance(
                 f"webhook-timestamp is more than {self.tolerance_seconds} s away from now"
             )
-        entries = _parse_signature_header(signature_text)
-
+        entries, skipped = _parse_signature_header(signature_text)
+        if not entries:
+            raise SignatureInvalid(skipped or "no webhook-signature entry")
         content = _signed_content(msg_id, timestamp_text, body)
         expected_v1 = [mac.digest(content) for mac in self._macs]
         verdict = StandardWebhookVerdict(msg_id=msg_id, timestamp=timestamp)
@@ -304,25 +306,35 @@ def _webhook_header_values(headers: Mapping[str, str]) -> tuple[str, str, str]:
     return msg_id, timestamp_text, signature_text
 
 
-def _parse_signature_header(text: str) -> list[tuple[str, bytes]]:
-    entries = text.split(" ")
-    if len(entries) > _MAX_SIGNATURES:
-        raise SignatureInvalid(f"more than {_MAX_SIGNATURES} webhook-signature entries")
+def _parse_signature_header(text: str) -> tuple[list[tuple[str, bytes]], str | None]:
+    """The well-formed entries of `webhook-signature`, read as the reference library reads
+    the list: an entry that is malformed, of the wrong length or of an unknown version is
+    skipped, so one bad entry never hides a good one. With the entries, why the first skipped
+    one was skipped: the reason a header with no usable entry at all is refused.
+    """
     parsed: list[tuple[str, bytes]] = []
-    for entry in entries:
+    skipped: str | None = None
+    for entry in text.split(" "):
         version, _, encoded = entry.partition(",")
-        if not version or not encoded:
-            raise SignatureInvalid("malformed webhook-signature entry")
         length = _SIGNATURE_LENGTHS.get(version)
-        if length is None:
-            # Unknown versions are skipped so a future scheme can travel alongside v1; a header
-            # with nothing else still fails below as "no entry matches".
-            continue
-        try:
-            signature = base64.b64decode(encoded, validate=True)
-        except ValueError as exc:
-            raise SignatureInvalid("webhook-signature entry is not valid base64") from exc
-        if len(signature) != length:
-            raise SignatureInvalid(f"{version} signature must be {length} bytes")
-        parsed.append((version, signature))
-    return parsed
+        reason = None
+        if not version or not encoded:
+            reason = "malformed webhook-signature entry"
+        elif length is None:
+            # Unknown versions are skipped so a future scheme can travel alongside v1.
+            reason = f"unknown webhook-signature version {version[:16]!r}"
+        else:
+            try:
+                signature = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                reason = "webhook-signature entry is not valid base64"
+            else:
+                if len(signature) == length:
+                    parsed.append((version, signature))
+                    if len(parsed) == _MAX_SIGNATURES:
+                        break
+                    continue
+                reason = f"{version} signature must be {length} bytes"
+        if skipped is None:
+            skipped = reason
+    return parsed, skipped
