@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -45,13 +45,21 @@ FETCH_BACK_CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def create_app(
-    settings: Settings, *, clock: Callable[[], float] = time.time, freeze_heap: bool = False
-) -> Starlette:
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    freeze_heap: bool = False,
+) -> ReceiverApp:
     """Check the configuration now (one clear error), open connections in the lifespan.
+
+    `settings`: from the environment when none are given. A host app that mounts the result
+    runs `app.lifespan` (README, "Inside your own app").
 
     `freeze_heap`: once started, exempt every object alive then from garbage collection
     (receiver/server/heap.py); for a server process, which builds one app.
     """
+    if settings is None:
+        settings = load_settings()
     secret_keys = settings.require_secret_keys()
     api_keys = tuple(settings.require_lookup_auth())
     # Parsed here, once: every callback reuses the verifiers (and their derived keys).
@@ -67,7 +75,7 @@ def create_app(
     install_redaction()  # before the first request: the access log must never see a secret
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_app: object) -> AsyncIterator[dict[str, Any]]:
         metrics = ReceiverMetrics()
         engine, write_engine = open_engines(settings, runtime)
         events = EventHub(engine, listen=runtime.listens)
@@ -80,6 +88,7 @@ def create_app(
             serverless=runtime.serverless,
             on_batch=on_batch,
             after_commit=events.notify_committed,
+            timeout=settings.db_timeout,
         )
         http = _fetch_back_client(settings) if settings.fetch_back else None
         fanout: FanOut | None = None
@@ -114,7 +123,7 @@ def create_app(
             )
             if freeze_heap:
                 freeze_startup_heap()  # last: everything start-up made is long-lived
-            yield {
+            state = {
                 "receiver": ReceiverState(
                     settings=settings,
                     engine=engine,
@@ -136,6 +145,11 @@ def create_app(
                 # receiver/server/protocol.py calls it when the server starts shutting down.
                 SHUTDOWN_HOOK: fanout.begin_shutdown if fanout is not None else _no_op,
             }
+            app.lifespan_state = state
+            try:
+                yield state
+            finally:
+                app.lifespan_state = None
         finally:
             await forwarding.stop()
             if pruner is not None:
@@ -180,7 +194,8 @@ def create_app(
 
 
 class ReceiverApp(Starlette):
-    """Starlette, except that a callback skips the middleware stack and the router.
+    """Starlette, except that a callback skips the middleware stack and the router, and that
+    it finds its own lifespan state when mounted in a host app.
 
     Callbacks are the one path whose cost decides throughput; the router would try them
     against a regex and the exception middleware would wrap them, for nothing: the endpoint
@@ -189,11 +204,28 @@ class ReceiverApp(Starlette):
     same endpoint is routed.
     """
 
-    def __init__(self, callbacks: ASGIApp, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        callbacks: ASGIApp,
+        *,
+        lifespan: Callable[[object], AbstractAsyncContextManager[dict[str, Any]]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(lifespan=lifespan, **kwargs)
         self._callbacks = callbacks
+        # For a host app: `FastAPI(lifespan=hooks.lifespan)` or `async with hooks.lifespan(app)`.
+        self.lifespan = lifespan
+        # Set while the lifespan runs, whoever runs it (a server, or a host app).
+        self.lifespan_state: dict[str, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        own = self.lifespan_state
+        if own is not None and scope["type"] in ("http", "websocket"):
+            # Mounted, a request carries the host's lifespan state, which holds ours only when
+            # the host's lifespan is ours. One identity check when it does (a server of our own).
+            state = scope.get("state")
+            if state is None or state.get("receiver") is not own["receiver"]:
+                scope["state"] = {**(state or {}), **own}
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
             token = path[_PREFIX_LENGTH:]

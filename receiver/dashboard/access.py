@@ -19,12 +19,25 @@ from receiver.http.auth import AuthGuard, bearer_credentials, require_key
 from receiver.http.problems import receiver_error_response
 from receiver.state import ReceiverState
 
-__all__ = ["SIGN_IN_PATH", "RequireDashboardAccess", "authorize_dashboard", "safe_next"]
+__all__ = [
+    "SIGN_IN_PATH",
+    "RequireDashboardAccess",
+    "authorize_dashboard",
+    "mount_prefix",
+    "safe_next",
+]
 
 SIGN_IN_PATH = "/dashboard/sign-in"
 DEFAULT_NEXT = "/dashboard"
 # Old links carried the key as ?access_token=; it must not travel on into a redirect.
 _DROPPED_QUERY_PARAMS = frozenset({"access_token"})
+
+
+def mount_prefix(scope: Scope) -> str:
+    """Where the receiver is mounted in a host app (`/hooks`), or `""`: every dashboard link,
+    redirect and cookie path starts with it."""
+    root: str = scope.get("root_path", "")
+    return root.rstrip("/")
 
 
 def authorize_dashboard(request: Request, state: ReceiverState) -> None:
@@ -48,15 +61,16 @@ def authorize_dashboard(request: Request, state: ReceiverState) -> None:
         raise SessionInvalid("the dashboard session is not valid: sign in again", reason="invalid")
 
 
-def safe_next(target: str | None) -> str:
+def safe_next(target: str | None, prefix: str = "") -> str:
     """Where to go after signing in: a dashboard path on this site, nothing else."""
+    home = prefix + DEFAULT_NEXT
     if (
         target is None
-        or not target.startswith(DEFAULT_NEXT)
+        or not target.startswith(home)
         or "\\" in target
         or any(ord(char) < 0x20 for char in target)
     ):
-        return DEFAULT_NEXT
+        return home
     return target
 
 
@@ -74,7 +88,8 @@ def sign_in_redirect(request: Request, error: AuthError) -> Response:
     if isinstance(error, SessionInvalid):
         query["error"] = error.reason
     # 303, not 401: a browser shows the form, and its console stays free of failed loads.
-    return RedirectResponse(f"{SIGN_IN_PATH}?{urlencode(query)}", status_code=303)
+    sign_in_path = mount_prefix(request.scope) + SIGN_IN_PATH
+    return RedirectResponse(f"{sign_in_path}?{urlencode(query)}", status_code=303)
 
 
 class RequireDashboardAccess(AuthGuard):

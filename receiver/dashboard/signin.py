@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from typing_extensions import TypedDict
 
-from receiver.dashboard.access import SIGN_IN_PATH, safe_next
+from receiver.dashboard.access import SIGN_IN_PATH, mount_prefix, safe_next
 from receiver.dashboard.origin import require_same_origin
 from receiver.dashboard.sessions import SESSION_COOKIE, SESSION_PATH, dashboard_sessions
 from receiver.ingest.body import declared_length, read_body
@@ -55,20 +55,21 @@ async def sign_in(request: Request) -> Response:
     state = receiver_state(request)
     require_same_origin(request, state)
     form = await _read_form(request)
-    target = safe_next(form.get("next"))
+    prefix = mount_prefix(request.scope)
+    target = safe_next(form.get("next"), prefix)
     if not state.api_keys:  # reads were opened explicitly: there is nothing to sign in to
         return RedirectResponse(target, status_code=303)
     sessions = dashboard_sessions(request)
     cookie = sessions.sign_in(form.get("key", ""))
     if cookie is None:
         query = urlencode({"error": "wrong-key", "next": target})
-        return RedirectResponse(f"{SIGN_IN_PATH}?{query}", status_code=303)
+        return RedirectResponse(f"{prefix}{SIGN_IN_PATH}?{query}", status_code=303)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
         max_age=sessions.max_age,
-        path=SESSION_PATH,
+        path=prefix + SESSION_PATH,
         secure=_is_https(request, state),
         httponly=True,
         samesite="strict",
@@ -81,10 +82,11 @@ async def sign_out(request: Request) -> Response:
     until it expires, or until its key is dropped from VLMHOOKS_API_KEYS."""
     state = receiver_state(request)
     require_same_origin(request, state)
-    response = RedirectResponse(f"{SIGN_IN_PATH}?signed_out=1", status_code=303)
+    prefix = mount_prefix(request.scope)
+    response = RedirectResponse(f"{prefix}{SIGN_IN_PATH}?signed_out=1", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE,
-        path=SESSION_PATH,
+        path=prefix + SESSION_PATH,
         secure=_is_https(request, state),
         httponly=True,
         samesite="strict",
