@@ -60,7 +60,8 @@ class DemoRow:
     prediction_id: str | None
     status: str  # the stored status, or "not stored" / "not sent"
     latency_ms: int | None  # submit (sent_at) to stored (updated_at of the terminal write)
-    callbacks: str
+    callbacks: str  # deliveries that came as callbacks, and what became of the extra ones
+    polls: int  # answers `vlm-submit reconcile` fetched from the API and stored
     summary: str
 
     @property
@@ -77,7 +78,13 @@ def demo_row(
 ) -> DemoRow:
     """The row for one sent sample, from the lookup shapes: ``submission`` as
     `GET /v1/submissions/{id}` answers it (None when not recorded), and its deliveries."""
-    callbacks = _count_text(Counter(str(delivery["verdict"]) for delivery in deliveries))
+    # A reconcile poll is logged as a delivery too (source "poll"); counted apart, so a
+    # dropped callback never shows as one that arrived.
+    by_source: dict[str, list[dict[str, Any]]] = {"callback": [], "poll": []}
+    for delivery in deliveries:
+        by_source.setdefault(str(delivery["source"]), []).append(delivery)
+    callbacks = _count_text(Counter(str(d["verdict"]) for d in by_source["callback"]))
+    polls = len(by_source["poll"])
     prediction = None if submission is None else submission["prediction"]
     if submission is None or prediction is None:
         return DemoRow(
@@ -88,6 +95,7 @@ def demo_row(
             status="not sent" if result.error else "not stored",
             latency_ms=None,
             callbacks=callbacks,
+            polls=polls,
             summary=_clip(result.error or ""),
         )
     status = str(prediction["status"])
@@ -100,6 +108,7 @@ def demo_row(
         status=status,
         latency_ms=_latency_ms(submitted, prediction["vlmhooks"]["updated_at"]),
         callbacks=callbacks,
+        polls=polls,
         summary=summarize_response(domain, status, prediction["response"]),
     )
 
@@ -173,6 +182,7 @@ _COLUMNS = (
         justify="right",
     ),
     _Column("callbacks", lambda row: row.callbacks, keep=4, shrink_to=9),
+    _Column("polls", lambda row: str(row.polls), keep=7),
     _Column("response", lambda row: row.summary, keep=5, shrink_to=16, max_width=SUMMARY_WIDTH),
 )
 _CELL_FRAME = 3  # padding on both sides and one border

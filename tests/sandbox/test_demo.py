@@ -23,8 +23,10 @@ from rich.console import Console
 
 from sandbox.cli import main
 from sandbox.demo import DemoOptions, run_demo, summarize_response
+from sandbox.demo.report import demo_row
 from sandbox.samples import SAMPLE_DOMAINS
 from sandbox.settings import SandboxConfig
+from submit.submitter import SubmitResult
 
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 TEMPORARY_DATABASE = re.compile(r"^Database: (\S+) \(temporary", re.MULTILINE)
@@ -214,6 +216,18 @@ def test_dropped_callbacks_are_healed_by_reconcile(
     predictions = query(database, "select status, source from prediction")
     assert [tuple(row) for row in predictions] == [("completed", "poll")] * SAMPLE_COUNT
     assert query(database, "select id from delivery where source = 'callback'") == []
+    # The table tells the poll from a callback: none came, one answer was fetched.
+    columns = table_columns(out)
+    assert columns["callbacks"] == ["0"] * SAMPLE_COUNT
+    assert columns.get("polls", ["1"] * SAMPLE_COUNT) == ["1"] * SAMPLE_COUNT
+
+
+def table_columns(out: str) -> dict[str, list[str]]:
+    """The printed table's cells by header (rows drawn with │, the header with ┃)."""
+    header = next(line for line in out.splitlines() if line.startswith("┃"))
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    rows = [line.strip("│").split("│") for line in out.splitlines() if line.startswith("│")]
+    return {name: [row[i].strip() for row in rows] for i, name in enumerate(names)}
 
 
 def test_keep_running_serves_lookups_until_ctrl_c_then_cleans_up() -> None:
@@ -361,3 +375,16 @@ def test_a_file_that_is_not_a_database_is_one_line(
 )
 def test_summaries(domain: str, status: str, response: Any, summary: str) -> None:
     assert summarize_response(domain, status, response) == summary
+
+
+def test_a_row_counts_callbacks_and_polls_apart() -> None:
+    result = SubmitResult(label="invoice.png", submission_id="sub_1", request_id="req_1")
+    deliveries = [
+        {"source": "poll", "verdict": "stored"},
+        {"source": "callback", "verdict": "duplicate"},
+        {"source": "callback", "verdict": "stale"},
+    ]
+    row = demo_row("invoice.png", "document.invoice", result, None, deliveries)
+    assert (row.callbacks, row.polls) == ("2: 1 duplicate, 1 stale", 1)
+    polled_only = demo_row("invoice.png", "document.invoice", result, None, deliveries[:1])
+    assert (polled_only.callbacks, polled_only.polls) == ("0", 1)
