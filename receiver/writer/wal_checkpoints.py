@@ -1,11 +1,11 @@
 """WAL checkpoints from a thread and a connection of their own, so no batch waits for one.
 
 SQLite's default: the connection whose COMMIT takes the WAL past 1,000 pages copies them
-into the database file, and fsyncs it, inside that COMMIT. On the receiver, one batch in
-every ~60 did that, and every request queued behind it waited too (bench/README.md, "Issue
+into the database file, and fsyncs it, inside that COMMIT. On the receiver, now and then
+one batch did that, and every request queued behind it waited too (bench/README.md, "Issue
 13, fifth pass"). So the write engine checkpoints itself only past 4,096 pages
 (`WRITER_AUTOCHECKPOINT_PAGES`), and this thread runs a PASSIVE checkpoint (one that never
-waits for, nor blocks, the writer) after every 200 committed writes, about 250 pages
+waits for, nor blocks, the writer) after every `WRITES_PER_CHECKPOINT` committed writes
 (`note_writes`, from the group committer), and at least once a second for writes from
 other processes. When nothing is waiting it does nothing, not even an fsync. When the
 writer's own checkpoint comes due it finds nearly every page copied already: it copies
@@ -44,8 +44,8 @@ __all__ = [
 ]
 
 WRITER_AUTOCHECKPOINT_PAGES = 4096
-# A committed write adds about 1.2 pages to the WAL (bench/README.md, fifth pass): 200 writes
-# are about SQLite's own 1,000-page step divided by four, in the background.
+# Sized from the WAL pages a committed write adds (bench/README.md, "Issue 13, fifth pass"):
+# a fraction of SQLite's own 1,000-page step, so each background checkpoint stays small.
 WRITES_PER_CHECKPOINT = 200
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 ERROR_LOG_INTERVAL_SECONDS = 60.0

@@ -58,8 +58,8 @@ class StoredPrediction:
 
 
 # The ids, timestamps and small fields of a row, which `payload_bytes` does not count one
-# by one: a bench callback's come to about 250 bytes a row, and with this the estimate is
-# within 5% of the exact count (which decides where a batch runs, so keep it close).
+# by one: sized from a bench callback's, so the estimate stays close to the exact count
+# (which decides where a batch runs; bench/README.md, "Issue 13, seventh pass").
 ROW_ALLOWANCE = 256
 
 
