@@ -119,6 +119,7 @@ def forwarding_routes() -> list[BaseRoute]:
             "/v1/forwarding",
             forwarding_endpoint,
             middleware=guarded,
+            strict_query=True,
             get=Operation(
                 "getForwarding",
                 "Forwarding destinations, their backlog and last error",
@@ -129,6 +130,7 @@ def forwarding_routes() -> list[BaseRoute]:
             "/v1/forwarding/{destination_id}/dead-letters",
             dead_letters_endpoint,
             middleware=guarded,
+            strict_query=True,
             get=Operation(
                 "listDeadLetters",
                 "Changes given up on after VLMHOOKS_FORWARD_MAX_AGE, oldest first",
@@ -140,6 +142,7 @@ def forwarding_routes() -> list[BaseRoute]:
             "/v1/forwarding/{destination_id}/retry",
             retry_endpoint,
             middleware=guarded,
+            strict_query=True,
             post=Operation(
                 "retryDeadLetters",
                 "Deliver dead letters again; re-enable a destination a 410 disabled",

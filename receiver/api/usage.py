@@ -109,6 +109,7 @@ def usage_routes() -> list[BaseRoute]:
             "/v1/usage",
             usage_endpoint,
             middleware=[Middleware(RequireBearer)],
+            strict_query=True,
             get=Operation(
                 "getUsage",
                 "The usage ledger: credits and elements summed from stored usage",

@@ -207,6 +207,7 @@ def ops_routes() -> list[BaseRoute]:
             "/v1/health",
             healthz,
             middleware=[Middleware(RequireBearer)],
+            strict_query=True,
             get=Operation(
                 "apiHealth",
                 "The API's health check: the process is up and the key is valid",
@@ -229,6 +230,7 @@ def ops_routes() -> list[BaseRoute]:
             "/metrics",
             metrics,
             middleware=[Middleware(RequireBearer)],
+            strict_query=True,
             get=Operation(
                 "metrics",
                 "Prometheus metrics",

@@ -103,6 +103,7 @@ def test_usage_refuses_bad_parameters_and_missing_keys(console: Console) -> None
         ({"since": "yesterday"}, "since"),
         ({"until": ""}, "until"),
         ({"limit": "0"}, "limit"),
+        ({"groupby": "day"}, "groupby"),  # misspelt: not silently the default grouping
     ]:
         answer = console.http.get("/v1/usage", params=params, headers=AUTH)
         assert answer.status_code == 400 and answer.json()["parameter"] == parameter
