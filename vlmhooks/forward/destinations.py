@@ -29,10 +29,11 @@ __all__ = [
     "Kind",
     "parse_destinations",
     "require_client",
+    "resolve_handler",
     "split_destination_list",
 ]
 
-Kind = Literal["http", "redis", "nats", "amqp"]
+Kind = Literal["http", "redis", "nats", "amqp", "python"]
 _SCHEMES: dict[str, Kind] = {
     "http": "http",
     "https": "http",
@@ -50,6 +51,7 @@ _TARGET_PARAMS: dict[Kind, tuple[str, ...]] = {
     "redis": ("stream",),
     "nats": ("subject",),
     "amqp": ("exchange", "routing_key"),
+    "python": (),
 }
 # The module each kind needs, and the extra that installs it.
 _CLIENTS: dict[Kind, tuple[str, str]] = {
@@ -62,9 +64,12 @@ _SHOWN_PARAMS = frozenset((*_FILTER_PARAMS, "stream", "subject", "exchange", "ro
 Complaint = Callable[[str], ConfigError]
 EVENT_TYPES = frozenset(f"prediction.{status.value}" for status in Status)
 MASK = "***"
-# A comma starts the next destination only when a URL scheme follows it: `events=a,b`
-# inside one destination's query string must stay whole.
-_NEXT_DESTINATION = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+# A comma starts the next destination only when a URL scheme (or `python:`) follows it:
+# `events=a,b` inside one destination's query string must stay whole.
+_NEXT_DESTINATION = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://|python:)")
+# `python:package.module:function`: the backend's own code, called in this process.
+PYTHON_PREFIX = "python:"
+_PYTHON_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,11 @@ def parse_destinations(text: str | Iterable[str]) -> tuple[Destination, ...]:
 
 
 def require_client(destination: Destination) -> None:
-    """One clear line when the client library of a configured destination is missing."""
+    """One clear line when the client library of a configured destination is missing, or
+    the function a `python:` destination names cannot be found."""
+    if destination.kind == "python":
+        resolve_handler(destination.params["function"])
+        return
     if destination.kind not in _CLIENTS:
         return
     module, extra = _CLIENTS[destination.kind]
@@ -112,7 +121,54 @@ def require_client(destination: Destination) -> None:
         )
 
 
+def resolve_handler(target: str) -> Callable[..., object]:
+    """`package.module:function` imported, or `ConfigError` naming what is missing."""
+    module_name, _, function_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"VLMHOOKS_FORWARD_TO: python:{target}: cannot import {module_name} ({exc})"
+        ) from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(
+            f"VLMHOOKS_FORWARD_TO: python:{target}: {module_name} has no function {function_name}"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def _parse_python(text: str) -> Destination:
+    target, _, query_text = text[len(PYTHON_PREFIX) :].partition("?")
+    if not _PYTHON_TARGET.fullmatch(target):
+        raise ConfigError(
+            f"VLMHOOKS_FORWARD_TO: {text}: a python destination is python:package.module:function"
+        )
+
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(f"VLMHOOKS_FORWARD_TO: {text}: {reason}")
+
+    params = dict(parse_qsl(query_text, keep_blank_values=True))
+    unknown = sorted(set(params) - set(_FILTER_PARAMS))
+    if unknown:
+        raise bad(f"unknown parameter {unknown[0]}= (a python destination takes events=, domain=)")
+    filters = Filters(
+        events=_events(params.get("events"), bad), domain=params.get("domain") or None
+    )
+    identity = f"{PYTHON_PREFIX}{target}?{urlencode(sorted(params.items()))}"
+    return Destination(
+        id="python-" + hashlib.sha256(identity.encode()).hexdigest()[:12],
+        kind="python",
+        target=text,
+        url=text,
+        params={"function": target},
+        filters=filters,
+    )
+
+
 def _parse_one(text: str) -> Destination:
+    if text.startswith(PYTHON_PREFIX):
+        return _parse_python(text)
     parts = urlsplit(text)
     credentials = _credentials(parts.username, parts.password)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -124,7 +180,7 @@ def _parse_one(text: str) -> Destination:
     kind = _SCHEMES.get(parts.scheme.lower())
     if kind is None:
         known = ", ".join(f"{scheme}://" for scheme in _SCHEMES)
-        raise bad(f"unsupported scheme (use one of {known})")
+        raise bad(f"unsupported scheme (use one of {known}, or python:module:function)")
     try:
         port = parts.port
     except ValueError as exc:

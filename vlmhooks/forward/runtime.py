@@ -70,6 +70,10 @@ class Forwarding:
             from vlmhooks.forward.redis import RedisPublisher
 
             return RedisPublisher(destination, timeout=self.timeout)
+        if destination.kind == "python":
+            from vlmhooks.forward.python_handler import PythonPublisher
+
+            return PythonPublisher(destination, timeout=self.timeout)
         if destination.kind == "nats":
             from vlmhooks.forward.nats import NatsPublisher
 
