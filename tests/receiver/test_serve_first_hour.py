@@ -20,6 +20,7 @@ from tests.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "k" * 32
+CHECK_MAIN = "from receiver.ops.cli import main; raise SystemExit(main())"  # `vlm-receiver`
 
 
 @pytest.fixture
@@ -68,6 +69,15 @@ def test_procfile_dev_starts_serves_and_stops_from_a_fresh_clone(tmp_path: Path)
     try:
         health = _wait_for(f"http://127.0.0.1:{port}/healthz", honcho)
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        # The environment honcho gives its processes: PORT, and no VLMHOOKS_PUBLIC_URL.
+        check = subprocess.run(
+            [sys.executable, "-c", CHECK_MAIN, "check", "--timeout", "5"],
+            cwd=REPO_ROOT,
+            env={**env, "PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         output = honcho.communicate(timeout=30)[0].decode()
@@ -76,6 +86,8 @@ def test_procfile_dev_starts_serves_and_stops_from_a_fresh_clone(tmp_path: Path)
     assert ready.status_code == 200, ready.text
     assert database.exists()
     assert "web.1 stopped" in output and "Traceback" not in output, output
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"http://127.0.0.1:{port} answers as a vlmhooks receiver" in check.stdout
 
 
 def _wait_for(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:

@@ -33,6 +33,15 @@ def test_defaults() -> None:
     assert settings.signature_tolerance == DEFAULT_TOLERANCE_SECONDS == 300
     assert settings.max_body_bytes == DEFAULT_MAX_BODY_BYTES == 10 * 1024 * 1024
     assert settings.allow_anonymous_reads is False
+    assert settings.public_url == "http://127.0.0.1:8000"
+    assert settings.read_through is True
+
+
+def test_the_default_public_url_follows_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "5000")  # what honcho and foreman set
+    assert load_settings().public_url == "http://127.0.0.1:5000"
+    monkeypatch.setenv("VLMHOOKS_PUBLIC_URL", "https://hooks.example.com")
+    assert load_settings().public_url == "https://hooks.example.com"
 
 
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
