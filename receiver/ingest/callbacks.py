@@ -32,6 +32,7 @@ from receiver.ingest.verify import (
     verify_provider_signatures,
 )
 from receiver.state import ReceiverState, receiver_state
+from receiver.writer.deadlines import CommitTimedOut
 from receiver.writer.group_commit import WriterStopped
 from schemas.contract import PredictionResponse
 from schemas.enums import Status
@@ -217,7 +218,8 @@ async def receive_callback(request: Request) -> ASGIApp:
         outcome = await state.writer.run_batched(
             apply_prediction_writes, write, phases=prediction_batch
         )
-    except (SQLAlchemyError, WriterStopped) as exc:
+    except (SQLAlchemyError, WriterStopped, CommitTimedOut) as exc:
+        # CommitTimedOut: the write may still commit; the sender's retry is idempotent.
         log.error("could not store a callback: %s", exc)
         state.metrics.count_callback("error")
         response = receiver_error_response(
@@ -269,7 +271,7 @@ async def _log_rejection(
 
     try:
         await state.writer.run(op)
-    except (SQLAlchemyError, WriterStopped):
+    except (SQLAlchemyError, WriterStopped, CommitTimedOut):
         # The refusal stands (the sender's fault) even when its audit row cannot be written.
         log.warning("could not log a rejected delivery", exc_info=True)
 

@@ -42,10 +42,12 @@ async def run_forward(
             raise ConfigError(
                 f"--metrics-port: cannot listen on port {metrics_port}: {exc.strerror or exc}"
             ) from None
-    engine = make_engine(settings.database_url, pool_size=4)
+    engine = make_engine(settings.database_url, pool_size=4, timeout=settings.db_timeout)
     # BEGIN IMMEDIATE: on SQLite the relay's writes queue behind the receiver's instead
     # of failing to upgrade a read lock.
-    write_engine = make_engine(settings.database_url, pool_size=2, immediate_writes=True)
+    write_engine = make_engine(
+        settings.database_url, pool_size=2, immediate_writes=True, timeout=settings.db_timeout
+    )
     events = EventHub(engine)
     await events.start()
     try:

@@ -59,7 +59,8 @@ def open_engines(settings: Settings, runtime: Runtime) -> tuple[Engine, Engine]:
     """The read engine and the write engine (the same one where a second buys nothing)."""
     url = settings.database_url
     pool_size = SERVERLESS_POOL_SIZE if runtime.serverless else SERVER_POOL_SIZE
-    engine = make_engine(url, pool_size=pool_size, pooler=runtime.pooler)
+    timeout = settings.db_timeout
+    engine = make_engine(url, pool_size=pool_size, pooler=runtime.pooler, timeout=timeout)
     if runtime.serverless and not _is_sqlite(url):
         return engine, engine
     # One connection is all the writer needs; BEGIN IMMEDIATE makes writers in other
@@ -69,6 +70,7 @@ def open_engines(settings: Settings, runtime: Runtime) -> tuple[Engine, Engine]:
         pool_size=1,
         immediate_writes=True,
         pooler=runtime.pooler,
+        timeout=timeout,
         # Where a thread checkpoints in the background, the writer only rarely does
         # (receiver/writer/wal_checkpoints.py).
         wal_autocheckpoint=(

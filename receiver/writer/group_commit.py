@@ -27,8 +27,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypedDict, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from typing_extensions import Unpack
 
+from receiver.writer.deadlines import CommitDeadlines
 from receiver.writer.pending_writes import (
     BatchApply,
     BatchedWrite,
@@ -74,6 +76,10 @@ class CommitterOptions(TypedDict, total=False):
     max_batch: int | None  # writes per batch; None: by the database (see above)
     on_batch: Callable[[int], None] | None  # after each batch, with its size
     after_commit: Callable[[], None] | None  # after each batch, to wake readers
+    # Seconds a waiter waits for its commit before `CommitTimedOut` (VLMHOOKS_DB_TIMEOUT);
+    # None: until the commit. The inline writer blocks its caller, so libpq's socket
+    # options bound it instead (vlmhooks/store/db.py).
+    timeout: float | None
 
 
 class GroupCommitter(ABC):
@@ -88,11 +94,15 @@ class GroupCommitter(ABC):
         self._max_batch = max_batch
         self._on_batch = options.get("on_batch")
         self._after_commit = options.get("after_commit")
+        self._timeout = options.get("timeout")
+        self._deadlines: dict[asyncio.AbstractEventLoop, CommitDeadlines] = {}
+        self._last_deadlines: CommitDeadlines | None = None
         # Guards the running flag together with enqueueing, so no write can slip in behind
         # the stop and wait forever.
         self._lock = threading.Lock()
         self._running = False
         self._connection: Connection | None = None
+        self._reachable = True  # False while the last attempt to connect failed
 
     @property
     def running(self) -> bool:
@@ -164,6 +174,20 @@ class GroupCommitter(ABC):
     def _stopped(self, timeout: float) -> None:  # noqa: B027 (optional: a no-op unless the writer needs it)
         """After the stop: finish or fail what is queued, release the connection."""
 
+    def _watch(self, pending: PendingWrite[Any]) -> None:
+        """Bound the wait for `pending`'s commit (CommitDeadlines), on its own loop."""
+        deadlines = self._last_deadlines
+        if deadlines is None or deadlines.loop is not pending.loop:
+            if self._timeout is None:
+                return
+            deadlines = self._deadlines.get(pending.loop)
+            if deadlines is None:
+                deadlines = self._deadlines[pending.loop] = CommitDeadlines(
+                    pending.loop, self._timeout
+                )
+            self._last_deadlines = deadlines
+        deadlines.watch(pending.future)
+
     # -- shared: a batch in one transaction, and the fallback ------------------------------
 
     def _commit(self, batch: list[PendingWrite[Any]]) -> None:
@@ -176,15 +200,30 @@ class GroupCommitter(ABC):
 
     def _replay_alone(self, batch: list[PendingWrite[Any]]) -> None:
         """The rare path, after a batch failed and was rolled back: each write in a
-        transaction of its own, so only the writes that fail alone fail."""
+        transaction of its own, so only the writes that fail alone fail.
+
+        Once a write fails because the database, not the write, failed (its fresh
+        connection was lost too, or none could be opened), the rest fail with it: each would
+        wait out the connect timeout in turn, stalling the writer for minutes.
+        """
         if len(batch) > 1:
             log.info("a batch of %d failed; replaying each write alone", len(batch))
-        for pending in batch:
+        for index, pending in enumerate(batch):
             pending.result = None
             try:
                 self._apply_together([pending])
             except Exception as exc:
                 pending.error = exc
+                if self._database_lost(exc):
+                    fail_unsettled(batch[index + 1 :], exc)
+                    return
+
+    def _database_lost(self, exc: BaseException) -> bool:
+        """`exc` came from the database going away (SQLAlchemy invalidated the connection),
+        or from failing to connect at all."""
+        if not isinstance(exc, DBAPIError):
+            return False
+        return bool(exc.connection_invalidated) or not self._reachable
 
     def _apply_together(self, batch: list[PendingWrite[Any]]) -> None:
         connection = self._held_connection()
@@ -204,7 +243,9 @@ class GroupCommitter(ABC):
         # Held for the writer's lifetime: a pool checkout per batch cost a reset-on-return
         # rollback and, on PostgreSQL, a pre-ping round trip.
         if self._connection is None:
+            self._reachable = False
             self._connection = self._engine.connect()
+            self._reachable = True
         return self._connection
 
     def _drop_connection(self) -> None:

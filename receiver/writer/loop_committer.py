@@ -88,6 +88,7 @@ class LoopCommitter(GroupCommitter):
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = pending.loop.create_task(self._flush_on_loop())
+        self._watch(pending)
         return await pending.future
 
     async def _flush_on_loop(self) -> None:

@@ -55,6 +55,7 @@ class ThreadCommitter(GroupCommitter):
             if not self._running:
                 raise WriterStopped("the writer is not running")
             self._queue.put(pending)
+        self._watch(pending)
         return await pending.future
 
     def _run(self) -> None:

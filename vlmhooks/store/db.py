@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Callable
@@ -12,11 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from vlmhooks.errors import ConfigError
+from vlmhooks.settings import DEFAULT_DB_TIMEOUT_SECONDS
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "dumps_json",
     "dumps_json_utf8",
+    "libpq_timeouts",
     "make_engine",
     "normalize_database_url",
 ]
@@ -105,6 +108,28 @@ def _sqlite_begin(statement: str) -> Callable[[Connection], None]:
     return begin
 
 
+def libpq_timeouts(timeout: float) -> dict[str, int]:
+    """libpq's socket options for a database that must answer within `timeout` seconds.
+
+    A statement or COMMIT sent into a partition waits on the kernel's retransmissions
+    (about 15 minutes) and an idle connection never learns its peer is gone: PostgreSQL's
+    own `statement_timeout` runs on the server, which the request never reaches.
+    `tcp_user_timeout` fails a socket whose sent data stays unacknowledged for half the
+    budget, and keepalives probe a connection that waits in silence, so a dead peer fails
+    the call in seconds and the pool opens a fresh connection. A healthy peer acknowledges
+    at once, however long its query runs.
+    """
+    half = timeout / 2
+    return {
+        "connect_timeout": max(2, math.ceil(half)),  # libpq's minimum is 2 s
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.floor(timeout / 4)),
+        "keepalives_interval": max(1, math.floor(timeout / 8)),
+        "keepalives_count": 3,
+        "tcp_user_timeout": max(1, int(half * 1000)),
+    }
+
+
 def make_engine(
     url: str,
     *,
@@ -113,6 +138,7 @@ def make_engine(
     echo: bool = False,
     pooler: str = "none",
     wal_autocheckpoint: int | None = None,
+    timeout: float = DEFAULT_DB_TIMEOUT_SECONDS,
 ) -> Engine:
     """Build the engine for `url`; call it from a lifespan or CLI, never at import time.
 
@@ -127,6 +153,9 @@ def make_engine(
 
     `wal_autocheckpoint` (SQLite only): the WAL size, in pages, past which a COMMIT on these
     connections checkpoints (SQLite's default is 1,000); see receiver/writer/wal_checkpoints.py.
+
+    `timeout` (VLMHOOKS_DB_TIMEOUT): the longest a pool checkout waits, and on PostgreSQL
+    what `libpq_timeouts` derives its socket options from; options given in the URL win.
     """
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
@@ -139,6 +168,7 @@ def make_engine(
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            pool_timeout=timeout,
         )
         sa.event.listen(engine, "connect", _configure_sqlite)
         if wal_autocheckpoint is not None:
@@ -149,7 +179,10 @@ def make_engine(
         begin = "BEGIN IMMEDIATE" if immediate_writes else "BEGIN"
         sa.event.listen(engine, "begin", _sqlite_begin(begin))
         return engine
-    connect_args: dict[str, Any] = {}
+    given = make_url(url).query
+    connect_args: dict[str, Any] = {
+        name: value for name, value in libpq_timeouts(timeout).items() if name not in given
+    }
     if pooler == "transaction":
         connect_args["prepare_threshold"] = None
     return sa.create_engine(
@@ -159,6 +192,7 @@ def make_engine(
         connect_args=connect_args,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=timeout,
         pool_pre_ping=True,
         json_serializer=dumps_json,
         json_deserializer=orjson.loads,
