@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vlmhooks.durations import parse_duration
@@ -111,7 +111,10 @@ class Settings(BaseSettings):
     allow_anonymous_reads: bool = Field(
         False, validation_alias=_env("VLMHOOKS_ALLOW_ANONYMOUS_READS")
     )
+    # Unset: http://127.0.0.1:$PORT (see `_public_url_follows_port`).
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VLMHOOKS_PUBLIC_URL"))
+    # With VLMRUN_API_KEY, a lookup of an id not stored asks the API (receiver/api/read_through.py).
+    read_through: bool = Field(True, validation_alias=_env("VLMHOOKS_READ_THROUGH"))
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES, gt=0, validation_alias=_env("VLMHOOKS_MAX_BODY_BYTES")
     )
@@ -123,6 +126,11 @@ class Settings(BaseSettings):
     # Deliveries (audit rows and raw bodies) older than this are pruned; None keeps them.
     delivery_retention: timedelta | None = Field(
         None, validation_alias=_env("VLMHOOKS_DELIVERY_RETENTION")
+    )
+    # A submission with no callback this long after it was sent counts as overdue (the
+    # `vlmhooks_callbacks_overdue` gauge, deploy/prometheus/alerts.yml).
+    overdue_after: timedelta = Field(
+        timedelta(minutes=15), validation_alias=_env("VLMHOOKS_OVERDUE_AFTER")
     )
     fetch_back: bool = Field(False, validation_alias=_env("VLMHOOKS_FETCH_BACK"))
     max_wait: int = Field(
@@ -225,6 +233,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return parse_duration(value) if value.strip() else None
         return value
+
+    @field_validator("overdue_after", mode="before")
+    @classmethod
+    def _parse_overdue_after(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _public_url_follows_port(self) -> Settings:
+        # Local process managers (honcho, foreman) pick the port through PORT alone; a default
+        # URL naming another port would mint callback URLs nothing listens on.
+        if "public_url" not in self.model_fields_set:
+            object.__setattr__(self, "public_url", f"http://127.0.0.1:{self.port}")  # frozen
+        return self
 
     def require_secret_keys(self) -> list[str]:
         """The callback-token keys, oldest first; their absence stops start-up."""
