@@ -119,7 +119,11 @@ def test_a_partition_gets_503_within_the_timeout_and_loses_no_acknowledged_callb
     assert during and all(a.status == 503 for a in during)
     # Ingest is back within the timeout of the link's return.
     resumed = [a for a in answers if a.status == 200 and a.sent > healed]
-    after = [(round(a.sent - healed, 2), a.status, round(a.seconds, 2)) for a in answers if a.sent > healed - DB_TIMEOUT]
+    after = [
+        (round(a.sent - healed, 2), a.status, round(a.seconds, 2))
+        for a in answers
+        if a.sent > healed - DB_TIMEOUT
+    ]
     assert resumed, after
     assert min(a.sent + a.seconds for a in resumed) < healed + DB_TIMEOUT + 1.0, after
     engine = make_engine(postgres_url)
