@@ -112,10 +112,7 @@ class Settings(BaseSettings):
         False, validation_alias=_env("VLMHOOKS_ALLOW_ANONYMOUS_READS")
     )
     # Unset: http://127.0.0.1:$PORT (see `_public_url_follows_port`).
-    # Unset: http://127.0.0.1:$PORT (see `_public_url_follows_port`).
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VLMHOOKS_PUBLIC_URL"))
-    # With VLMRUN_API_KEY, a lookup of an id not stored asks the API (receiver/api/read_through.py).
-    read_through: bool = Field(True, validation_alias=_env("VLMHOOKS_READ_THROUGH"))
     # With VLMRUN_API_KEY, a lookup of an id not stored asks the API (receiver/api/read_through.py).
     read_through: bool = Field(True, validation_alias=_env("VLMHOOKS_READ_THROUGH"))
     max_body_bytes: int = Field(
@@ -241,14 +238,6 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_overdue_after(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _public_url_follows_port(self) -> Settings:
-        # Local process managers (honcho, foreman) pick the port through PORT alone; a default
-        # URL naming another port would mint callback URLs nothing listens on.
-        if "public_url" not in self.model_fields_set:
-            object.__setattr__(self, "public_url", f"http://127.0.0.1:{self.port}")  # frozen
-        return self
 
     @model_validator(mode="after")
     def _public_url_follows_port(self) -> Settings:
