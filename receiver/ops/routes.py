@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,9 +26,11 @@ from receiver.http.responses import json_response
 from receiver.http.routing import Answer, DocumentedRoute, Operation
 from receiver.http.shapes import Health, Index, Ready
 from receiver.openapi.document import openapi_document
+from receiver.ops.scrape_gauges import DatabaseGauges
 from receiver.state import receiver_state
 from schemas.contract import utc_now
 from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog
+from vlmhooks.reads.overdue import count_overdue_submissions
 from vlmhooks.reads.queries import count_predictions_by_status
 from vlmhooks.reads.usage import credits_by_domain
 
@@ -152,17 +155,33 @@ class PredictionsByStatus(Collector):
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text: this process's counters plus database-wide predictions by status."""
+    """Prometheus text: this process's counters plus database-wide gauges; when the database
+    does not answer, the process's own counters and `vlmhooks_database_ready 0`."""
     state = receiver_state(request)
-    counts = await run_in_threadpool(count_predictions_by_status, state.engine)
-    credits = await run_in_threadpool(credits_by_domain, state.engine)
-    forward_backlog = await run_in_threadpool(read_backlog, state.engine)
-    # The database gauge is shared by every process, so it lives in a per-scrape registry
+    # The database gauges are shared by every process, so they live in a per-scrape registry
     # rather than in the process's own.
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(PredictionsByStatus(counts))
-    scrape.register(CreditsByDomain(credits))
-    scrape.register(ForwardBacklogCollector(forward_backlog, utc_now()))
+    now = utc_now()
+    settings = state.settings
+    try:
+        counts = await run_in_threadpool(count_predictions_by_status, state.engine)
+        credits = await run_in_threadpool(credits_by_domain, state.engine)
+        forward_backlog = await run_in_threadpool(read_backlog, state.engine)
+        overdue = await run_in_threadpool(
+            lambda: count_overdue_submissions(
+                state.engine,
+                now,
+                overdue_after=settings.overdue_after,
+                horizon=timedelta(seconds=settings.token_max_age),
+            )
+        )
+    except (SQLAlchemyError, OSError):
+        scrape.register(DatabaseGauges(ready=False, overdue=None))
+    else:
+        scrape.register(PredictionsByStatus(counts))
+        scrape.register(CreditsByDomain(credits))
+        scrape.register(ForwardBacklogCollector(forward_backlog, now))
+        scrape.register(DatabaseGauges(ready=True, overdue=overdue))
     body = generate_latest(state.metrics.registry) + generate_latest(scrape)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
