@@ -19,6 +19,7 @@ from receiver.dashboard.routes import dashboard_routes
 from receiver.dashboard.sessions import SESSIONS_STATE_KEY, DashboardSessions
 from receiver.http.problems import EXCEPTION_HANDLERS
 from receiver.ingest.callbacks import callback_endpoint, callback_routes
+from receiver.ingest.read_through import ReadThrough
 from receiver.ingest.refusals import RefusalLog
 from receiver.ingest.slots import CallbackSlots
 from receiver.ingest.verify import SignaturePolicy
@@ -90,7 +91,9 @@ def create_app(
             after_commit=events.notify_committed,
             timeout=settings.db_timeout,
         )
-        http = _fetch_back_client(settings) if settings.fetch_back else None
+        # Read-through needs a key to ask the API with; VLMHOOKS_READ_THROUGH=false turns it off.
+        reads_through = settings.read_through and settings.vlmrun_api_key is not None
+        http = _fetch_back_client(settings) if settings.fetch_back or reads_through else None
         fanout: FanOut | None = None
         if not runtime.serverless:
             # Serverless: nothing may outlive an invocation, so no hub; readers poll.
@@ -138,6 +141,14 @@ def create_app(
                     refusals=RefusalLog(metrics.refusals),
                     serverless=runtime.serverless,
                     fanout=fanout,
+                    read_through=None
+                    if http is None or not reads_through
+                    else ReadThrough(
+                        http,
+                        settings.vlmrun_base_url,
+                        writer,
+                        delivery_body_cap=settings.delivery_body_cap,
+                    ),
                 ),
                 SESSIONS_STATE_KEY: DashboardSessions(
                     secret_keys, api_keys, max_age_seconds=settings.session_max_age, clock=clock

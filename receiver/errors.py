@@ -11,6 +11,8 @@ ProblemError (vlmhooks.errors)
 ├── PayloadTooLarge (vlmhooks)
 │   └── BodyTooLarge             413   keeps the bytes read before stopping, for the audit log
 ├── FetchBackFailed              502   the API could not confirm a called-back prediction
+├── ReadThroughFailed            502   the API answered a read-through with an error or nonsense
+├── ReadThroughUnavailable       503   the API did not answer in time; read-throughs rate-limited
 └── CallbacksBusy                503   no room in the callback byte budget in time
 """
 
@@ -26,6 +28,8 @@ __all__ = [
     "FetchBackFailed",
     "InvalidRequest",
     "MintingDisabled",
+    "ReadThroughFailed",
+    "ReadThroughUnavailable",
     "ReplayDisabled",
     "SessionInvalid",
 ]
@@ -67,6 +71,22 @@ class FetchBackFailed(ProblemError):
     status = 502
     title = "Fetch-back failed"
     type_slug = "fetch-back-failed"
+
+
+class ReadThroughFailed(ProblemError):
+    """502: asked for a prediction not stored, the API answered with an error or nonsense."""
+
+    status = 502
+    title = "Read-through failed"
+    type_slug = "read-through-failed"
+
+
+class ReadThroughUnavailable(ProblemError):
+    """503: the API did not answer in time, or this process's read-through budget is spent."""
+
+    status = 503
+    title = "Service Unavailable"
+    type_slug = "read-through-unavailable"
 
 
 class MintingDisabled(ProblemError):

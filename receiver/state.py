@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
+from receiver.ingest.read_through import ReadThrough
 from receiver.ingest.refusals import RefusalLog
 from receiver.ingest.verify import SignaturePolicy
 from receiver.live.events import EventHub
@@ -42,6 +43,7 @@ class ReceiverState:
     refusals: RefusalLog  # one log line per refused callback, counted by reason
     fanout: FanOut | None = None  # shared reads for SSE and long polls; None when serverless
     serverless: bool = False  # one invocation at a time; nothing outlives it (runtime.py)
+    read_through: ReadThrough | None = None  # asks the API for ids not stored; None when off
 
 
 def receiver_state(request: Request) -> ReceiverState:

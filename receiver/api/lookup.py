@@ -38,7 +38,7 @@ from receiver.http.routing import Answer, DocumentedRoute, Operation
 from receiver.http.shapes import DeliveryPage
 from receiver.live.fanout import FanOut
 from receiver.live.sse import EventStream, stream_events
-from receiver.state import receiver_state
+from receiver.state import ReceiverState, receiver_state
 from schemas.enums import Status
 from vlmhooks.errors import NotFound
 from vlmhooks.public import Prediction
@@ -155,6 +155,8 @@ async def get_prediction_endpoint(request: Request) -> Response:
     prediction_id: str = request.path_params["prediction_id"]
     cap = min(float(state.settings.max_wait), WAIT_CEILING_SECONDS)
     wait = wait_param(request.query_params, "wait", cap)
+    if state.read_through is not None:
+        await _read_through(state, prediction_id)
     if wait > 0 and state.fanout is not None:
         return await _wait_for_terminal(request, state.fanout, state.engine, prediction_id, wait)
     deadline = time.monotonic() + wait
@@ -174,6 +176,18 @@ async def get_prediction_endpoint(request: Request) -> Response:
             f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
         )
     return json_response(prediction)
+
+
+async def _read_through(state: ReceiverState, prediction_id: str) -> None:
+    """Not stored yet: store what the API holds; 404 only when the API does not know it."""
+    assert state.read_through is not None
+    if await run_in_threadpool(get_prediction, state.engine, prediction_id) is not None:
+        return
+    if not await state.read_through.fetch_and_store(prediction_id):
+        raise NotFound(
+            f"prediction {prediction_id!r} is neither stored here nor known to the VLM Run API",
+            prediction_id=prediction_id,
+        )
 
 
 def next_link(request: Request, cursor: str) -> str:
