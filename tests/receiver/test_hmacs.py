@@ -1,4 +1,5 @@
-"""`HmacSha256` is HMAC-SHA256: RFC 4231's known answers, and `hmac.digest` for any key."""
+"""The verifiers' HMAC-SHA256, keyed once and copied per message, gives RFC 4231's known
+answers and `hmac.digest`'s bytes for any key, however many messages it has signed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlmhooks.trust.hmacs import HmacSha256
+from vlmhooks.errors import SignatureInvalid
+from vlmhooks.trust.signatures import VlmrunVerifier
 
 # RFC 4231, section 4: test cases 1, 2, 3, 4, 6 (a key longer than the block) and 7.
 RFC_4231 = [
@@ -48,15 +50,21 @@ RFC_4231 = [
 
 @pytest.mark.parametrize(("key", "message", "expected"), RFC_4231)
 def test_rfc_4231_known_answers(key: bytes, message: bytes, expected: str) -> None:
-    mac = HmacSha256(key)
-    assert mac.digest(message).hex() == expected
-    assert mac.digest(message).hex() == expected  # the precomputed pads are not consumed
+    verifier = VlmrunVerifier((key,))
+    verifier.verify(message, "sha256=" + expected)
+    verifier.verify(message, "sha256=" + expected)  # the keyed state is copied, not consumed
+    with pytest.raises(SignatureInvalid):
+        verifier.verify(message + b"!", "sha256=" + expected)
 
 
-@given(key=st.binary(max_size=200), message=st.binary(max_size=3000))
-def test_equals_the_standard_library_for_any_key_and_message(key: bytes, message: bytes) -> None:
-    assert HmacSha256(key).digest(message) == hmac.digest(key, message, "sha256")
+@given(key=st.binary(max_size=200), messages=st.lists(st.binary(max_size=3000), max_size=3))
+def test_equals_the_standard_library_for_any_key_and_message(
+    key: bytes, messages: list[bytes]
+) -> None:
+    verifier = VlmrunVerifier((key,))
+    for message in messages:
+        verifier.verify(message, "sha256=" + hmac.digest(key, message, "sha256").hex())
 
 
 def test_repr_hides_the_key() -> None:
-    assert "Jefe" not in repr(HmacSha256(b"Jefe"))
+    assert "Jefe" not in repr(VlmrunVerifier((b"Jefe",)))

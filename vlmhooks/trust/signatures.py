@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vlmhooks.errors import ConfigError, SignatureInvalid, TimestampOutOfTolerance
-from vlmhooks.trust.hmacs import HmacSha256
 
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",
@@ -80,11 +79,10 @@ class VlmrunVerifier:
     """Checks `X-VLMRun-Signature` under any of its keys (several during a rotation)."""
 
     keys: tuple[bytes, ...] = field(repr=False)
-    _macs: tuple[HmacSha256, ...] = field(init=False, repr=False, compare=False)
+    _macs: tuple[hmac.HMAC, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # The pads hashed once per key, not per callback (vlmhooks/trust/hmacs.py).
-        object.__setattr__(self, "_macs", tuple(HmacSha256(key) for key in self.keys))
+        object.__setattr__(self, "_macs", tuple(_keyed(key) for key in self.keys))
 
     def verify(self, body: bytes, header: str | None) -> None:
         """Accept if `header` is `sha256=<hex HMAC-SHA256>` of `body` under any key."""
@@ -96,7 +94,7 @@ class VlmrunVerifier:
         if not _HEX_SHA256.fullmatch(hex_digest):
             raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} must carry 64 hex digits")
         received = bytes.fromhex(hex_digest)
-        expected = (mac.digest(body) for mac in self._macs)
+        expected = (_mac_of(mac, body) for mac in self._macs)
         if not any(hmac.compare_digest(received, digest) for digest in expected):
             raise SignatureInvalid(f"{VLMRUN_SIGNATURE_HEADER} does not match")
 
@@ -179,10 +177,10 @@ class StandardWebhookVerifier:
     # Derived once: deriving an ed25519 public key per request would cost more than verifying.
     public_keys: tuple[Ed25519PublicKey, ...] = field(repr=False)
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
-    _macs: tuple[HmacSha256, ...] = field(init=False, repr=False, compare=False)
+    _macs: tuple[hmac.HMAC, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_macs", tuple(HmacSha256(key) for key in self.hmac_keys))
+        object.__setattr__(self, "_macs", tuple(_keyed(key) for key in self.hmac_keys))
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], *, now: float
@@ -205,7 +203,7 @@ class StandardWebhookVerifier:
         if not entries:
             raise SignatureInvalid(skipped or "no webhook-signature entry")
         content = _signed_content(msg_id, timestamp_text, body)
-        expected_v1 = [mac.digest(content) for mac in self._macs]
+        expected_v1 = [_mac_of(mac, content) for mac in self._macs]
         verdict = StandardWebhookVerdict(msg_id=msg_id, timestamp=timestamp)
         for version, signature in entries:
             if version == "v1":
@@ -284,6 +282,18 @@ def _public_bytes(seed: bytes) -> bytes:
 
 def _ed25519_public_bytes(secret: StandardWebhookSecret) -> bytes:
     return secret.key if secret.kind == "whpk" else _public_bytes(secret.key)
+
+
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 keyed once, at start-up: `_mac_of` copies it per message, so the key's
+    pads are not hashed again on every callback, as `hmac.digest` would."""
+    return hmac.new(key, digestmod="sha256")
+
+
+def _mac_of(keyed: hmac.HMAC, message: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(message)
+    return mac.digest()
 
 
 def _signed_content(msg_id: str, timestamp_text: str, body: bytes) -> bytes:

@@ -24,7 +24,6 @@ from itsdangerous import (
 from itsdangerous.encoding import bytes_to_int
 
 from vlmhooks.errors import ConfigError, TokenExpired, TokenInvalid
-from vlmhooks.trust.hmacs import HmacSha256
 
 __all__ = [
     "CALLBACK_PATH_PREFIX",
@@ -115,9 +114,13 @@ class CallbackTokens:
         self._clock_skew = clock_skew_seconds
         self._clock = clock
         self._serializer = clocked_serializer(secret_keys, salt=_SALT, clock=clock)
-        # Newest key first, as itsdangerous tries them; derived once, not per call.
+        # Newest key first, as itsdangerous tries them; derived and keyed once, not per call:
+        # each check copies a keyed HMAC instead of hashing the key's pads again.
         signer = self._serializer.make_signer()
-        self._macs = [HmacSha256(signer.derive_key(key)) for key in reversed(signer.secret_keys)]
+        self._macs = [
+            hmac.new(signer.derive_key(key), digestmod="sha256")
+            for key in reversed(signer.secret_keys)
+        ]
 
     def __repr__(self) -> str:
         keys = len(self._serializer.secret_keys)
@@ -127,6 +130,8 @@ class CallbackTokens:
         """`URLSafeTimedSerializer.loads`, flattened: one HMAC per candidate key with keys
         derived at start-up, no signer objects per call; and the age checked here, since
         itsdangerous refuses any timestamp ahead of our clock (see `clock_skew_seconds`).
+        Kept by hand because itsdangerous's own `loads` costs more than 2% of a callback's
+        CPU (bench/README.md, "Issue 29: the standard library's HMAC, itsdangerous's loads").
         """
         signed, _, signature = token.rpartition(".")
         payload, _, stamp = signed.rpartition(".")
@@ -134,8 +139,10 @@ class CallbackTokens:
             raise BadSignature("callback token is malformed")
         expected = _b64decode(signature)  # BadData when not base64
         message = signed.encode("ascii")
-        for mac in self._macs:
-            if hmac.compare_digest(mac.digest(message), expected):
+        for keyed in self._macs:
+            mac = keyed.copy()
+            mac.update(message)
+            if hmac.compare_digest(mac.digest(), expected):
                 break
         else:
             raise BadSignature("callback token signature does not match")
