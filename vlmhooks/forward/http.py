@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
+import os
 from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vlmhooks.errors import ConfigError
 from vlmhooks.forward.destinations import Destination
-from vlmhooks.forward.http_client import OriginClient, ProtocolError
+from vlmhooks.forward.http_client import HttpClientError, HttpTimeout, OriginClient
 from vlmhooks.forward.publish import DELIVERED, Attempt, Message, error_text
 from vlmhooks.retry_timing import parse_retry_after
 from vlmhooks.trust.signatures import parse_standard_webhook_secret
@@ -69,7 +69,8 @@ class HttpPublisher:
         self._signer = signer
         self._clock = clock
         # No redirects are followed: a signed delivery is for the URL the operator configured.
-        self._client = OriginClient(destination.url, timeout=timeout)
+        # HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read here, once, as curl reads them.
+        self._client = OriginClient(destination.url, timeout=timeout, environ=os.environ)
 
     async def publish(self, message: Message) -> Attempt:
         timestamp = int(self._clock())
@@ -82,9 +83,9 @@ class HttpPublisher:
         }
         try:
             response = await self._client.post(message.body, headers)
-        except TimeoutError:
+        except HttpTimeout:
             return Attempt("retry", "timed out")
-        except (OSError, EOFError, ProtocolError, ValueError, asyncio.LimitOverrunError) as exc:
+        except HttpClientError as exc:
             return Attempt("retry", self._destination.scrub(error_text(exc)))
         status = response.status
         if 200 <= status < 300:
