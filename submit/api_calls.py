@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.contract import PredictionRequest, PredictionResponse
 from submit.errors import (
@@ -45,7 +45,9 @@ __all__ = [
     "health_call",
     "parse_json_object",
     "parse_prediction",
+    "parse_prediction_list",
     "prediction_call",
+    "predictions_call",
     "raise_for_api_status",
     "resolve_api_key",
     "resolve_base_url",
@@ -174,6 +176,12 @@ def generate_call(request: PredictionRequest) -> ApiCall[PredictionResponse]:
 def prediction_call(prediction_id: str) -> ApiCall[PredictionResponse]:
     """``GET /predictions/{id}``: the prediction as the API holds it now."""
     return ApiCall("GET", _prediction_path(prediction_id), parse_prediction)
+
+
+def predictions_call(*, skip: int, limit: int) -> ApiCall[list[PredictionResponse]]:
+    """``GET /predictions?skip=&limit=``: one page of the API's list, newest first."""
+    params = {"skip": str(skip), "limit": str(limit)}
+    return ApiCall("GET", "/predictions", parse_prediction_list, params=params)
 
 
 def health_call() -> ApiCall[dict[str, Any]]:
@@ -305,6 +313,22 @@ def parse_prediction(response: httpx.Response) -> PredictionResponse:
         raise UnexpectedResponse(
             f"{response.request.method} {response.request.url.path} answered "
             f"{response.status_code} with a body that is not a prediction: "
+            f"{_clip(str(exc.errors(include_url=False)[0]['msg']))}",
+            status_code=response.status_code,
+        ) from exc
+
+
+_PREDICTION_LIST = TypeAdapter(list[PredictionResponse])
+
+
+def parse_prediction_list(response: httpx.Response) -> list[PredictionResponse]:
+    """A 2xx body as a list of ``PredictionResponse``; anything else is ``UnexpectedResponse``."""
+    try:
+        return _PREDICTION_LIST.validate_json(response.content)
+    except ValidationError as exc:
+        raise UnexpectedResponse(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code} with a body that is not a list of predictions: "
             f"{_clip(str(exc.errors(include_url=False)[0]['msg']))}",
             status_code=response.status_code,
         ) from exc

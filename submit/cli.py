@@ -1,4 +1,4 @@
-"""`vlm-submit`: send images for prediction, look a prediction up, heal missed callbacks.
+"""`vlm-submit`: send images for prediction, look predictions up, heal missed callbacks.
 
 Exit codes: 0 all done, 1 some requests or predictions failed, 2 a usage or configuration
 problem (bad domain, unreadable file, missing or wrong key), 3 ``--wait`` ran out of time,
@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from schemas.enums import Domain, Status
+from submit.cli_list import add_list_command
 from submit.client import VlmRunClient, client_from_settings
 from submit.errors import (
     AuthenticationError,
@@ -393,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"read from this receiver (beats DATABASE_URL; default ${RECEIVER_URL_ENV})",
     )
     get.set_defaults(handler=_cmd_get)
+    add_list_command(commands)
 
     reconcile = commands.add_parser("reconcile", help="poll the API for missed callbacks")
     reconcile.add_argument("--older-than", default="10m", help="only submissions older (10m)")

@@ -28,6 +28,7 @@ from submit.api_calls import (
     generate_call,
     health_call,
     prediction_call,
+    predictions_call,
     stored_prediction_call,
     stored_predictions_call,
 )
@@ -150,6 +151,10 @@ class VlmRunClient:
     def get_prediction(self, prediction_id: str) -> PredictionResponse:
         """``GET /predictions/{id}``: the prediction as the API holds it now."""
         return self._sender.call(prediction_call(prediction_id))
+
+    def list_predictions(self, *, skip: int = 0, limit: int = 10) -> list[PredictionResponse]:
+        """``GET /predictions``: one page of the API's list, newest first."""
+        return self._sender.call(predictions_call(skip=skip, limit=limit))
 
     def health(self) -> dict[str, Any]:
         """``GET /health``, as JSON."""

@@ -3,7 +3,8 @@
 Two sources answer in the receiver's own shape (`GET /v1/predictions/{id}`): the database
 (``DATABASE_URL``) and a receiver's lookup API (``--receiver-url``, which beats the database,
 or ``VLMHOOKS_RECEIVER_URL``, which does not). Without either, the VLM Run API answers in
-its own shape; `describe_source` says which one was read, so that is never silent.
+its own shape; `describe_source` says which one was read, so that is never silent. Each
+source also lists its predictions newest first (``recent``, for `vlm-submit list`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
@@ -22,12 +24,19 @@ from schemas.enums import Status
 from submit.client import ReceiverClient, VlmRunClient, client_from_settings
 from submit.errors import ConfigError, NotFound
 from vlmhooks.reads.pagination import MAX_LIMIT
-from vlmhooks.reads.queries import get_prediction, get_submission, list_deliveries
+from vlmhooks.reads.queries import (
+    PredictionFilters,
+    get_prediction,
+    get_submission,
+    list_deliveries,
+    list_predictions,
+)
 from vlmhooks.settings import Settings
 from vlmhooks.store.db import make_engine
 from vlmhooks.store.tables import SUBMISSION
 
 __all__ = [
+    "API_SCAN_LIMIT",
     "DEFAULT_POLL_INTERVAL_SECONDS",
     "LONG_POLL_SECONDS",
     "RECEIVER_URL_ENV",
@@ -48,6 +57,9 @@ RECEIVER_URL_ENV = "VLMHOOKS_RECEIVER_URL"
 # One long-poll never holds the receiver longer than this (its ceiling is 60 s); ask again.
 LONG_POLL_SECONDS = 25.0
 DEFAULT_POLL_INTERVAL_SECONDS = 0.5
+# The API filters nothing: its list is scanned here, this many predictions at most.
+API_SCAN_LIMIT = 1000
+API_PAGE_SIZE = 100
 
 SUBMISSION_TABLE = SUBMISSION.name
 
@@ -62,6 +74,11 @@ class PredictionSource(Protocol):
         seconds for it to become terminal."""
         ...
 
+    def recent(self, filters: PredictionFilters, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` predictions matching ``filters`` (status, domain, submission id),
+        newest first."""
+        ...
+
 
 @dataclass
 class DatabaseSource:
@@ -72,6 +89,18 @@ class DatabaseSource:
 
     def prediction(self, prediction_id: str, *, wait: float = 0) -> dict[str, Any] | None:
         return get_prediction(self.engine, prediction_id)
+
+    def recent(self, filters: PredictionFilters, limit: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        after = None
+        while len(found) < limit:
+            page, after = list_predictions(
+                self.engine, filters, after, min(limit - len(found), MAX_LIMIT)
+            )
+            found.extend(page)
+            if after is None:
+                break
+        return found
 
     def submission(self, submission_id: str) -> dict[str, Any] | None:
         """As `GET /v1/submissions/{id}`: the submission, its prediction, recent deliveries."""
@@ -121,6 +150,19 @@ class ReceiverSource:
         except NotFound:
             return None
 
+    def recent(self, filters: PredictionFilters, limit: int) -> list[dict[str, Any]]:
+        query = {
+            name: value
+            for name, value in (
+                ("status", filters.status.value if filters.status else None),
+                ("domain", filters.domain),
+                ("submission_id", filters.submission_id),
+            )
+            if value is not None
+        }
+        pages = self.client.iter_predictions(page_size=min(limit, MAX_LIMIT), filters=query)
+        return list(islice(pages, limit))
+
 
 @dataclass
 class ApiSource:
@@ -131,6 +173,31 @@ class ApiSource:
 
     def prediction(self, prediction_id: str, *, wait: float = 0) -> dict[str, Any] | None:
         return self.client.get_prediction(prediction_id).to_wire()
+
+    def recent(self, filters: PredictionFilters, limit: int) -> list[dict[str, Any]]:
+        """Filtered here (the API's list takes only skip/limit), over its newest
+        ``API_SCAN_LIMIT`` predictions; a submission id is ours, the API never heard of it."""
+        if filters.submission_id is not None:
+            raise ConfigError(
+                "--submission-id needs the receiver's records: set DATABASE_URL or "
+                f"--receiver-url/{RECEIVER_URL_ENV}"
+            )
+        found: list[dict[str, Any]] = []
+        for skip in range(0, API_SCAN_LIMIT, API_PAGE_SIZE):
+            page = self.client.list_predictions(skip=skip, limit=API_PAGE_SIZE)
+            for prediction in page:
+                body = prediction.to_wire()
+                if _matches(body, filters):
+                    found.append(body)
+            if len(found) >= limit or len(page) < API_PAGE_SIZE:
+                break
+        return found[:limit]
+
+
+def _matches(body: dict[str, Any], filters: PredictionFilters) -> bool:
+    if filters.status is not None and body.get("status") != filters.status.value:
+        return False
+    return filters.domain is None or body.get("domain") == filters.domain
 
 
 def describe_source(source: PredictionSource) -> str:
