@@ -5,11 +5,15 @@ Reads one JSON line of instructions on stdin, answers JSON lines on stdout:
 1. the results of client creation, `get`, `list` (several skip/limit), a wrong key and an
    unknown id;
 2. then, after a line `go` on stdin, the result of `wait` on a prediction still running.
+
+With ``"mode": "generate_then_wait"`` instead: `image.generate(batch=True, callback_url=...)`
+on the API, then at once `predictions.wait` on the receiver; one line with both answers.
 """
 
 import json
 import sys
 import time
+from pathlib import Path
 
 from vlmrun.client import VLMRun
 from vlmrun.client.exceptions import AuthenticationError, ResourceNotFoundError
@@ -19,8 +23,29 @@ def dump(prediction):
     return prediction.model_dump(mode="json")
 
 
+def generate_then_wait(plan):
+    api = VLMRun(api_key=plan["api_key"], base_url=plan["api_url"], max_retries=1)
+    receiver = VLMRun(api_key=plan["receiver_key"], base_url=plan["base_url"], max_retries=1)
+    generated = api.image.generate(
+        images=[Path(plan["image"])],
+        domain="image.caption",
+        batch=True,
+        callback_url=plan["callback_url"],
+    )
+    started = time.monotonic()
+    try:
+        waited = dump(receiver.predictions.wait(generated.id, timeout=30, sleep=1))
+    except ResourceNotFoundError as exc:
+        waited = {"error": type(exc).__name__, "message": str(exc)}
+    seconds = time.monotonic() - started
+    print(json.dumps({"generated": dump(generated), "wait": waited, "seconds": seconds}))
+
+
 def main():
     plan = json.loads(sys.stdin.readline())
+    if plan.get("mode") == "generate_then_wait":
+        generate_then_wait(plan)
+        return
     client = VLMRun(api_key=plan["api_key"], base_url=plan["base_url"], max_retries=1)
     out = {
         "get": dump(client.predictions.get(plan["done_id"])),

@@ -1,5 +1,6 @@
 """The public `vlmrun` SDK, unchanged, against a real receiver on loopback: client creation
-(`GET /v1/health`), `get`, `list` (the API's plain list with skip/limit) and `wait`.
+(`GET /v1/health`), `get`, `list` (the API's plain list with skip/limit) and `wait`; and
+`wait` on the receiver right after `image.generate` on the sandbox API (read-through).
 
 The SDK runs in its own interpreter and environment (tests/receiver/sdk_venv.py); the
 receiver runs in this process under uvicorn, on SQLite and on PostgreSQL.
@@ -15,11 +16,24 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.engine import Engine
 
-from tests.receiver.lookup_support import API_KEY, BASE_TIME, after, prediction, running_receiver
+from sandbox import SandboxConfig, create_sandbox_app
+from tests.receiver.lookup_support import (
+    API_KEY,
+    BASE_TIME,
+    after,
+    prediction,
+    receiver_settings,
+    running_receiver,
+)
 from tests.receiver.sdk_venv import SdkUnavailable, sdk_python
+from tests.servers import serve
 from vlmhooks.store.ingest_one import ingest_prediction
+from vlmhooks.store.tables import DELIVERY
+from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url
 
 DRIVER = Path(__file__).with_name("sdk_driver.py")
 
@@ -108,3 +122,56 @@ def test_sdk_get_list_and_wait_work_unchanged(
     assert first["missing"] == "ResourceNotFoundError"
     assert second["wait"]["id"] == "p3" and second["wait"]["status"] == "completed"
     assert second["seconds"] >= 1.0
+
+
+SANDBOX_KEY = "sk-sandbox-sdk"
+
+
+def _run_driver(sdk: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    result = subprocess.run(
+        [str(sdk), str(DRIVER)],
+        input=orjson.dumps(plan).decode() + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout, result.stderr
+    answer: dict[str, Any] = orjson.loads(result.stdout)
+    return answer
+
+
+def test_sdk_wait_right_after_generate_finds_the_prediction_through_read_through(
+    sdk: Path, engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """Its first `get` comes before any callback: the receiver asks the API (read-through,
+    stored as a poll), and the callback that lands later completes it."""
+    image = tmp_path / "red.png"
+    Image.new("RGB", (24, 16), (200, 30, 30)).save(image)
+    # The model takes a moment, so the prediction is not done when `wait` first asks.
+    config = SandboxConfig(api_keys=SANDBOX_KEY, processing_delay=0.5, backoff_base=0.02)
+    with serve(create_sandbox_app(config)) as api:
+        api_url = f"{api.url}/v1"
+        with running_receiver(
+            database_url, vlmrun_api_key=SANDBOX_KEY, vlmrun_base_url=api_url
+        ) as server:
+            tokens = CallbackTokens(list(receiver_settings(database_url).require_secret_keys()))
+            plan = {
+                "mode": "generate_then_wait",
+                "api_url": api_url,
+                "api_key": SANDBOX_KEY,
+                "base_url": f"{server.url}/v1",
+                "receiver_key": API_KEY,
+                "callback_url": mint_callback_url(server.url, tokens, "sub-sdk"),
+                "image": str(image),
+            }
+            answer = _run_driver(sdk, plan)
+    generated, waited = answer["generated"], answer["wait"]
+    assert generated["status"] in ("pending", "enqueued", "running")
+    assert waited.get("id") == generated["id"], waited
+    assert waited["status"] == "completed" and waited["response"] is not None
+    with engine.connect() as connection:
+        sources = (
+            connection.execute(sa.select(DELIVERY.c.source).order_by(DELIVERY.c.id)).scalars().all()
+        )
+    # The read-through answered first; the callback (forward-only) completed the row.
+    assert sources[0] == "poll" and "callback" in sources
