@@ -3,6 +3,7 @@ API on loopback here), stores its answer with source `poll`, and a later callbac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.errors import ReadThroughUnavailable
+from receiver.ingest.read_through import ReadThrough
+from receiver.writer.auto import committer_for
+from receiver.writer.group_commit import GroupCommitter
 from tests.receiver.lookup_support import AUTH, prediction, running_receiver
 from tests.servers import serve
+from vlmhooks.store.db import make_engine
 from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import DELIVERY, PREDICTION
 
@@ -30,12 +36,14 @@ class FakeApi:
 
     known: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: int | None = None
+    delay: float = 0.0
     asked: list[str] = field(default_factory=list)
 
     async def get(self, request: Request) -> Response:
         assert request.headers["authorization"] == f"Bearer {VLMRUN_KEY}"
         prediction_id = request.path_params["prediction_id"]
         self.asked.append(prediction_id)
+        await asyncio.sleep(self.delay)
         if self.status is not None:
             return JSONResponse({"detail": "boom"}, status_code=self.status)
         if prediction_id not in self.known:
@@ -101,3 +109,54 @@ def test_an_api_failure_is_a_502_problem_and_the_switch_turns_it_off(
     with _receiver(database_url, base_url, read_through=False) as server:
         off = httpx.get(f"{server.url}/v1/predictions/p_y", headers=AUTH, timeout=10)
     assert off.status_code == 404 and fake.asked == ["p_x"]
+
+
+@pytest.fixture
+def writer(sqlite_url: str) -> Iterator[GroupCommitter]:
+    engine = make_engine(sqlite_url)
+    committer = committer_for(engine, serverless=True)
+    committer.start()
+    yield committer
+    engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_read_throughs_over_the_rate_cap_are_a_503_without_asking_the_api(
+    api: tuple[FakeApi, str], writer: GroupCommitter
+) -> None:
+    fake, base_url = api
+    now = [0.0]
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {VLMRUN_KEY}"}) as http:
+        reads = ReadThrough(
+            http,
+            base_url,
+            writer,
+            delivery_body_cap=1024,
+            clock=lambda: now[0],
+            rate_per_second=10,
+            burst=3,
+        )
+        for index in range(3):
+            assert await reads.fetch_and_store(f"p_{index}") is False  # the API's 404
+        with pytest.raises(ReadThroughUnavailable, match="too many read-throughs") as refused:
+            await reads.fetch_and_store("p_over")
+        now[0] += 0.1  # one token back
+        assert await reads.fetch_and_store("p_later") is False
+        with pytest.raises(ReadThroughUnavailable):
+            await reads.fetch_and_store("p_over_again")
+    assert refused.value.status == 503
+    assert fake.asked == ["p_0", "p_1", "p_2", "p_later"]
+
+
+@pytest.mark.anyio
+async def test_an_api_that_does_not_answer_in_time_is_a_503(
+    api: tuple[FakeApi, str], writer: GroupCommitter
+) -> None:
+    fake, base_url = api
+    fake.delay = 0.5
+    headers = {"Authorization": f"Bearer {VLMRUN_KEY}"}
+    async with httpx.AsyncClient(headers=headers, timeout=0.05) as http:
+        reads = ReadThrough(http, base_url, writer, delivery_body_cap=1024)
+        with pytest.raises(ReadThroughUnavailable, match="did not answer in time") as timed_out:
+            await reads.fetch_and_store("p_slow")
+    assert timed_out.value.status == 503 and fake.asked == ["p_slow"]
