@@ -98,7 +98,12 @@ def create_app(
         if not runtime.serverless:
             # Serverless: nothing may outlive an invocation, so no hub; readers poll.
             await events.start()
-            fanout = FanOut(engine, events, subscriber_buffer_bytes=settings.sse_buffer_bytes)
+            fanout = FanOut(
+                engine,
+                events,
+                subscriber_buffer_bytes=settings.sse_buffer_bytes,
+                read_timeout=settings.db_timeout,
+            )
             await fanout.start()
             watched = fanout  # bound for the gauges' callbacks
             metrics.listeners.labels("sse").set_function(lambda: watched.subscribers)
@@ -114,7 +119,11 @@ def create_app(
             pruner.start()
         # SQLite has one writer: the relay's claims and acknowledgements join the group
         # committer's batches rather than queue on the file lock against it.
-        relay_writes = writer.run if engine.dialect.name == "sqlite" else transaction_runner(engine)
+        relay_writes = (
+            writer.run
+            if engine.dialect.name == "sqlite"
+            else transaction_runner(engine, settings.db_timeout)
+        )
         try:
             await forwarding.start(
                 engine,

@@ -17,7 +17,7 @@ VlmhooksError                          root; `detail` plus keyword context in `e
     ├── PredictionConflict       409   the body contradicts what is already bound
     │   └── WebhookIdConflict          a used Standard Webhooks id with another body
     ├── NotFound                 404
-    └── StorageUnavailable       503   the database refused; nothing was acknowledged
+    └── StorageUnavailable       503   the database failed or did not answer in time; retry
 
 The receiver adds its own leaves in `receiver/errors.py`.
 """
@@ -66,6 +66,8 @@ class ProblemError(VlmhooksError):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
     type_slug: ClassVar[str] = "internal"
+    # Seconds for the answer's `Retry-After` header; None: no header.
+    retry_after: ClassVar[int | None] = None
 
 
 class VerificationError(ProblemError):
@@ -142,8 +144,10 @@ class NotFound(ProblemError):
 
 
 class StorageUnavailable(ProblemError):
-    """503: the database refused the write; nothing was acknowledged, the sender retries."""
+    """503 with Retry-After: the database failed, or did not answer within
+    VLMHOOKS_DB_TIMEOUT; nothing was acknowledged, the caller retries."""
 
     status = 503
     title = "Storage unavailable"
     type_slug = "storage-unavailable"
+    retry_after = 5

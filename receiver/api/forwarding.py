@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, with_config
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +29,7 @@ from vlmhooks.forward.registry import (
     forwarding_status,
     retry_dead_letters,
 )
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = ["forwarding_routes"]
@@ -45,7 +45,7 @@ async def forwarding_endpoint(request: Request) -> Response:
         with state.engine.connect() as connection:
             return forwarding_status(connection, utc_now())
 
-    return json_response({"destinations": await run_in_threadpool(read)})
+    return json_response({"destinations": await call_within(state.settings.db_timeout, read)})
 
 
 async def _known(request: Request) -> str:
@@ -56,7 +56,7 @@ async def _known(request: Request) -> str:
         with state.engine.connect() as connection:
             return destination_exists(connection, destination_id)
 
-    if not await run_in_threadpool(exists):
+    if not await call_within(state.settings.db_timeout, exists):
         raise NotFound(f"no forwarding destination {destination_id!r}", destination=destination_id)
     return destination_id
 
@@ -74,7 +74,7 @@ async def dead_letters_endpoint(request: Request) -> Response:
         with state.engine.connect() as connection:
             return dead_letters(connection, destination_id, after=after, limit=limit)
 
-    page, next_after = await run_in_threadpool(read)
+    page, next_after = await call_within(state.settings.db_timeout, read)
     next_cursor = None if next_after is None else str(next_after)
     return json_response({"data": page, "next_cursor": next_cursor})
 

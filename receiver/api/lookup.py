@@ -13,8 +13,6 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import ConfigDict, Field, with_config
-from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +40,7 @@ from receiver.state import ReceiverState, receiver_state
 from schemas.enums import Status
 from vlmhooks.errors import NotFound
 from vlmhooks.public import Prediction
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.pagination import (
     CURSOR_PARAM,
     DEFAULT_LIMIT,
@@ -157,14 +156,15 @@ async def get_prediction_endpoint(request: Request) -> Response:
     wait = wait_param(request.query_params, "wait", cap)
     if state.read_through is not None:
         await _read_through(state, prediction_id)
+    timeout = state.settings.db_timeout
     if wait > 0 and state.fanout is not None:
-        return await _wait_for_terminal(request, state.fanout, state.engine, prediction_id, wait)
+        return await _wait_for_terminal(request, state, state.fanout, prediction_id, wait)
     deadline = time.monotonic() + wait
     # Serverless (or no wait): each request reads for itself; nothing outlives it.
     while True:
         # Taken before the read, so a commit landing between read and wait still wakes us.
         ticket = state.events.ticket()
-        prediction = await run_in_threadpool(get_prediction, state.engine, prediction_id)
+        prediction = await call_within(timeout, get_prediction, state.engine, prediction_id)
         if prediction is not None and Status(prediction["status"]).is_terminal:
             return json_response(prediction)
         remaining = deadline - time.monotonic()
@@ -181,7 +181,8 @@ async def get_prediction_endpoint(request: Request) -> Response:
 async def _read_through(state: ReceiverState, prediction_id: str) -> None:
     """Not stored yet: store what the API holds; 404 only when the API does not know it."""
     assert state.read_through is not None
-    if await run_in_threadpool(get_prediction, state.engine, prediction_id) is not None:
+    timeout = state.settings.db_timeout
+    if await call_within(timeout, get_prediction, state.engine, prediction_id) is not None:
         return
     if not await state.read_through.fetch_and_store(prediction_id):
         raise NotFound(
@@ -205,7 +206,7 @@ async def _disconnected(request: Request) -> None:
 
 
 async def _wait_for_terminal(
-    request: Request, fanout: FanOut, engine: Engine, prediction_id: str, wait: float
+    request: Request, state: ReceiverState, fanout: FanOut, prediction_id: str, wait: float
 ) -> Response:
     """Long poll through the shared pump: no query and no CPU while waiting.
 
@@ -214,9 +215,10 @@ async def _wait_for_terminal(
     None when the server starts shutting down; then, as after the wait, the current state
     is the answer.
     """
+    engine, timeout = state.engine, state.settings.db_timeout
     waiter = await fanout.waiter(prediction_id)
     try:
-        prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+        prediction = await call_within(timeout, get_prediction, engine, prediction_id)
         if prediction is not None and Status(prediction["status"]).is_terminal:
             return json_response(prediction)
         # A client that goes away ends the wait: its task must not outlive it for a minute.
@@ -229,7 +231,7 @@ async def _wait_for_terminal(
             return json_response(completed)
     finally:
         fanout.forget(prediction_id, waiter)
-    prediction = await run_in_threadpool(get_prediction, engine, prediction_id)
+    prediction = await call_within(timeout, get_prediction, engine, prediction_id)
     if prediction is None:
         raise NotFound(
             f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
@@ -257,8 +259,9 @@ async def list_predictions_endpoint(request: Request) -> Response:
     skip = int_param(query, SKIP_PARAM, default=0, minimum=0, maximum=MAX_SKIP)
     cursor = query.get(CURSOR_PARAM)
     after = decode_prediction_cursor(cursor) if cursor is not None else None
-    page, next_key = await run_in_threadpool(
-        lambda: list_predictions(state.engine, filters, after, limit, skip=skip)
+    page, next_key = await call_within(
+        state.settings.db_timeout,
+        lambda: list_predictions(state.engine, filters, after, limit, skip=skip),
     )
     response = json_response(page)
     if next_key is not None:
@@ -270,7 +273,9 @@ async def get_submission_endpoint(request: Request) -> Response:
     """`GET /v1/submissions/{id}`: the submission, its prediction and its delivery history."""
     state = receiver_state(request)
     submission_id: str = request.path_params["submission_id"]
-    submission = await run_in_threadpool(get_submission, state.engine, submission_id)
+    submission = await call_within(
+        state.settings.db_timeout, get_submission, state.engine, submission_id
+    )
     if submission is None:
         raise NotFound(f"submission {submission_id!r} is not recorded", submission_id=submission_id)
     return json_response(submission)
@@ -286,7 +291,8 @@ async def list_deliveries_endpoint(request: Request) -> Response:
     limit = _limit(request)
     cursor = query.get(CURSOR_PARAM)
     after = decode_delivery_cursor(cursor) if cursor is not None else None
-    page, next_key = await run_in_threadpool(
+    page, next_key = await call_within(
+        state.settings.db_timeout,
         lambda: list_deliveries(
             state.engine,
             prediction_id=prediction_id,
@@ -294,7 +300,7 @@ async def list_deliveries_endpoint(request: Request) -> Response:
             after=after,
             limit=limit,
             include_body=include_body,
-        )
+        ),
     )
     body: DeliveryPage = {
         "data": page,

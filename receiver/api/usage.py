@@ -9,7 +9,6 @@ from typing import Annotated, get_args
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import ConfigDict, Field, with_config
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +20,7 @@ from receiver.http.params import bad_parameter, int_param, timestamp_param
 from receiver.http.responses import json_response
 from receiver.http.routing import Answer, DocumentedRoute, Operation
 from receiver.state import receiver_state
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.usage import (
     DEFAULT_USAGE_GROUPS,
     MAX_USAGE_GROUPS,
@@ -54,8 +54,9 @@ async def usage_endpoint(request: Request) -> Response:
     limit = int_param(
         query, "limit", default=DEFAULT_USAGE_GROUPS, minimum=1, maximum=MAX_USAGE_GROUPS
     )
-    ledger = await run_in_threadpool(
-        lambda: usage_ledger(state.engine, group_by, since=since, until=until, limit=limit)
+    ledger = await call_within(
+        state.settings.db_timeout,
+        lambda: usage_ledger(state.engine, group_by, since=since, until=until, limit=limit),
     )
     return json_response(ledger.model_dump(mode="json"))
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +25,7 @@ from vlmhooks.reads.activity import (
     latest_predictions,
     latest_refusals,
 )
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.history import delivery_body, prediction_history
 from vlmhooks.reads.pagination import MAX_ROW_ID
 from vlmhooks.reads.queries import count_predictions_by_status
@@ -112,7 +112,9 @@ async def overview_data(request: Request) -> Response:
         search=_optional_text(request, "q"),
     )
     now = datetime.fromtimestamp(state.clock(), UTC)
-    overview = await run_in_threadpool(read_overview, state.engine, filters, now)
+    overview = await call_within(
+        state.settings.db_timeout, read_overview, state.engine, filters, now
+    )
     return _private(overview)
 
 
@@ -120,7 +122,9 @@ async def prediction_data(request: Request) -> Response:
     """`GET /dashboard/data/predictions/{prediction_id}`: the detail page's history."""
     state = receiver_state(request)
     prediction_id: str = request.path_params["prediction_id"]
-    history = await run_in_threadpool(_positions_then_history, state.engine, prediction_id)
+    history = await call_within(
+        state.settings.db_timeout, _positions_then_history, state.engine, prediction_id
+    )
     if history is None:
         raise NotFound(
             f"prediction {prediction_id!r} has not been received", prediction_id=prediction_id
@@ -146,7 +150,9 @@ async def delivery_body_data(request: Request) -> Response:
     state = receiver_state(request)
     raw_id: str = request.path_params["delivery_id"]
     delivery_id = parse_int("delivery_id", raw_id, minimum=1, maximum=MAX_ROW_ID)
-    delivery = await run_in_threadpool(delivery_body, state.engine, delivery_id)
+    delivery = await call_within(
+        state.settings.db_timeout, delivery_body, state.engine, delivery_id
+    )
     if delivery is None:
         raise NotFound(f"delivery {delivery_id} is not recorded", delivery_id=delivery_id)
     return _private(delivery)

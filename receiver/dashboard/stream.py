@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Send
 
@@ -35,6 +34,7 @@ from vlmhooks.reads.activity import (
     event_marks_after,
     refusals_after,
 )
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.pagination import MAX_ROW_ID
 
 __all__ = ["DashboardStream", "dashboard_events"]
@@ -69,8 +69,10 @@ def resume_positions(request: Request) -> tuple[int, int] | None:
 class DashboardStream(EventStream):
     """EventStream's connection handling (disconnects, shutdown) over both feeds."""
 
-    def __init__(self, engine: Engine, hub: EventHub, after: int, after_delivery: int) -> None:
-        super().__init__(engine, hub, after)
+    def __init__(
+        self, engine: Engine, hub: EventHub, after: int, after_delivery: int, read_timeout: float
+    ) -> None:
+        super().__init__(engine, hub, after, read_timeout=read_timeout)
         self.last_delivery = after_delivery
 
     def _frame(self, event: bytes, data: object) -> bytes:
@@ -93,10 +95,8 @@ class DashboardStream(EventStream):
         quiet_since = time.monotonic()
         while True:
             ticket = self.hub.ticket()
-            marks = await run_in_threadpool(
-                event_marks_after, self.engine, self.last_seq, EVENT_BATCH
-            )
-            refusals = await run_in_threadpool(
+            marks = await self._read(event_marks_after, self.engine, self.last_seq, EVENT_BATCH)
+            refusals = await self._read(
                 refusals_after, self.engine, self.last_delivery, EVENT_BATCH
             )
             if marks or refusals:
@@ -117,6 +117,7 @@ async def dashboard_events(request: Request) -> DashboardStream:
     """Endpoint: a bad resume position is a 400 before any byte is streamed."""
     state = receiver_state(request)
     positions = resume_positions(request)
+    timeout = state.settings.db_timeout
     if positions is None:
-        positions = await run_in_threadpool(_now_positions, state.engine)
-    return DashboardStream(state.engine, state.events, *positions)
+        positions = await call_within(timeout, _now_positions, state.engine)
+    return DashboardStream(state.engine, state.events, *positions, read_timeout=timeout)

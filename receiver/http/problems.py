@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from receiver.http.shapes import Problem
-from vlmhooks.errors import ProblemError
+from vlmhooks.errors import ProblemError, StorageUnavailable
 
 __all__ = [
     "EXCEPTION_HANDLERS",
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPE_BASE",
+    "handle_database_error",
     "handle_http_exception",
     "handle_receiver_error",
     "handle_unexpected",
@@ -47,7 +49,10 @@ def problem_response(
 
 
 def receiver_error_response(exc: ProblemError) -> Response:
-    return problem_response(exc.status, exc.title, exc.detail, slug=exc.type_slug, **exc.extra)
+    response = problem_response(exc.status, exc.title, exc.detail, slug=exc.type_slug, **exc.extra)
+    if exc.retry_after is not None:
+        response.headers["retry-after"] = str(exc.retry_after)
+    return response
 
 
 async def handle_receiver_error(_request: Request, exc: Exception) -> Response:
@@ -66,6 +71,14 @@ async def handle_http_exception(_request: Request, exc: Exception) -> Response:
     return response
 
 
+async def handle_database_error(_request: Request, exc: Exception) -> Response:
+    # A read that escaped vlmhooks/reads/bounded.py: the database's failure is a 503 to
+    # retry, not the caller's 500. Its message may name hosts and users, so only its type.
+    return receiver_error_response(
+        StorageUnavailable(f"the database is unavailable ({type(exc).__name__})")
+    )
+
+
 async def handle_unexpected(_request: Request, _exc: Exception) -> Response:
     # Never a traceback on the wire; the server log keeps it.
     return problem_response(500, "Internal Server Error", "unexpected error; see server logs")
@@ -74,5 +87,6 @@ async def handle_unexpected(_request: Request, _exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ProblemError: handle_receiver_error,
     HTTPException: handle_http_exception,
+    SQLAlchemyError: handle_database_error,
     Exception: handle_unexpected,
 }

@@ -122,6 +122,9 @@ async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     response: ASGIApp
     try:
         response = await receive_callback(Request(scope, receive))
+    except ProblemError as exc:
+        # The self-check's read (a database that failed or did not answer in time): its 503.
+        response = receiver_error_response(exc)
     except Exception:
         log.exception("a callback failed unexpectedly")
         response = problem_response(

@@ -18,7 +18,6 @@ import orjson
 import sqlalchemy as sa
 from itsdangerous import BadData
 from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,6 +32,7 @@ from receiver.ingest.verify import (
 from receiver.state import ReceiverState
 from vlmhooks.errors import ProblemError
 from vlmhooks.ingest.prediction import decode_json, validate_prediction
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.store.tables import WEBHOOK_MESSAGE
 from vlmhooks.trust.tokens import clocked_serializer
 
@@ -134,7 +134,7 @@ async def answer_self_test(request: Request, state: ReceiverState) -> Response |
         return problem_response(
             exc.status, exc.title, exc.detail, slug=exc.type_slug, piece=piece, **exc.extra
         )
-    same_database = await run_in_threadpool(_marker_seen, state.engine, nonce)
+    same_database = await call_within(state.settings.db_timeout, _marker_seen, state.engine, nonce)
     ack: SelfTestAck = {
         "self_test": True,
         "nonce": nonce,

@@ -19,13 +19,13 @@ from collections import deque
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 
 from receiver.live.events import EventHub
 from receiver.live.frames import format_event
 from schemas.enums import Status
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.queries import StoredEvent, events_after, last_event_seq
-from vlmhooks.settings import DEFAULT_SSE_BUFFER_BYTES
+from vlmhooks.settings import DEFAULT_DB_TIMEOUT_SECONDS, DEFAULT_SSE_BUFFER_BYTES
 from vlmhooks.store.db import sqlite_file
 from vlmhooks.tasks import cancel_and_wait
 
@@ -141,8 +141,10 @@ class FanOut:
         hub: EventHub,
         *,
         subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES,
+        read_timeout: float = DEFAULT_DB_TIMEOUT_SECONDS,
     ) -> None:
         self._engine = engine
+        self._read_timeout = read_timeout  # each read's bound (VLMHOOKS_DB_TIMEOUT)
         self._hub = hub
         self._buffer_bytes = subscriber_buffer_bytes
         self._subscriptions: set[Subscription] = set()
@@ -241,7 +243,9 @@ class FanOut:
                 if self._stale:
                     if self._changes is not None:
                         self._seen_version = self._changes()
-                    self._position = await run_in_threadpool(last_event_seq, self._engine)
+                    self._position = await call_within(
+                        self._read_timeout, last_event_seq, self._engine
+                    )
                     self._read_at = time.monotonic()
                     self._stale = False
 
@@ -283,7 +287,9 @@ class FanOut:
             self._seen_version = self._changes()  # before the read: no commit slips by
         self._read_at = time.monotonic()
         while True:
-            batch = await run_in_threadpool(events_after, self._engine, self._position, EVENT_BATCH)
+            batch = await call_within(
+                self._read_timeout, events_after, self._engine, self._position, EVENT_BATCH
+            )
             self.reads += 1
             for event in batch:
                 self._deliver(event)

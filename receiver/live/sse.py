@@ -10,20 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
+from typing_extensions import TypeVarTuple, Unpack
 
 from receiver.http.params import parse_int
 from receiver.live.events import EventHub
 from receiver.live.fanout import EVENT_BATCH, FanOut, Subscription
 from receiver.live.frames import KEEPALIVE_COMMENT, format_event, reconnect_frame
 from receiver.state import receiver_state
+from vlmhooks.errors import StorageUnavailable
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.pagination import MAX_ROW_ID
 from vlmhooks.reads.queries import events_after, last_event_seq
+from vlmhooks.settings import DEFAULT_DB_TIMEOUT_SECONDS
 
 __all__ = [
     "EventStream",
@@ -32,6 +37,9 @@ __all__ = [
     "stream_events",
     "write_chunk",
 ]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 RECONNECT_MILLISECONDS = 2000
 # Sent when the server starts shutting down: reconnect soon (another instance may be up).
@@ -84,8 +92,10 @@ class EventStream:
         *,
         fanout: FanOut | None = None,
         max_seconds: float | None = None,
+        read_timeout: float = DEFAULT_DB_TIMEOUT_SECONDS,
     ) -> None:
         self.engine = engine
+        self.read_timeout = read_timeout  # each read's bound (VLMHOOKS_DB_TIMEOUT)
         self.hub = hub
         self.fanout = fanout
         self.last_seq = after
@@ -101,13 +111,18 @@ class EventStream:
                 tasks.start_soon(self._cancel_on_disconnect, receive, tasks.cancel_scope)
                 # OSError: the client went away mid-write; nothing is left to tell it.
                 with contextlib.suppress(OSError):
-                    if self.fanout is not None:
-                        await self._stream_live(send, self.fanout)
-                        await _finish(send)
-                    else:
-                        await self._pump(send)
-                        if self.max_seconds is not None:
+                    try:
+                        if self.fanout is not None:
+                            await self._stream_live(send, self.fanout)
                             await _finish(send)
+                        else:
+                            await self._pump(send)
+                            if self.max_seconds is not None:
+                                await _finish(send)
+                    except StorageUnavailable:
+                        # The database failed or stopped answering mid-stream: the stream
+                        # ends, and the client reconnects with its last id.
+                        await _finish(send)
                 tasks.cancel_scope.cancel()
         except asyncio.CancelledError:
             # The server cancels open streams at graceful-shutdown timeout: end the body
@@ -121,6 +136,9 @@ class EventStream:
             message = await receive()
         scope.cancel()
 
+    async def _read(self, read: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        return await call_within(self.read_timeout, read, *args)
+
     async def _stream_live(self, send: Send, fanout: FanOut) -> None:
         """The backlog from the database, then the shared live frames; ends when dropped."""
         subscription = await fanout.subscribe()  # first: nothing after the backlog is missed
@@ -133,7 +151,7 @@ class EventStream:
 
     async def _write_backlog(self, send: Send) -> None:
         while True:
-            batch = await run_in_threadpool(events_after, self.engine, self.last_seq, EVENT_BATCH)
+            batch = await self._read(events_after, self.engine, self.last_seq, EVENT_BATCH)
             for event in batch:
                 await _write_frame(send, format_event(event))
             if batch:
@@ -172,7 +190,7 @@ class EventStream:
         ends_at = None if self.max_seconds is None else quiet_since + self.max_seconds
         while True:
             ticket = self.hub.ticket()
-            batch = await run_in_threadpool(events_after, self.engine, self.last_seq, EVENT_BATCH)
+            batch = await self._read(events_after, self.engine, self.last_seq, EVENT_BATCH)
             if batch:
                 await write_chunk(send, b"".join(format_event(event) for event in batch))
                 self.last_seq = batch[-1].seq
@@ -226,10 +244,13 @@ async def stream_events(request: Request) -> EventStream:
     """Endpoint: validate the resume position (400 before any byte is streamed), then stream."""
     state = receiver_state(request)
     after = resume_position(request)
+    timeout = state.settings.db_timeout
     if after is None:
-        after = await run_in_threadpool(last_event_seq, state.engine)
+        after = await call_within(timeout, last_event_seq, state.engine)
     if state.serverless:
         # No pump outlives an invocation: the stream reads for itself and ends.
         max_seconds = float(state.settings.max_wait)
-        return EventStream(state.engine, state.events, after, max_seconds=max_seconds)
-    return EventStream(state.engine, state.events, after, fanout=state.fanout)
+        return EventStream(
+            state.engine, state.events, after, max_seconds=max_seconds, read_timeout=timeout
+        )
+    return EventStream(state.engine, state.events, after, fanout=state.fanout, read_timeout=timeout)

@@ -54,7 +54,7 @@ async def run_forward(
         await forwarding.start(
             engine,
             run_relay=True,
-            run_write=transaction_runner(write_engine),
+            run_write=transaction_runner(write_engine, settings.db_timeout),
             changes=events,
             registry=registry,
         )

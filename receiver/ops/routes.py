@@ -3,7 +3,7 @@ Prometheus metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,8 +12,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,7 +27,9 @@ from receiver.openapi.document import openapi_document
 from receiver.ops.scrape_gauges import DatabaseGauges
 from receiver.state import receiver_state
 from schemas.contract import utc_now
+from vlmhooks.errors import StorageUnavailable
 from vlmhooks.forward.metrics import ForwardBacklogCollector, read_backlog
+from vlmhooks.reads.bounded import call_within
 from vlmhooks.reads.overdue import count_overdue_submissions
 from vlmhooks.reads.queries import count_predictions_by_status
 from vlmhooks.reads.usage import credits_by_domain
@@ -37,7 +37,6 @@ from vlmhooks.reads.usage import credits_by_domain
 __all__ = [
     "API_VERSION",
     "INDEX",
-    "READY_TIMEOUT_SECONDS",
     "PredictionsByStatus",
     "healthz",
     "metrics",
@@ -48,8 +47,6 @@ __all__ = [
 ]
 
 API_VERSION = "0.1.0"
-# A readiness probe must answer even when the database hangs; the orchestrator retries.
-READY_TIMEOUT_SECONDS = 5.0
 
 
 INDEX: Index = {
@@ -76,18 +73,18 @@ async def healthz(_request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """The database answers, accepts writes, and its schema is at the migrations' head;
-    else 503."""
+    else 503. Answered within VLMHOOKS_DB_TIMEOUT, both probes together, however the
+    database hangs: the orchestrator retries."""
     state = receiver_state(request)
+    timeout = state.settings.db_timeout
+    deadline = time.monotonic() + timeout
     try:
-        current, head = await asyncio.wait_for(
-            run_in_threadpool(_revisions, state.engine),
-            timeout=READY_TIMEOUT_SECONDS,
-        )
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        current, head = await call_within(timeout, _revisions, state.engine)
+    except (StorageUnavailable, OSError) as exc:
         return problem_response(
             503,
             "Not ready",
-            f"the database is unreachable: {type(exc).__name__}",
+            f"the database is unreachable: {_cause_name(exc)}",
             slug="not-ready",
         )
     if current != head:
@@ -101,20 +98,23 @@ async def readyz(request: Request) -> Response:
             head_revision=head,
         )
     try:
-        await asyncio.wait_for(
-            run_in_threadpool(_probe_write, state.engine),
-            timeout=READY_TIMEOUT_SECONDS,
-        )
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        await call_within(max(0.0, deadline - time.monotonic()), _probe_write, state.engine)
+    except (StorageUnavailable, OSError) as exc:
         # A receiver that cannot write would answer every callback 503: not ready.
         return problem_response(
             503,
             "Not ready",
-            f"the database refuses writes: {type(exc).__name__}",
+            f"the database refuses writes: {_cause_name(exc)}",
             slug="not-ready",
         )
     body: Ready = {"status": "ready", "revision": current}
     return json_response(body)
+
+
+def _cause_name(exc: BaseException) -> str:
+    """What failed, by type (`OperationalError`, `TimeoutError`): never the driver's message,
+    which may name hosts and users."""
+    return type(exc.__cause__ or exc).__name__
 
 
 def _revisions(engine: Engine) -> tuple[str | None, str | None]:
@@ -163,19 +163,21 @@ async def metrics(request: Request) -> Response:
     scrape = CollectorRegistry(auto_describe=False)
     now = utc_now()
     settings = state.settings
+    timeout = settings.db_timeout
     try:
-        counts = await run_in_threadpool(count_predictions_by_status, state.engine)
-        credits = await run_in_threadpool(credits_by_domain, state.engine)
-        forward_backlog = await run_in_threadpool(read_backlog, state.engine)
-        overdue = await run_in_threadpool(
+        counts = await call_within(timeout, count_predictions_by_status, state.engine)
+        credits = await call_within(timeout, credits_by_domain, state.engine)
+        forward_backlog = await call_within(timeout, read_backlog, state.engine)
+        overdue = await call_within(
+            timeout,
             lambda: count_overdue_submissions(
                 state.engine,
                 now,
                 overdue_after=settings.overdue_after,
                 horizon=timedelta(seconds=settings.token_max_age),
-            )
+            ),
         )
-    except (SQLAlchemyError, OSError):
+    except (StorageUnavailable, OSError):
         scrape.register(DatabaseGauges(ready=False, overdue=None))
     else:
         scrape.register(PredictionsByStatus(counts))

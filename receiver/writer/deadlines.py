@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CommitDeadlines", "CommitTimedOut"]
@@ -22,11 +23,19 @@ class CommitTimedOut(TimeoutError):
 class CommitDeadlines:
     """The deadlines of the writes awaited on one event loop."""
 
-    __slots__ = ("_timer", "_waiting", "loop", "timeout")
+    __slots__ = ("_clock", "_timer", "_waiting", "loop", "timeout")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.loop = loop
         self.timeout = timeout
+        # The loop's time, on which the timer is set; a test passes its own and calls `expire`.
+        self._clock = clock or loop.time
         self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -37,20 +46,24 @@ class CommitDeadlines:
         # flight and at most a batch already answered, never an old body's result.
         while waiting and waiting[0][1].done():
             waiting.popleft()
-        deadline = self.loop.time() + self.timeout
+        deadline = self._clock() + self.timeout
         waiting.append((deadline, future))
         if self._timer is None:
-            self._timer = self.loop.call_at(deadline, self._expire)
+            self._timer = self.loop.call_at(deadline, self.expire)
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """Fail each waiter whose deadline has passed by the clock; set the timer for the
+        next one (the timer's callback)."""
+        if self._timer is not None:
+            self._timer.cancel()  # called early (a test): the timer is set afresh below
+            self._timer = None
         waiting = self._waiting
-        now = self.loop.time()
+        now = self._clock()
         while waiting:
             deadline, future = waiting[0]
             if not future.done():
                 if deadline > now:
-                    self._timer = self.loop.call_at(deadline, self._expire)
+                    self._timer = self.loop.call_at(deadline, self.expire)
                     return
                 # The writer settles a done future by skipping it (settle_group): a batch
                 # that commits later answers nobody, and breaks nothing.

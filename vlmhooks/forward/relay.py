@@ -25,6 +25,8 @@ from vlmhooks.forward.destinations import Destination
 from vlmhooks.forward.metrics import ForwardMetrics
 from vlmhooks.forward.publish import Attempt, Publisher, encode_message
 from vlmhooks.forward.registry import DestinationState, destination_state
+from vlmhooks.reads.bounded import call_within
+from vlmhooks.settings import DEFAULT_DB_TIMEOUT_SECONDS
 from vlmhooks.store.outbox import Claimed, Lease, Settlement, claim, has_due, settle, with_payloads
 from vlmhooks.tasks import cancel_and_wait
 
@@ -62,6 +64,9 @@ class RelayConfig:
     batch: int = DEFAULT_BATCH
     gather: float = DEFAULT_GATHER_SECONDS
     backoff: Backoff = field(default_factory=Backoff)
+    # Each database call's bound (VLMHOOKS_DB_TIMEOUT): past it the round fails and the
+    # relay backs off, rather than wait on a database that does not answer.
+    db_timeout: float = DEFAULT_DB_TIMEOUT_SECONDS
 
 
 @dataclass
@@ -77,15 +82,16 @@ class Round:
     error: str | None = None
 
 
-def transaction_runner(engine: Engine) -> WriteRunner:
-    """Each write in a transaction of its own, off the event loop."""
+def transaction_runner(engine: Engine, timeout: float = DEFAULT_DB_TIMEOUT_SECONDS) -> WriteRunner:
+    """Each write in a transaction of its own, off the event loop, within `timeout` seconds
+    (its outcome then unknown: a claim's lease runs out, a settlement is sent again)."""
 
     async def run_write(op: Callable[[Connection], T]) -> T:
         def run() -> T:
             with engine.begin() as connection:
                 return op(connection)
 
-        return await asyncio.to_thread(run)
+        return await call_within(timeout, run)
 
     return run_write
 
@@ -112,8 +118,8 @@ class Relay:
         self._engine = engine  # reads (the idle look); writes go through `run_write`
         self.destinations = tuple(destinations)
         self._publishers = publishers
-        self._run_write = run_write or transaction_runner(engine)
         self.config = config or RelayConfig()
+        self._run_write = run_write or transaction_runner(engine, self.config.db_timeout)
         self._changes = changes
         self._metrics = metrics
         self._clock = clock
@@ -166,7 +172,8 @@ class Relay:
         opens a write transaction; after a round that found work, the claim goes straight.
         """
         now = self._now()
-        if look and not await asyncio.to_thread(self._has_due, destination.id, now):
+        timeout = self.config.db_timeout
+        if look and not await call_within(timeout, self._has_due, destination.id, now):
             return Round()
         lease = timedelta(seconds=self.config.lease)
         batch = limit or self.config.batch
@@ -175,7 +182,7 @@ class Relay:
         )
         if not leases:
             return Round()
-        claimed = await asyncio.to_thread(self._with_payloads, leases)
+        claimed = await call_within(timeout, self._with_payloads, leases)
         publisher = self._publishers[destination.id]
         attempts = await asyncio.gather(
             *(publisher.publish(encode_message(row)) for row in claimed)
@@ -268,7 +275,7 @@ class Relay:
         # the API in another process, is seen that late at worst.
         checked_at, disabled = self._disabled.get(destination.id, (-math.inf, False))
         if self._clock() - checked_at >= self.config.poll_interval:
-            state = await asyncio.to_thread(self._state, destination.id)
+            state = await call_within(self.config.db_timeout, self._state, destination.id)
             disabled = state is not None and state.disabled_reason is not None
             self._disabled[destination.id] = (self._clock(), disabled)
         if disabled:

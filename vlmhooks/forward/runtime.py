@@ -52,6 +52,7 @@ class Forwarding:
             lease=settings.forward_lease,
             poll_interval=settings.forward_poll_interval,
             backoff=Backoff(settings.forward_backoff, settings.forward_backoff_max),
+            db_timeout=settings.db_timeout,
         )
         self.clock = clock
         self.relay: Relay | None = None
