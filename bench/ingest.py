@@ -3,10 +3,12 @@
     python -m bench.ingest --duration 15 --connections 32            # SQLite, 1 worker
     python -m bench.ingest --database postgres --workers 2 --targets receiver
     python -m bench.ingest --targets bare,textbook,receiver@/tmp/before,receiver
+    python -m bench.ingest --pin --targets sketch,receiver --ids ordered
 
 Needs `wrk` (apt-get install wrk). Prints a Markdown table for bench/README.md, with the
 CPU each server spent per request during the measured run (user and kernel, all its
-threads; `--threads-cpu` lists them one by one, busiest first).
+threads; `--threads-cpu` lists them one by one, busiest first), and the bytes it wrote per
+request (bench/disk_writes.py: its process group's `write_bytes`; on PostgreSQL, the WAL).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 import sqlalchemy as sa
 
+from bench.disk_writes import group_write_bytes, wal_bytes
 from bench.harness import (
     REPO,
     RESULTS,
@@ -52,6 +56,9 @@ class Result:
     non_2xx: int
     socket_errors: int
     rows: int | None
+    # Bytes written per request over the measured run: the server's process group's
+    # `write_bytes` (SQLite) or PostgreSQL's WAL bytes.
+    written_per_request: float | None = None
     # The server's CPU per request over the measured run, by thread, busiest first.
     cpu: list[ThreadCpu] = field(default_factory=list)
 
@@ -69,13 +76,14 @@ class Result:
 REQUESTS_FILE_SIZE = 200_000
 
 
-def write_requests(count: int) -> Path:
+def write_requests(count: int, ids: Literal["uuid", "ordered"] = "uuid") -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    # v2: one callback URL per prediction (a URL binds to its first prediction).
-    path = RESULTS / f"callbacks-v2-{count}.tsv"
+    # v2: one callback URL per prediction (a URL binds to its first prediction); v3: random
+    # UUID prediction ids, ULID submission ids, `created_at` moving forward.
+    path = RESULTS / f"callbacks-v3-{ids}-{count}.tsv"
     if not path.exists():
         with path.open("wb") as out:
-            for callback in signed_callbacks(count):
+            for callback in signed_callbacks(count, ids=ids):
                 line = f"{callback.path}\t{callback.signature}\t".encode() + callback.body + b"\n"
                 out.write(line)
     return path
@@ -190,15 +198,23 @@ def bench_target_env(
             stack.enter_context(run_server(beside, env, repo=repo))
         server = stack.enter_context(run_server(argv, env, repo=repo))
         run_wrk(server.url, requests_file, args, duration=2)  # warm-up
+        written_before = _written(server.pid, args.database)
         before = thread_times(server.pid)
         output = run_wrk(server.url, requests_file, args, duration=args.duration)
         after = thread_times(server.pid)
+        written = _written(server.pid, args.database) - written_before
     rows = None if target == "bare" else count_predictions(url)
     if args.verbose:
         print(output)
     result = parse_wrk(target, output, rows)
-    result.cpu = cpu_per_request(before, after, _requests_done(output))
+    done = _requests_done(output)
+    result.cpu = cpu_per_request(before, after, done)
+    result.written_per_request = written / done if done else None
     return result
+
+
+def _written(pgid: int, database: str) -> int:
+    return wal_bytes(PG_ADMIN) if database == "postgres" else group_write_bytes(pgid)
 
 
 def _requests_done(output: str) -> int:
@@ -213,6 +229,12 @@ def add_load_arguments(parser: argparse.ArgumentParser, *, duration: int) -> Non
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=REQUESTS_FILE_SIZE)
     parser.add_argument("--pin", action="store_true", help="the server on CPU 0, the load on CPU 1")
+    parser.add_argument(
+        "--ids",
+        choices=("uuid", "ordered"),
+        default="uuid",
+        help="random UUID prediction ids (as VLM Run's), or the older benches' ordered ones",
+    )
 
 
 def main() -> None:
@@ -229,36 +251,43 @@ def main() -> None:
     pin_cores(args.pin)
     if shutil.which("wrk") is None:
         raise SystemExit("bench.ingest: wrk is not installed (apt-get install wrk)")
-    requests_file = write_requests(args.requests)
+    requests_file = write_requests(args.requests, args.ids)
     results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets.split(","):
             results[target] = bench_target(target, args, requests_file, Path(tmp))
     print(
         f"\n{args.database}, {args.workers} worker(s), {args.connections} connections, "
-        f"{args.duration}s\n"
+        f"{args.duration}s, {args.ids} ids\n"
     )
+    written = "WAL KiB/req" if args.database == "postgres" else "KiB written/req"
     print(
         "| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | rows "
-        "| CPU µs/req user | kernel |"
+        f"| CPU µs/req user | kernel | {written} |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results.values():
+        kib = "-" if r.written_per_request is None else f"{r.written_per_request / 1024:.1f}"
         print(
             f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
             f"{r.non_2xx} | {r.socket_errors} | {r.rows if r.rows is not None else '-'} "
-            f"| {r.user_us:.1f} | {r.system_us:.1f} |"
+            f"| {r.user_us:.1f} | {r.system_us:.1f} | {kib} |"
         )
     if args.threads_cpu:
         for r in results.values():
             threads = ", ".join(f"{t.pid}/{t.tid} {t.user_us:.1f}+{t.system_us:.1f}" for t in r.cpu)
             print(f"\n{r.target}, µs/req by thread (pid/tid user+kernel): {threads}")
     if "receiver" in results:
-        full = results["receiver"].requests_per_second
-        for base in ("bare", "textbook"):
+        full = results["receiver"]
+        for base in ("bare", "textbook", "sketch"):
             if base in results:
-                ratio = full / results[base].requests_per_second
-                print(f"\nreceiver / {base}: {ratio:.2f}x")
+                ratio = full.requests_per_second / results[base].requests_per_second
+                print(f"\nreceiver / {base}: {ratio:.2f}x throughput")
+                base_written = results[base].written_per_request
+                if full.written_per_request is not None and base_written:
+                    print(
+                        f"receiver / {base}: {full.written_per_request / base_written:.2f}x written"
+                    )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 Drives the ASGI app in-process (lifespan included) with `--concurrency` callbacks in
 flight, on a fresh SQLite file (`synchronous=FULL`) or PostgreSQL, and prints the process
-CPU time per callback. HTTP parsing is left out on purpose: it is uvicorn's, and the same
-for the bare endpoint. Under callgrind, run two counts and take the difference, so that
-start-up drops out:
+CPU time and bytes written (SQLite) per callback. HTTP parsing is left out on purpose: it
+is uvicorn's, and the same for the bare endpoint. Under callgrind, run two counts and take
+the difference, so that start-up drops out:
 
     python -m bench.ingest_cpu --count 4000
     python -m bench.ingest_cpu --count 4000 --database postgres
@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.disk_writes import process_write_bytes
 from bench.harness import REPO, receiver_env
 from bench.ingest import REQUESTS_FILE_SIZE
 from bench.payloads import SignedCallback
@@ -194,6 +195,7 @@ def main() -> None:
         for run, drive in enumerate(app_runs(args.app, args.repeat)):
             callbacks = every[run * args.count : (run + 1) * args.count]
             profiler = cProfile.Profile() if args.profile and run == args.repeat - 1 else None
+            written = process_write_bytes()
             cpu, wall = time.process_time(), time.perf_counter()
             if profiler is not None:
                 profiler.enable()
@@ -202,11 +204,13 @@ def main() -> None:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            written = process_write_bytes() - written
             bad = [s for s in statuses if s != 200]
             print(
                 f"run {run + 1}: {len(statuses)} callbacks, {len(bad)} not 200, "
                 f"CPU {cpu / len(statuses) * 1e6:.1f} µs/callback, "
-                f"wall {len(statuses) / wall:,.0f}/s"
+                f"wall {len(statuses) / wall:,.0f}/s, "
+                f"written {written / len(statuses) / 1024:.1f} KiB/callback"
             )
 
 

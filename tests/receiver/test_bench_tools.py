@@ -10,18 +10,21 @@ import hashlib
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 
 from bench.ceiling import STAGES, VARIANTS, variant_tree
+from bench.disk_writes import group_write_bytes, process_write_bytes
 from bench.harness import receiver_env
 from bench.ingest_cpu import app_runs
 from bench.openloop import offered_rate
-from bench.payloads import SignedCallback, signed_callbacks
+from bench.payloads import SignedCallback, bench_tokens, signed_callbacks
 from bench.server_cpu import cpu_per_request, thread_times
 from bench.sketch import sketch_asgi_app
 from vlmhooks.store import migrate
@@ -90,7 +93,7 @@ def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature
     engine = make_engine(url)
     migrate.upgrade(engine)
     monkeypatch.setenv("DATABASE_URL", url)
-    first, second = signed_callbacks(2, prefix="sketch")
+    first, second = signed_callbacks(2, prefix="sketch", ids="ordered")
 
     async def post_all() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=sketch_asgi_app())
@@ -160,7 +163,7 @@ def test_the_cpu_bench_drives_each_app_through_every_run(
         stored_ids = list(stored)
     engine.dispose()
     assert statuses == [[200] * 12, [200] * 12]
-    assert stored_ids == [f"cpu_{app}_{index:08d}" for index in range(24)]
+    assert stored_ids == sorted(orjson.loads(callback.body)["id"] for callback in callbacks)
 
 
 def test_the_open_loops_rate_is_half_or_a_positive_number() -> None:
@@ -170,3 +173,36 @@ def test_the_open_loops_rate_is_half_or_a_positive_number() -> None:
     for bad in ("", "abc", "0", "-3", "nan", "inf", "HALF"):
         with pytest.raises(argparse.ArgumentTypeError, match="neither 'half' nor a positive"):
             offered_rate(bad)
+
+
+def test_bench_callbacks_carry_random_uuid_ids_ulid_submissions_and_rising_created_at() -> None:
+    """As the API and vlm-submit mint them: random prediction ids (so each callback lands
+    on a random page of the id's index), submission ids and `created_at` in time order."""
+    callbacks = list(signed_callbacks(50))
+    bodies = [orjson.loads(callback.body) for callback in callbacks]
+    ids = [body["id"] for body in bodies]
+    assert all(uuid.UUID(prediction_id).version == 4 for prediction_id in ids)
+    assert ids != sorted(ids) and len(set(ids)) == len(ids)
+    created = [body["created_at"] for body in bodies]
+    assert created == sorted(created) and len(set(created)) == len(created)
+    tokens = bench_tokens()
+    submissions = [tokens.verify(c.path.rsplit("/", 1)[1]) for c in callbacks]
+    assert all(s.startswith("sub_") for s in submissions)
+    # ULIDs sort by their first 10 characters, the millisecond (two callbacks share one).
+    millis = [submission[4:14] for submission in submissions]
+    assert millis == sorted(millis) and len(set(submissions)) == len(submissions)
+    assert [orjson.loads(c.body)["id"] for c in signed_callbacks(50)] == ids  # reproducible
+    ordered = [orjson.loads(c.body)["id"] for c in signed_callbacks(3, ids="ordered")]
+    assert ordered == ["pred_bench_00000000", "pred_bench_00000001", "pred_bench_00000002"]
+
+
+def test_bytes_written_count_what_a_process_of_the_group_wrote(tmp_path: Path) -> None:
+    """bench.disk_writes: 1 MiB written and fsynced here shows in this process's count and
+    in its process group's (other processes of the group can only add to it)."""
+    own, group = process_write_bytes(), group_write_bytes(os.getpgid(0))
+    with (tmp_path / "written").open("wb") as out:
+        out.write(b"x" * (1 << 20))
+        out.flush()
+        os.fsync(out.fileno())
+    assert process_write_bytes() - own >= 1 << 20
+    assert group_write_bytes(os.getpgid(0)) - group >= 1 << 20
