@@ -52,6 +52,9 @@ class Submission(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_column=_time_column())
     sent_at: datetime | None = Field(default=None, sa_column=_time_column(nullable=True))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_time_column())
+    # The W3C trace context (`traceparent`, `tracestate`) of the span that submitted it, when
+    # tracing is on: the callback's span links to it (vlmhooks/tracing.py).
+    trace_context: dict[str, str] | None = Field(default=None, sa_column=_json_column())
 
 
 class Prediction(SQLModel, table=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -33,6 +34,7 @@ from submit.api_calls import (
     stored_predictions_call,
 )
 from submit.retry import RetryPolicy, acall_with_retries, call_with_retries
+from vlmhooks import tracing
 from vlmhooks.settings import Settings
 
 __all__ = [
@@ -72,7 +74,11 @@ class _Sender:
     def call(self, call: ApiCall[T]) -> T:
         def attempt() -> httpx.Response:
             try:
-                response = self._http.request(**call.request_options())
+                if tracing.enabled:
+                    with _request_span(self._http, call) as options:
+                        response = _noted(self._http.request(**options))
+                else:
+                    response = self._http.request(**call.request_options())
             except httpx.TransportError as exc:
                 raise self._endpoint.transport_error(exc) from exc
             return self._endpoint.check(response)
@@ -101,12 +107,44 @@ class _AsyncSender:
     async def call(self, call: ApiCall[T]) -> T:
         async def attempt() -> httpx.Response:
             try:
-                response = await self._http.request(**call.request_options())
+                if tracing.enabled:
+                    with _request_span(self._http, call) as options:
+                        response = _noted(await self._http.request(**options))
+                else:
+                    response = await self._http.request(**call.request_options())
             except httpx.TransportError as exc:
                 raise self._endpoint.transport_error(exc) from exc
             return self._endpoint.check(response)
 
         return call.parse(await acall_with_retries(attempt, self._retry, self._sleep))
+
+
+@contextmanager
+def _request_span(
+    http: httpx.Client | httpx.AsyncClient, call: ApiCall[Any]
+) -> Iterator[dict[str, Any]]:
+    """A client span around one request (each retry its own), when tracing is on; yields the
+    request's options with its W3C trace context added, for the server to continue."""
+    attributes = {
+        "http.request.method": call.method,
+        "server.address": http.base_url.host,
+        "url.path": call.path,
+    }
+    with tracing.start_span(call.method, kind="client", attributes=attributes):
+        options = call.request_options()
+        options["headers"] = {**(call.headers or {}), **(tracing.current_trace_context() or {})}
+        yield options
+
+
+def _noted(response: httpx.Response) -> httpx.Response:
+    """`response`'s status on the current (request) span."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    span.set_attribute("http.response.status_code", response.status_code)
+    if response.status_code >= 400:
+        span.set_status(trace.StatusCode.ERROR)
+    return response
 
 
 def _api_endpoint(api_key: str | None, base_url: str | None) -> Endpoint:

@@ -28,6 +28,7 @@ from schemas.enums import Domain
 from submit.client import VlmRunClient
 from submit.errors import ApiError, AuthenticationError, ConfigError, ImageError
 from submit.images import ImageSource
+from vlmhooks import tracing
 from vlmhooks.errors import VlmhooksError
 from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import SUBMISSION
@@ -131,7 +132,26 @@ class Submitter:
                     future.cancel()
 
     def submit_one(self, item: SubmitItem, *, index: int = 0) -> SubmitResult:
-        """Encode, record, send and store one item; API and image errors end up in the result."""
+        """Encode, record, send and store one item; API and image errors end up in the result.
+
+        With tracing on, inside a span whose trace context the Submission row keeps, so the
+        callback's span, whenever it comes, links back to it.
+        """
+        if not tracing.enabled:
+            return self._submit_one(item, index)
+        attributes = {"vlmhooks.domain": self.domain.value, "vlmhooks.batch": self.batch}
+        with tracing.start_span("vlmhooks.submit", attributes=attributes) as span:
+            result = self._submit_one(item, index)
+            span.set_attribute("submission.id", result.submission_id)
+            if result.prediction_id is not None:
+                span.set_attribute("prediction.id", result.prediction_id)
+            if result.error is not None:
+                from opentelemetry.trace import StatusCode
+
+                span.set_status(StatusCode.ERROR, result.error)
+        return result
+
+    def _submit_one(self, item: SubmitItem, index: int) -> SubmitResult:
         submission_id = new_submission_id()
         # Sync requests get no callback: the answer is the result, and a callback would
         # only race the synchronous store with a duplicate delivery.
@@ -198,6 +218,7 @@ class Submitter:
                     image_count=image_count,
                     created_at=request.created_at,
                     updated_at=now,
+                    trace_context=tracing.current_trace_context(),
                 )
             )
 

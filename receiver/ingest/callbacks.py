@@ -24,6 +24,7 @@ from receiver.http.problems import problem_response, receiver_error_response
 from receiver.http.routing import Answer, DocumentedRoute, Operation
 from receiver.http.shapes import CallbackAck, SelfTestAck
 from receiver.ingest.body import declared_length, read_body
+from receiver.ingest.callback_span import CallbackNotes, traced_callback
 from receiver.ingest.fetch_back import fetch_prediction
 from receiver.ingest.selftest import answer_self_test
 from receiver.ingest.verify import (
@@ -36,6 +37,7 @@ from receiver.writer.deadlines import CommitTimedOut
 from receiver.writer.group_commit import WriterStopped
 from schemas.contract import PredictionResponse
 from schemas.enums import Status
+from vlmhooks import tracing
 from vlmhooks.errors import (
     PayloadError,
     PayloadTooLarge,
@@ -115,13 +117,21 @@ def callback_routes(endpoint: ASGIApp) -> list[BaseRoute]:
     return [DocumentedRoute(CALLBACK_PATH, endpoint, name="callback", post=CALLBACK_OPERATION)]
 
 
-async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+async def callback_endpoint(
+    scope: Scope, receive: Receive, send: Send, notes: CallbackNotes | None = None
+) -> None:
     """`receive_callback` as a plain ASGI app: it runs outside Starlette's exception
     middleware (ARCHITECTURE.md, "The callback fast path"), so it turns the unexpected into a
-    problem+json 500 itself."""
+    problem+json 500 itself.
+
+    With tracing on, it runs again inside the callback's span, with `notes` to fill for it.
+    """
+    if notes is None and tracing.enabled:
+        await traced_callback(scope, receive, send, callback_endpoint, route=CALLBACK_PATH)
+        return
     response: ASGIApp
     try:
-        response = await receive_callback(Request(scope, receive))
+        response = await receive_callback(Request(scope, receive), notes)
     except ProblemError as exc:
         # The self-check's read (a database that failed or did not answer in time): its 503.
         response = receiver_error_response(exc)
@@ -133,8 +143,11 @@ async def callback_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-async def receive_callback(request: Request) -> ASGIApp:
-    """Token, body cap, signatures, media type, JSON, contract, (fetch-back), conflict; ack."""
+async def receive_callback(request: Request, notes: CallbackNotes | None = None) -> ASGIApp:
+    """Token, body cap, signatures, media type, JSON, contract, (fetch-back), conflict; ack.
+
+    `notes`: filled with the ids and the verdict, for the callback's span when tracing is on.
+    """
     started = time.perf_counter()
     state = receiver_state(request)
     try:
@@ -154,6 +167,8 @@ async def receive_callback(request: Request) -> ASGIApp:
         # log. One rate-limited log line (never the token) tells the operator why.
         state.metrics.count_callback("rejected")
         state.refusals.record(exc, submission_id=None, prediction_id=None, authenticated=False)
+        if notes is not None:
+            notes.note(None, None, "rejected")
         return _closing(receiver_error_response(exc))
 
     received_at = datetime.fromtimestamp(state.clock(), UTC)
@@ -201,6 +216,8 @@ async def receive_callback(request: Request) -> ASGIApp:
                 body, headers.items(), body_cap=state.settings.max_body_bytes
             )
         await _log_rejection(state, exc, delivery, submission_id, claimed_id, source, received_at)
+        if notes is not None:
+            notes.note(submission_id, claimed_id, "rejected")
         response = receiver_error_response(exc)
         # The rest of an oversized body is never read: closing tells the sender to stop.
         return _closing(response) if isinstance(exc, PayloadTooLarge) else response
@@ -225,6 +242,8 @@ async def receive_callback(request: Request) -> ASGIApp:
         # CommitTimedOut: the write may still commit; the sender's retry is idempotent.
         log.error("could not store a callback: %s", exc)
         state.metrics.count_callback("error")
+        if notes is not None:
+            notes.note(submission_id, prediction.id, "error")
         response = receiver_error_response(
             StorageUnavailable("the callback could not be stored; retry later")
         )
@@ -233,9 +252,13 @@ async def receive_callback(request: Request) -> ASGIApp:
     if isinstance(outcome, PredictionConflict):
         state.metrics.count_callback("rejected")
         state.refusals.record(outcome, submission_id=submission_id, prediction_id=prediction.id)
+        if notes is not None:
+            notes.note(submission_id, prediction.id, "rejected")
         return receiver_error_response(outcome)
     state.metrics.count_callback(outcome.verdict)
     state.metrics.ingest_latency.observe(time.perf_counter() - started)
+    if notes is not None:
+        notes.note(submission_id, outcome.prediction_id, outcome.verdict)
     return _acknowledgement(outcome)
 
 

@@ -23,7 +23,8 @@ import asyncio
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypedDict, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -40,6 +41,7 @@ from receiver.writer.pending_writes import (
     PlainWrite,
     hand_out,
 )
+from vlmhooks import tracing
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -50,6 +52,7 @@ __all__ = [
     "WriteOp",
     "WriterStopped",
     "apply_batched",
+    "batch_commit_span",
     "fail_unsettled",
 ]
 
@@ -192,6 +195,13 @@ class GroupCommitter(ABC):
 
     def _commit(self, batch: list[PendingWrite[Any]]) -> None:
         """Apply `batch` in one transaction, else each write alone; then the hooks."""
+        if tracing.enabled:
+            with batch_commit_span(len(batch), self._engine.dialect.name):
+                self._commit_untraced(batch)
+        else:
+            self._commit_untraced(batch)
+
+    def _commit_untraced(self, batch: list[PendingWrite[Any]]) -> None:
         try:
             self._apply_together(batch)
         except Exception:
@@ -265,6 +275,15 @@ class GroupCommitter(ABC):
                 self._after_commit()
         except Exception:
             log.exception("a group-commit hook failed")
+
+
+@contextmanager
+def batch_commit_span(size: int, dialect: str) -> Iterator[None]:
+    """The span of one batch's transaction, when tracing is on: a root span, since the batch
+    serves as many callbacks as it holds, whichever request's context is current."""
+    attributes: dict[str, str | int] = {"vlmhooks.batch.size": size, "db.system.name": dialect}
+    with tracing.start_span("vlmhooks.commit", root=True, attributes=attributes):
+        yield
 
 
 def apply_batched(connection: Connection, batch: Sequence[PendingWrite[Any]]) -> None:

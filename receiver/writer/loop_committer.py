@@ -29,6 +29,7 @@ from receiver.writer.group_commit import (
     GroupCommitter,
     WriterStopped,
     apply_batched,
+    batch_commit_span,
     fail_unsettled,
 )
 from receiver.writer.pending_writes import (
@@ -40,6 +41,7 @@ from receiver.writer.pending_writes import (
     hand_out,
     settle_group,
 )
+from vlmhooks import tracing
 from vlmhooks.store.db import SQLITE_BUSY_TIMEOUT_MS
 
 __all__ = ["LOOP_WRITE_MAX_BYTES", "LoopCommitter"]
@@ -102,7 +104,11 @@ class LoopCommitter(GroupCommitter):
             batch = self._pending[: self._max_batch]
             del self._pending[: len(batch)]
             try:
-                await self._commit_on_loop(batch)
+                if tracing.enabled:
+                    with batch_commit_span(len(batch), self._engine.dialect.name):
+                        await self._commit_on_loop(batch)
+                else:
+                    await self._commit_on_loop(batch)
             except BaseException as exc:
                 fail_unsettled(batch, exc)
                 settle_group(batch)

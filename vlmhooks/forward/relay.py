@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from vlmhooks import tracing
 from vlmhooks.forward.backoff import Backoff
 from vlmhooks.forward.destinations import Destination
 from vlmhooks.forward.metrics import ForwardMetrics
@@ -184,9 +185,14 @@ class Relay:
             return Round()
         claimed = await call_within(timeout, self._with_payloads, leases)
         publisher = self._publishers[destination.id]
-        attempts = await asyncio.gather(
-            *(publisher.publish(encode_message(row)) for row in claimed)
-        )
+        if tracing.enabled:
+            sends = [
+                _traced_attempt(destination, row, publisher.publish(encode_message(row)))
+                for row in claimed
+            ]
+        else:
+            sends = [publisher.publish(encode_message(row)) for row in claimed]
+        attempts = await asyncio.gather(*sends)
         result, settlement = self._judge(destination, claimed, attempts)
         await self._run_write(lambda c: settle(c, settlement))
         return result
@@ -333,3 +339,26 @@ class Relay:
     def _state(self, destination_id: str) -> DestinationState | None:
         with self._engine.connect() as connection:
             return destination_state(connection, destination_id)
+
+
+async def _traced_attempt(
+    destination: Destination, row: Claimed, sending: Awaitable[Attempt]
+) -> Attempt:
+    """One forwarding attempt inside its span, when tracing is on."""
+    attributes: dict[str, str | int] = {
+        "vlmhooks.forward.destination": destination.id,
+        "vlmhooks.forward.kind": destination.kind,
+        "vlmhooks.forward.attempt": row.attempts,
+        "messaging.message.id": row.message_id,
+        "prediction.id": row.prediction_id,
+        "vlmhooks.event.type": row.type,
+    }
+    name = f"forward {destination.id}"
+    with tracing.start_span(name, kind="producer", attributes=attributes) as span:
+        attempt = await sending
+        span.set_attribute("vlmhooks.forward.outcome", attempt.outcome)
+        if attempt.outcome != "delivered":
+            from opentelemetry.trace import StatusCode
+
+            span.set_status(StatusCode.ERROR, attempt.error or attempt.outcome)
+    return attempt
