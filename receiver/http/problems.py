@@ -20,6 +20,7 @@ __all__ = [
     "handle_database_error",
     "handle_http_exception",
     "handle_receiver_error",
+    "handle_timeout",
     "handle_unexpected",
     "problem_response",
     "receiver_error_response",
@@ -79,6 +80,14 @@ async def handle_database_error(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def handle_timeout(_request: Request, exc: Exception) -> Response:
+    # A wait that ran out: a write not committed within VLMHOOKS_DB_TIMEOUT (the writer's
+    # CommitTimedOut, a TimeoutError). Its outcome is unknown; the retry is safe.
+    return receiver_error_response(
+        StorageUnavailable(f"the database did not answer in time ({type(exc).__name__})")
+    )
+
+
 async def handle_unexpected(_request: Request, _exc: Exception) -> Response:
     # Never a traceback on the wire; the server log keeps it.
     return problem_response(500, "Internal Server Error", "unexpected error; see server logs")
@@ -88,5 +97,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ProblemError: handle_receiver_error,
     HTTPException: handle_http_exception,
     SQLAlchemyError: handle_database_error,
+    TimeoutError: handle_timeout,
     Exception: handle_unexpected,
 }

@@ -269,3 +269,33 @@ def test_a_lookup_that_the_database_holds_past_the_timeout_is_503_in_time(
     assert held.json()["detail"] == f"the database did not answer within {DB_TIMEOUT:g} s"
     assert DB_TIMEOUT <= seconds <= DB_TIMEOUT + ANSWER_SLACK
     assert after.status_code == 404
+
+
+@pytest.mark.postgres
+def test_a_replay_whose_commit_the_database_holds_past_the_timeout_is_503_in_time(
+    postgres_url: str,
+) -> None:
+    settings = Settings(
+        database_url=postgres_url,
+        secret_keys=(SECRET_KEY,),
+        api_keys=(LOOKUP_KEY,),
+        db_timeout=DB_TIMEOUT,
+        forward_in_serve=False,
+    )
+    headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
+    with serve(create_app(settings)) as server:
+        replay = f"{server.url}/v1/deliveries/replay"
+        assert httpx.post(replay, json={}, headers=headers).status_code == 200
+        # The replay's write waits on the lock: the writer's commit deadline answers.
+        with psycopg.connect(postgres_url.replace("+psycopg", "")) as holder:
+            holder.execute("LOCK TABLE delivery IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            held = httpx.post(replay, json={}, headers=headers, timeout=DB_TIMEOUT + 3.0)
+            seconds = time.monotonic() - started
+            holder.rollback()
+        after = httpx.post(replay, json={}, headers=headers)
+    assert held.status_code == 503, held.text
+    assert held.headers["content-type"] == "application/problem+json"
+    assert held.headers["retry-after"]
+    assert DB_TIMEOUT <= seconds <= DB_TIMEOUT + ANSWER_SLACK
+    assert after.status_code == 200
