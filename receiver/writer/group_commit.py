@@ -42,6 +42,7 @@ from receiver.writer.pending_writes import (
     hand_out,
 )
 from vlmhooks import tracing
+from vlmhooks.errors import StorageUnavailable
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -69,8 +70,9 @@ STOP_TIMEOUT_SECONDS = 30.0
 log = logging.getLogger("vlmhooks.group_commit")
 
 
-class WriterStopped(RuntimeError):
-    """The committer is not running; the write was not applied."""
+class WriterStopped(StorageUnavailable):
+    """The committer is not running (the process is stopping); the write was not applied.
+    A route that meets it answers 503 with Retry-After, like any storage failure."""
 
 
 class CommitterOptions(TypedDict, total=False):
