@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from receiver.http.problems import receiver_error_response
 from receiver.writer.auto import committer_for
 from receiver.writer.group_commit import GroupCommitter, WriterStopped
 from receiver.writer.inline_committer import InlineCommitter
@@ -88,3 +89,11 @@ def test_a_stopped_writer_refuses_writes(probe: Engine, serverless: bool) -> Non
 
     asyncio.run(scenario())
     assert not writer.running and probe_ids(probe) == []
+
+
+def test_a_stopped_writer_is_a_503_to_retry_not_a_500() -> None:
+    # Routes that write through the committer (replay, dead-letter retry) let it propagate.
+    response = receiver_error_response(WriterStopped("the writer is not running"))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"] == "application/problem+json"
