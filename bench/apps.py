@@ -12,7 +12,7 @@ import os
 from datetime import UTC, datetime
 
 import orjson
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -48,8 +48,13 @@ def textbook_app() -> Starlette:
     def store(prediction: PredictionResponse, submission_id: str) -> None:
         now = datetime.now(UTC)
         with Session(engine) as session:
+            # merge() finds a row by its primary key, the row_key: the id leads to it.
+            row_key = session.exec(
+                select(Prediction.row_key).where(Prediction.id == prediction.id)
+            ).first()
             session.merge(
                 Prediction(
+                    row_key=row_key,
                     id=prediction.id,
                     submission_id=submission_id,
                     domain=prediction.extra_fields.get("domain"),

@@ -55,7 +55,11 @@ INSERT INTO delivery (prediction_id, submission_id, received_at, verdict, http_s
     source, body_sha256, headers, body, body_truncated)
 VALUES (?, ?, ?, 'stored', 200, 'callback', ?, ?, ?, 0)
 """
-_EVENT = "INSERT INTO prediction_event (prediction_id, type, data, created_at) VALUES (?, ?, ?, ?)"
+# Keyed by the prediction's row_key, as the receiver keys it (schemas/tables.py).
+_EVENT = """
+INSERT INTO prediction_event (prediction_key, prediction_id, type, data, created_at)
+VALUES ((SELECT row_key FROM prediction WHERE id = ?1), ?1, ?2, ?3, ?4)
+"""
 _ACK_HEADERS = [(b"content-type", b"application/json")]
 
 

@@ -66,9 +66,15 @@ class Prediction(SQLModel, table=True):
         sa.Index("ix_prediction_created_at_id", "created_at", "id"),
         sa.Index("ix_prediction_domain_created_at", "domain", "created_at"),
         sa.Index("ix_prediction_submission_id", "submission_id"),
+        sa.UniqueConstraint("id", name="uq_prediction_id"),
     )
 
-    id: str = Field(primary_key=True, max_length=128)
+    # The integer surrogate the change feed is keyed by: it grows
+    # with each new prediction, so its per-prediction index grows at its end, where
+    # the random text id would land each row on a random page (ARCHITECTURE.md, "The write
+    # batch"). SQLite's rowid (INTEGER PRIMARY KEY), PostgreSQL's BIGINT from a sequence.
+    row_key: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
+    id: str = Field(max_length=128)
     # Deliberately no foreign key: a callback may arrive for a submission another
     # client sent (no row yet); it is linked by id and joins once the row exists.
     submission_id: str | None = Field(default=None, max_length=64)
@@ -117,10 +123,13 @@ class PredictionEvent(SQLModel, table=True):
     """The change feed: `seq` is the SSE event id, assigned in commit order."""
 
     __tablename__ = "prediction_event"
-    __table_args__ = (sa.Index("ix_prediction_event_prediction_id", "prediction_id"),)
+    __table_args__ = (sa.Index("ix_prediction_event_prediction_key", "prediction_key"),)
 
     seq: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
-    prediction_id: str = Field(max_length=128)
+    # Always set (an event follows its prediction's upsert); nullable only so that the
+    # migration adds it without rebuilding the table.
+    prediction_key: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    prediction_id: str = Field(max_length=128)  # as stored, for readers of the feed
     type: str = Field(max_length=32)
     data: dict[str, Any] = Field(sa_column=_json_column(nullable=False))
     created_at: datetime = Field(sa_column=_time_column())

@@ -212,6 +212,7 @@ def _recheck_schema(connection: Connection, prediction_id: str, *, now: datetime
     connection.execute(
         EVENT.insert(),
         {
+            "prediction_key": row["row_key"],
             "prediction_id": prediction_id,
             "type": f"prediction.{row['status']}",
             "data": public_prediction(changed),

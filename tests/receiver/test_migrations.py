@@ -56,3 +56,97 @@ def test_drift_is_detected(empty_url: str) -> None:
         connection.exec_driver_sql("ALTER TABLE prediction ADD COLUMN surprise INTEGER")
     assert _drift(engine) != []
     engine.dispose()
+
+
+_T = "2026-12-01 10:00:00"
+
+
+def _fill_before_row_keys(engine: sa.engine.Engine) -> None:
+    """Rows as the schema before revision 0005 held them: two predictions, their deliveries
+    and events, and a refusal naming a prediction that never got a row."""
+    insert_prediction = sa.text(
+        "INSERT INTO prediction (id, status, status_rank, created_at, received_at, updated_at,"
+        " delivery_count, source, body_sha256) VALUES (:id, 'completed', 3, :t, :t, :t, 1,"
+        " 'callback', 'h')"
+    )
+    insert_delivery = sa.text(
+        "INSERT INTO delivery (prediction_id, received_at, verdict, http_status, source,"
+        " body_sha256, body_truncated) VALUES (:id, :t, :verdict, :status, 'callback', 'h',"
+        " :no)"
+    )
+    insert_event = sa.text(
+        "INSERT INTO prediction_event (prediction_id, type, data, created_at)"
+        " VALUES (:id, 'prediction.completed', '{}', :t)"
+    )
+    with engine.begin() as connection:
+        for prediction_id in ("pred-b", "pred-a"):
+            connection.execute(insert_prediction, {"id": prediction_id, "t": _T})
+            connection.execute(insert_event, {"id": prediction_id, "t": _T})
+        for prediction_id, verdict, status in (
+            ("pred-a", "stored", 200),
+            ("pred-b", "stored", 200),
+            ("pred-a", "duplicate", 200),
+            ("pred-never", "rejected", 409),
+        ):
+            connection.execute(
+                insert_delivery,
+                {"id": prediction_id, "t": _T, "verdict": verdict, "status": status, "no": False},
+            )
+
+
+def test_the_row_key_revision_keys_existing_events_and_every_read_still_finds_them(
+    empty_url: str,
+) -> None:
+    from vlmhooks.reads.history import prediction_history
+    from vlmhooks.reads.queries import list_deliveries
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine, "0004")
+    _fill_before_row_keys(engine)
+    migrate.upgrade(engine)
+    assert _drift(engine) == []
+    with engine.connect() as connection:
+        keys = dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
+        events = connection.execute(
+            sa.text("SELECT prediction_id, prediction_key FROM prediction_event ORDER BY seq")
+        ).all()
+    assert len(set(keys.values())) == 2
+    assert [tuple(row) for row in events] == [
+        ("pred-b", keys["pred-b"]),
+        ("pred-a", keys["pred-a"]),
+    ]
+    history = prediction_history(engine, "pred-a")
+    assert history is not None
+    assert [d["verdict"] for d in history["deliveries"]] == ["duplicate", "stored"]
+    assert len(history["timeline"]) == 1
+    refused = prediction_history(engine, "pred-never")
+    assert refused is not None and refused["prediction"] is None
+    assert [d["verdict"] for d in refused["deliveries"]] == ["rejected"]
+    page, _ = list_deliveries(
+        engine,
+        prediction_id="pred-b",
+        submission_id=None,
+        after=None,
+        limit=10,
+        include_body=False,
+    )
+    assert [d["prediction_id"] for d in page] == ["pred-b"]
+    # A new prediction takes a key after every existing one.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO prediction (id, status, status_rank, created_at, received_at,"
+                " updated_at, delivery_count, source, body_sha256) VALUES ('pred-c',"
+                " 'completed', 3, :t, :t, :t, 1, 'callback', 'h')"
+            ),
+            {"t": _T},
+        )
+        new_key = connection.execute(
+            sa.text("SELECT row_key FROM prediction WHERE id = 'pred-c'")
+        ).scalar_one()
+    assert new_key > max(keys.values())
+    migrate.downgrade(engine, "0004")
+    with engine.connect() as connection:
+        ids = connection.execute(sa.text("SELECT id FROM prediction ORDER BY id")).scalars()
+        assert list(ids) == ["pred-a", "pred-b", "pred-c"]
+    engine.dispose()

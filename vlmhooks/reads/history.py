@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from vlmhooks.public import iso_utc, public_prediction
 from vlmhooks.reads.queries import get_submission, prediction_row, public_delivery
-from vlmhooks.store.tables import DELIVERY, EVENT
+from vlmhooks.store.tables import DELIVERY, EVENT, events_of_prediction
 
 __all__ = ["DELIVERY_HISTORY_LIMIT", "delivery_body", "failure_reason", "prediction_history"]
 
@@ -24,7 +24,7 @@ EVENT_PREFIX = "prediction."
 def _timeline(connection: Connection, prediction_id: str) -> list[dict[str, Any]]:
     rows = connection.execute(
         sa.select(EVENT.c.seq, EVENT.c.type, EVENT.c.created_at)
-        .where(EVENT.c.prediction_id == prediction_id)
+        .where(events_of_prediction(prediction_id))
         .order_by(EVENT.c.seq)
         .limit(TIMELINE_LIMIT)
     ).all()

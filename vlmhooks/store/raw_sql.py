@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -225,15 +225,22 @@ class RawInsert:
         dialect_name: str,
         suffix: str = "",
         returning: Sequence[str] = (),
+        derived: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        """`derived` maps a column to (the row's field it is computed from, SQL around
+        `{mark}`): the column's value is that SQL, bound to the field's value."""
         postgresql = dialect_name == "postgresql"
         mark = "{mark}"
+        derived = derived or {}
         self.columns = tuple(columns)
         placeholders: list[str] = []
         converters: list[Convert] = []
         for name in self.columns:
             column_type = table.c[name].type
-            if isinstance(column_type, sa.JSON):
+            if name in derived:
+                placeholders.append(derived[name][1])
+                converters.append(_identity)
+            elif isinstance(column_type, sa.JSON):
                 # SQLite gets orjson's UTF-8 as it comes, cast to TEXT (as SQLAlchemy's JSON
                 # type stores it) by the statement: no str built only to be encoded back.
                 placeholders.append(f"CAST({mark} AS {'JSONB' if postgresql else 'TEXT'})")
@@ -249,7 +256,9 @@ class RawInsert:
                 converters.append(_identity)
         # A row's values in column order with one C call; only the columns that need it
         # are converted afterwards.
-        self._values = operator.itemgetter(*self.columns)
+        self._values = operator.itemgetter(
+            *(derived[name][0] if name in derived else name for name in self.columns)
+        )
         self._conversions = tuple(
             (index, convert) for index, convert in enumerate(converters) if convert is not _identity
         )

@@ -46,8 +46,11 @@ EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
 # and two-key forms apart, so these never meet the feed's lock). ARCHITECTURE.md, "The
 # write batch": every key lock of a transaction comes before its feed lock.
 WRITE_KEY_LOCK_CLASS = 0x766C6D68
-# Column names come from the table declarations (schemas/tables.py), never copied here.
-_PREDICTION_COLUMNS = tuple(column.name for column in PREDICTION.c)
+# Column names come from the table declarations (schemas/tables.py), never copied here;
+# the prediction's row_key is the database's to assign.
+_PREDICTION_COLUMNS = tuple(
+    column.name for column in PREDICTION.c if column is not PREDICTION.c.row_key
+)
 # On conflict the first write's key and times are kept, and these merged; every other
 # column takes the incoming value.
 _KEPT_ON_UPDATE = column_names(PREDICTION, "id", "created_at", "received_at")
@@ -79,6 +82,17 @@ _UPSERT_SUFFIX = (
 # The delivery log and event rows: every column but the generated key.
 _DELIVERY_COLUMNS = tuple(column.name for column in DELIVERY.c if column is not DELIVERY.c.id)
 _EVENT_COLUMNS = tuple(column.name for column in EVENT.c if column is not EVENT.c.seq)
+# An event's prediction_key is its prediction's row_key, looked up by the event's prediction
+# id in the statement itself: the batch's upsert, earlier in the same transaction, has
+# assigned it to a new prediction, and the statements still go out together with nothing
+# read between them.
+PREDICTION_KEY_OF = (
+    f"(SELECT {PREDICTION.c.row_key.name} FROM {PREDICTION.name}"  # noqa: S608 (our identifiers)
+    f" WHERE {PREDICTION.c.id.name} = {{mark}})"
+)
+_KEYED_BY_PREDICTION = {
+    EVENT.c.prediction_key.name: (EVENT.c.prediction_id.name, PREDICTION_KEY_OF),
+}
 
 
 class UpsertReturned(NamedTuple):
@@ -167,7 +181,11 @@ class WriteStatements:
             PREDICTION, _PREDICTION_COLUMNS, dialect_name, _UPSERT_SUFFIX, UPSERT_RETURNING
         )
         self.raw_insert_event = RawInsert(
-            EVENT, _EVENT_COLUMNS, dialect_name, returning=EVENT_RETURNING
+            EVENT,
+            _EVENT_COLUMNS,
+            dialect_name,
+            returning=EVENT_RETURNING,
+            derived=_KEYED_BY_PREDICTION,
         )
         self.raw_insert_delivery = RawInsert(DELIVERY, _DELIVERY_COLUMNS, dialect_name)
         # Identifiers from our own table metadata; values only ever travel as parameters.

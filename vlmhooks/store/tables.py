@@ -14,6 +14,8 @@ __all__ = [
     "SUBMISSION",
     "WEBHOOK_MESSAGE",
     "column_names",
+    "events_of_prediction",
+    "prediction_key_of",
     "table_of",
 ]
 
@@ -37,3 +39,14 @@ DELIVERY = table_of(Delivery)
 EVENT = table_of(PredictionEvent)
 SUBMISSION = table_of(Submission)
 WEBHOOK_MESSAGE = table_of(WebhookMessage)
+
+
+def prediction_key_of(prediction_id: str) -> sa.ScalarSelect[int]:
+    """The row_key of the prediction `prediction_id`, NULL when it has no row: the delivery
+    log and the event feed are keyed by it (schemas/tables.py)."""
+    return sa.select(PREDICTION.c.row_key).where(PREDICTION.c.id == prediction_id).scalar_subquery()
+
+
+def events_of_prediction(prediction_id: str) -> sa.ColumnElement[bool]:
+    """The event rows of one prediction, through its row's key."""
+    return EVENT.c.prediction_key == prediction_key_of(prediction_id)
