@@ -47,6 +47,12 @@ class _Routes(tuple[BaseRoute, ...]):
         return isinstance(other, _Routes) and tuple(map(id, self)) == tuple(map(id, other))
 
 
+STORAGE_UNAVAILABLE = (
+    "The database failed or did not answer within `VLMHOOKS_DB_TIMEOUT`; retry after "
+    "`Retry-After` seconds."
+)
+
+
 def _declared(routes: tuple[BaseRoute, ...], auth_required: bool) -> Iterator[_Declared]:
     for route in routes:
         if not isinstance(route, DocumentedRoute):
@@ -56,6 +62,9 @@ def _declared(routes: tuple[BaseRoute, ...], auth_required: bool) -> Iterator[_D
             if operation.query is not None or route.strict_query:
                 unknown = " or unknown" if route.strict_query else ""
                 defaults[400] = f"A query parameter is invalid{unknown}; `parameter` names it."
+            if route.guard is not None:
+                # Every guarded route reads stored data, through vlmhooks/reads/bounded.py.
+                defaults[503] = STORAGE_UNAVAILABLE
             if auth_required and route.guard is not None:
                 defaults.update(route.guard.openapi_refusals(method))
             yield route, method.lower(), operation, operation.answers(defaults)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import schemathesis
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -185,6 +186,21 @@ def test_anonymous_deployment_documents_no_security(sqlite_url: str) -> None:
             assert operation["security"] == []
             if operation["operationId"] != "receiveCallback":  # its 401 is the token's
                 assert "401" not in operation["responses"]
+
+
+@pytest.mark.parametrize("auth_required", [True, False])
+def test_every_read_of_stored_data_documents_its_503(sqlite_url: str, auth_required: bool) -> None:
+    # A read the database cannot answer in time is a 503 (vlmhooks/reads/bounded.py).
+    paths = _document(sqlite_url, auth_required=auth_required)["paths"]
+    for path, method in [
+        ("/v1/predictions/{prediction_id}", "get"),
+        ("/v1/predictions", "get"),
+        ("/v1/usage", "get"),
+        ("/v1/deliveries", "get"),
+    ]:
+        answer = paths[path][method]["responses"]["503"]
+        assert "VLMHOOKS_DB_TIMEOUT" in answer["description"]
+        assert "application/problem+json" in answer["content"]
 
 
 def _validator(document: dict[str, Any], schema_name: str) -> Draft202012Validator:
