@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
+from tests.databases import DatabasePool
 from tests.pgbouncer import PgBouncer, PgBouncerError, start_pgbouncer
 from vlmhooks.store import migrate
 from vlmhooks.store.db import make_engine
@@ -82,13 +83,22 @@ def postgres_template() -> Iterator[str]:
     _admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
 
 
+@pytest.fixture(scope="session")
+def postgres_pool(postgres_template: str) -> Iterator[DatabasePool]:
+    """This process's databases cloned from the template, emptied and reused between tests."""
+    pool = DatabasePool(postgres_template, _dsn_for, POSTGRES_ADMIN_DSN)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def postgres_url(postgres_template: str) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for one test."""
-    name = f"vlmhooks_test_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
+def postgres_url(postgres_pool: DatabasePool) -> Iterator[str]:
+    """A migrated PostgreSQL database for one test, empty as the template and no one else's:
+    a clone of the template, or one a finished test left as the template was (tests/databases.py).
+    """
+    name = postgres_pool.take()
     yield _dsn_for(name)
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    postgres_pool.give_back(name)
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +116,13 @@ def pgbouncer(postgres_template: str) -> Iterator[PgBouncer]:
 
 
 @pytest.fixture
-def pooled_postgres_url(postgres_url: str, pgbouncer: PgBouncer) -> str:
+def pooled_postgres_url(
+    postgres_url: str, pgbouncer: PgBouncer, postgres_pool: DatabasePool
+) -> str:
     """This test's PostgreSQL database, reached through PgBouncer (transaction mode)."""
-    return pgbouncer.url(postgres_url.rpartition("/")[2])
+    name = postgres_url.rpartition("/")[2]
+    postgres_pool.spoil(name)  # PgBouncer keeps server connections to it
+    return pgbouncer.url(name)
 
 
 @pytest.fixture

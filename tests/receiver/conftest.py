@@ -8,9 +8,11 @@ setup, and a setup that cannot install it fails: these tests are never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ from sqlalchemy.engine import Engine
 from tests.receiver.callback_harness import Receiver, receiver_settings, running_receiver
 from tests.receiver.dashboard_support import Console, running_console
 from tests.receiver.group_commit_support import PROBE
+from tests.receiver.sdk_venv import sdk_python
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -61,6 +64,19 @@ def _install_chromium() -> str:
         _apt("update")
         result = _apt("install", "-y", "--no-install-recommends", CHROMIUM_PACKAGE)
     return (result.stderr or result.stdout)[-2000:]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Make the SDK's environment in the background while other tests run, when a test that
+    needs it was collected (it is cached: usually this finds it made and returns at once).
+    A failure is left for the test's own fixture to report."""
+    if any("test_sdk_parity.py" in item.nodeid for item in session.items):
+
+        def warm() -> None:
+            with contextlib.suppress(Exception):
+                sdk_python()
+
+        threading.Thread(target=warm, name="sdk-venv", daemon=True).start()
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,19 @@
 Its dependencies are pinned exactly (`pydantic==`, `Pillow==`, `rich==`, ...): installed
 beside vlmhooks they would move our own dependencies to its versions, so the parity tests
 drive it in a subprocess from its own environment, as a user's backend would.
+
+The environment is cached across runs and checkouts under the user's cache folder, named by
+a hash of what it is made from (the requirement and this interpreter), so a changed pin or
+Python makes a new one and an unchanged one is never rebuilt.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 SDK_REQUIREMENT = "vlmrun==0.9.2"
@@ -24,12 +28,18 @@ class SdkUnavailable(Exception):
     """The environment could not be made (no index reachable): the test setup fails, never skips."""
 
 
+def _cache_root() -> Path:
+    configured = os.environ.get("XDG_CACHE_HOME")
+    return (Path(configured) if configured else Path.home() / ".cache") / "vlmhooks"
+
+
 def _location() -> Path:
     configured = os.environ.get(VENV_ENV)
     if configured:
         return Path(configured)
-    name = SDK_REQUIREMENT.replace("==", "-")
-    return Path(tempfile.gettempdir()) / "vlmhooks-sdk" / name
+    made_from = f"{SDK_REQUIREMENT}\n{sys.version}\n{os.path.realpath(sys.executable)}"
+    digest = hashlib.sha256(made_from.encode()).hexdigest()[:16]
+    return _cache_root() / f"sdk-venv-{digest}"
 
 
 def sdk_python() -> Path:

@@ -210,7 +210,9 @@ def test_kill_9_under_load_loses_nothing(database_url: str, tmp_path: Path, work
         delivery_timeout=DELIVERY_TIMEOUT,
         deliver_intermediate=True,
     )
-    thresholds = sorted(int(rng.uniform(0.1, 0.85) * predictions) for _ in range(kills))
+    # Kill before 60% of the rows are terminal: a loaded machine notices a threshold late,
+    # and a kill after the last callback proves nothing (`failed_attempts > 0` below).
+    thresholds = sorted(int(rng.uniform(0.1, 0.6) * predictions) for _ in range(kills))
     transport = DroppingTransport(DROP_EVERY)
     try:
         with (

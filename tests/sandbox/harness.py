@@ -61,11 +61,16 @@ class CaptureReceiver:
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def reset(self) -> None:
+    def reset(self, drain_timeout: float = 5.0) -> None:
+        # A slow call from an earlier test may still be sleeping here after its sender gave
+        # up: wait for it, or it would count as in flight beside this test's first call.
+        deadline = time.monotonic() + drain_timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         with self._lock:
             self.fail_first, self.slow_first, self.slow_count = 0, 0.0, 0
             self.calls.clear()
-            self.max_in_flight = 0  # a call from an earlier test may still be in flight
+            self.max_in_flight = 0
 
     @property
     def callback_url(self) -> str:
