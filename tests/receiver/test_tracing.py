@@ -87,7 +87,9 @@ def test_the_callback_span_links_to_the_span_that_submitted_it_hours_later(
                 tokens=CallbackTokens([CALLBACK_KEY]),
                 public_url=str(receiver.client.base_url),
             )
-            result = submitter.submit_one(SubmitItem([UrlImage("a.png", "https://images.test/a.png")]))
+            result = submitter.submit_one(
+                SubmitItem([UrlImage("a.png", "https://images.test/a.png")])
+            )
             assert result.ok and result.callback_url is not None, result
             callback = receiver.client.post(
                 urlsplit(result.callback_url).path,
