@@ -176,6 +176,9 @@ def receiver_settings(
         api_keys=(SecretStr(demo_secrets.lookup_api_key),),
         allow_anonymous_reads=False,
         fetch_back=False,
+        # The demo shows callbacks arriving: its own lookups must not fetch a prediction from
+        # the API before its callback lands (a `drop` fault heals by an explicit poll instead).
+        read_through=False,
         vlmrun_api_key=SecretStr(demo_secrets.sandbox_api_key),
         vlmrun_base_url=api_url,
     )
