@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     )
     # Unset: http://127.0.0.1:$PORT (see `_public_url_follows_port`).
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VLMHOOKS_PUBLIC_URL"))
-    # With VLMRUN_API_KEY, a lookup of an id not stored asks the API (receiver/ingest/read_through.py).
+    # With VLMRUN_API_KEY, a lookup of an id not stored asks the API
+    # (receiver/ingest/read_through.py).
     read_through: bool = Field(True, validation_alias=_env("VLMHOOKS_READ_THROUGH"))
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES, gt=0, validation_alias=_env("VLMHOOKS_MAX_BODY_BYTES")
