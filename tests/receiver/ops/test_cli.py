@@ -18,7 +18,7 @@ from receiver.ops import cli
 from tests.servers import free_port
 from vlmhooks.trust.tokens import CallbackTokens
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 KEYS = "old-key,new-key"
 
 

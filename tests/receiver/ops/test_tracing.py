@@ -35,7 +35,7 @@ from vlmhooks.store.db import make_engine
 from vlmhooks.store.tables import SUBMISSION
 from vlmhooks.trust.tokens import CallbackTokens
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CALLBACK_KEY = "forward-callback-key"  # the key forward_settings gives the receiver
 CALLBACK_SPAN = "POST /v1/callbacks/{token}"
 

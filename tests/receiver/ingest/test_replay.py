@@ -29,7 +29,7 @@ from vlmhooks.store.db import make_engine
 from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
 from vlmhooks.trust.signatures import sign_vlmrun
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SECRET = "vlmrun-secret-2026"
 AUTH = {"authorization": f"Bearer {LOOKUP_KEY}"}
 # Below the size of any test body, so an accepted body is always stored cut.

@@ -35,7 +35,7 @@ from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.tables import DELIVERY
 from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url
 
-DRIVER = Path(__file__).with_name("sdk_driver.py")
+DRIVER = Path(__file__).parents[1] / "sdk_driver.py"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from receiver.ops import cli
 from tests.receiver.lookup_support import AUTH, running_receiver
 from tests.servers import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 STRONG_KEY = "k" * 32
 CHECK_MAIN = "from receiver.ops.cli import main; raise SystemExit(main())"  # `vlm-receiver`
 

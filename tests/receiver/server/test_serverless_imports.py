@@ -15,7 +15,7 @@ from tests.receiver.lambda_events import http_api_v2
 from tests.receiver.serverless_support import WEBHOOK_SECRET
 from vlmhooks.trust.signatures import sign_vlmrun
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Never needed by a callback: migrations (and Alembic's templating), an HTTP client (whose
 # import also loads its CLI: click, rich, pygments), the server, optional validators, images.
 NEVER_FOR_A_CALLBACK = {

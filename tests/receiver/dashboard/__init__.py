@@ -1,0 +1,1 @@
+"""The operations console, in HTTP and in Chromium."""

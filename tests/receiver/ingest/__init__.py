@@ -1,0 +1,1 @@
+"""The request path of a callback, its checks, replay and read-through."""

@@ -1,0 +1,1 @@
+"""Commit wake-ups, the fan-out and the event stream."""

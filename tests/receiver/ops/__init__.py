@@ -1,0 +1,1 @@
+"""The CLI, the self-check, settings, probes, scrape-time gauges and tracing."""

@@ -1,0 +1,1 @@
+"""The HTTP protocol's limits, logs, the heap, and serverless mode."""

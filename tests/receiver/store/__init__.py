@@ -1,0 +1,1 @@
+"""Engines, migrations, the write batch's SQL and the forward-only rule."""

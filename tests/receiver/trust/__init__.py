@@ -1,0 +1,1 @@
+"""Callback tokens, provider signatures and their HMACs: known answers."""

@@ -1,0 +1,1 @@
+"""The group committers, batches under concurrency, WAL checkpoints and retention."""
