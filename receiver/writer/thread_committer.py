@@ -49,6 +49,11 @@ class ThreadCommitter(GroupCommitter):
         if self._thread is not None:
             self._thread.join(timeout=timeout)
         self._release_queued()
+        if self._thread is not None and self._thread.is_alive():
+            # Still in a batch past the timeout: the stop marker went with the writes just
+            # released, so queue it again. Once free, the thread ends and closes its
+            # connection instead of waiting on the queue forever with it checked out.
+            self._queue.put(_STOP)
 
     async def _submit(self, pending: PendingWrite[T]) -> T:
         with self._lock:

@@ -81,7 +81,10 @@ def _rows(direct_url: str, table: sa.Table) -> list[sa.RowMapping]:
     engine = make_engine(direct_url)
     try:
         with engine.connect() as connection:
-            query = sa.select(table).order_by(*table.primary_key)
+            # Predictions by their id: the primary key (row_key) is the order of insertion,
+            # which concurrent callbacks make arbitrary.
+            order = [PREDICTION.c.id] if table is PREDICTION else list(table.primary_key)
+            query = sa.select(table).order_by(*order)
             return list(connection.execute(query).mappings())
     finally:
         engine.dispose()

@@ -129,7 +129,14 @@ def test_waiters_are_released_when_the_writer_is_stuck_at_stop(
         gate.set()
         return [await first, *stranded]
 
-    results = asyncio.run(scenario())
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        gate.set()
+        # Stuck past the stop timeout, the thread ends once free: wait for it to close its
+        # connection, or the fixture's dispose would leave it to the garbage collector.
+        if writer._thread is not None:
+            writer._thread.join(timeout=10)
     assert results[0] == "unblocked"
     assert all(isinstance(result, WriterStopped) for result in results[1:])
 
