@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -163,3 +164,41 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _sigint_disabled() -> str | None:
+    """How SIGINT is disabled in this process and thread, as the kernel sees it, or None.
+
+    An ignored SIGINT is inherited across exec, and so is a blocked one from the thread that
+    starts a child: a child CLI would then never see Ctrl-C. The kernel's view also catches
+    a disposition set outside Python's `signal` module (`signal.getsignal` would not).
+    """
+    with open("/proc/thread-self/status") as status:
+        fields = dict(line.split(":\t", 1) for line in status if ":\t" in line)
+    bit = 1 << (signal.SIGINT - 1)
+    if int(fields["SigIgn"], 16) & bit:
+        return "ignored"
+    if int(fields["SigBlk"], 16) & bit:
+        return "blocked"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test must not leave SIGINT ignored or blocked: the child processes of every later
+    test in this worker would inherit it (`vlm-sandbox serve` ending 0 on Ctrl-C instead of
+    130, `reconcile --every` never stopping). Restored here, and the test that did it fails.
+    (One inherited from whatever started pytest, e.g. `pytest &` in a script, is restored.)
+    """
+    if _sigint_disabled() is not None:
+        _restore_sigint()
+    yield
+    after = _sigint_disabled()
+    if after is not None:
+        _restore_sigint()
+        pytest.fail(f"{request.node.nodeid} left SIGINT {after} in this process")
+
+
+def _restore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

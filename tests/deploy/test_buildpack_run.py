@@ -18,6 +18,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from deploy.pins import installed_closure, parse_requirements_file, project_requirements
+from tests import children
 from tests.deploy.procfile import procfile, required_settings
 from tests.servers import free_port
 from vlmhooks.trust.tokens import CallbackTokens, mint_callback_url, new_submission_id
@@ -81,7 +82,8 @@ def stop(web: subprocess.Popen[str]) -> str:
         return web.communicate(timeout=30)[0]
     except subprocess.TimeoutExpired:
         os.killpg(web.pid, signal.SIGKILL)
-        return web.communicate()[0] + "\n(killed: still running 30 s after SIGTERM)"
+        output = web.communicate(timeout=children.KILLED_WAIT_SECONDS)[0]
+        return output + "\n(killed: still running 30 s after SIGTERM)"
 
 
 def test_a_clean_clone_installs_releases_and_stores_a_signed_callback(

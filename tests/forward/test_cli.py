@@ -12,6 +12,7 @@ import pytest
 
 from receiver.ops import cli
 from receiver.ops.relay_process import run_forward
+from tests import children
 from tests.forward.sink import first_deliveries, running_sink
 from tests.forward.support import forward_settings, running_receiver
 from tests.reliability.processes import receiver_command
@@ -94,6 +95,5 @@ def test_forward_without_destinations_idles_until_terminated(
         assert "no destinations configured; idle" in line
         assert process.poll() is None
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=20)
+        children.stop(process, signal.SIGTERM, timeout=20, group=True)
     assert process.returncode == 0

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests import children
+
 
 @dataclass(frozen=True)
 class Tinyproxy:
@@ -72,11 +74,7 @@ def tinyproxy(workdir: Path, *, connect_port: int) -> Iterator[Tinyproxy]:
         yield Tinyproxy(f"http://127.0.0.1:{port}", log)
     finally:
         os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        children.reap(process, timeout=5)
 
 
 def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:

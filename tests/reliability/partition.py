@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tests import children
+
 PG_PORT = 5432
 _READY_SECONDS = 10.0
 
@@ -109,6 +111,6 @@ def postgres_link() -> Iterator[Link]:
         for relay in relays:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(relay.pid, signal.SIGKILL)
-            relay.wait()
+            relay.wait(timeout=children.KILLED_WAIT_SECONDS)
         subprocess.run(["ip", "link", "del", outer_if], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)

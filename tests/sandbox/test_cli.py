@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sandbox.cli import main
+from tests import children
 from tests.servers import free_port
 
 
@@ -46,8 +47,7 @@ def test_serve_runs_the_api() -> None:
                 time.sleep(0.05)
         unauthorized = httpx.get(f"http://127.0.0.1:{port}/v1/predictions", timeout=5)
     finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=15)
+        _, stderr = children.stop(process, signal.SIGINT, timeout=15)
     assert health.status_code == 200
     assert unauthorized.status_code == 401
     # uvicorn re-raises the signal after a clean shutdown: Ctrl-C ends as 130, like any CLI.

@@ -27,6 +27,7 @@ from sandbox.demo.report import demo_row
 from sandbox.samples import SAMPLE_DOMAINS
 from sandbox.settings import SandboxConfig
 from submit.submitter import SubmitResult
+from tests import children
 
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 TEMPORARY_DATABASE = re.compile(r"^Database: (\S+) \(temporary", re.MULTILINE)
@@ -272,8 +273,9 @@ def test_keep_running_serves_lookups_until_ctrl_c_then_cleans_up() -> None:
             page = httpx.get(dashboard, headers={"Authorization": f"Bearer {key}"}, timeout=10)
             assert database.exists()
         finally:
+            # Bounded: a child that ignores the interrupt is killed, so `with` cannot hang.
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            children.wait(process, timeout=30)
         err = process.stderr.read()
         reader.text()
     assert answer.status_code == 200
@@ -315,8 +317,9 @@ def test_ctrl_c_while_waiting_stops_cleanly_with_130() -> None:
             reader.until("waiting for their callbacks")
             time.sleep(0.5)
         finally:
+            # Bounded: a child that ignores the interrupt is killed, so `with` cannot hang.
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            children.wait(process, timeout=30)
         err = reader.text()
         out = process.stdout.read()
     assert process.returncode == 130

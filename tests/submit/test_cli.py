@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from schemas.enums import Domain
 from submit.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
+from tests import children
 from tests.submit.conftest import API_KEY, LOOKUP_KEY, SECRET_KEYS, SandboxFactory
 from vlmhooks.store.db import make_engine
 from vlmhooks.store.tables import PREDICTION
@@ -334,8 +335,7 @@ def test_reconcile_every_stops_cleanly(sqlite_url: str, stop: signal.Signals) ->
     )
     assert process.stdout is not None
     first = process.stdout.readline()  # one pass done: the loop is running
-    process.send_signal(stop)
-    _, err = process.communicate(timeout=20)
+    _, err = children.stop(process, stop, timeout=20)
     assert first == "reconcile: checked 0, healed 0, still pending 0, errors 0\n"
     assert process.returncode == EXIT_OK
     assert "Traceback" not in err

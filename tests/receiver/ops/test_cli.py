@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from receiver.ops import cli
+from tests import children
 from tests.servers import free_port
 from vlmhooks.trust.tokens import CallbackTokens
 
@@ -160,8 +161,7 @@ def test_honcho_runs_release_then_web(tmp_path: Path) -> None:
         assert response.status_code == 401  # a real receiver refusing a bad token
         assert response.headers["content-type"] == "application/problem+json"
     finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        output = web.communicate(timeout=20)[0].decode()
+        output = children.stop(web, signal.SIGTERM, timeout=20, group=True)[0].decode()
     assert "web.1 stopped" in output, output
 
 
@@ -169,7 +169,8 @@ def _wait_for_receiver(url: str, process: subprocess.Popen[bytes]) -> httpx.Resp
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"exited early: {process.communicate()[0].decode()}")
+            output = children.communicate(process, timeout=10, group=True)[0]
+            raise AssertionError(f"exited early: {output.decode()}")
         try:
             return httpx.post(f"{url}/v1/callbacks/not-a-token", content=b"{}", timeout=2)
         except httpx.TransportError:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from receiver.ops import cli
+from tests import children
 from tests.receiver.lookup_support import AUTH, running_receiver
 from tests.servers import free_port
 
@@ -79,8 +80,7 @@ def test_procfile_dev_starts_serves_and_stops_from_a_fresh_clone(tmp_path: Path)
             timeout=60,
         )
     finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        output = honcho.communicate(timeout=30)[0].decode()
+        output = children.stop(honcho, signal.SIGTERM, timeout=30, group=True)[0].decode()
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     # Migrated on start: the schema is at head without a separate `db upgrade`.
     assert ready.status_code == 200, ready.text
@@ -94,7 +94,8 @@ def _wait_for(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"exited early: {process.communicate()[0].decode()}")
+            output = children.communicate(process, timeout=10, group=True)[0]
+            raise AssertionError(f"exited early: {output.decode()}")
         try:
             return httpx.get(url, timeout=2)
         except httpx.TransportError:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests import children
 from tests.receiver.callback_harness import NEW_KEY, OLD_KEY, encode, mint, prediction_body
 from tests.servers import free_port
 from vlmhooks.store.db import make_engine
@@ -61,11 +62,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, log_path
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        children.reap(process, timeout=20, group=True)
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
