@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import receiver_argv, receiver_env, run_server
+from bench.harness import ContentLengthServer, receiver_argv, receiver_env, run_server
 from bench.ingest import (
     REQUESTS_FILE_SIZE,
     Result,
@@ -39,33 +39,16 @@ from bench.payloads import signed_callbacks
 FORWARD_SECRET = "whsec_YmVuY2gtZm9yd2FyZGluZy1zZWNyZXQ="
 
 
-class SinkProtocol(asyncio.Protocol):
-    """The destination: 204 at once, arrival time and body kept in memory. Raw asyncio, not
-    uvicorn: on a 2-core machine a Starlette sink would take the CPU the receiver is being
-    measured with, and a real destination runs elsewhere."""
+class SinkProtocol(ContentLengthServer):
+    """The destination: 204 at once, arrival time and body kept in memory."""
 
     def __init__(self, arrivals: list[tuple[float, bytes]]) -> None:
+        super().__init__()
         self.arrivals = arrivals
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end].lower()
-            marker = head.find(b"content-length:")
-            length = int(head[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
-            if len(self.buffer) < end + 4 + length:
-                return
-            body = self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            self.arrivals.append((time.time(), body))
-            assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    def answer(self, body: bytes) -> bytes:
+        self.arrivals.append((time.time(), body))
+        return b"HTTP/1.1 204 No Content\r\n\r\n"
 
 
 def run_sink(port: int, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -130,3 +131,33 @@ def receiver_argv(workers: int = 1, tree: Path | None = None) -> list[str]:
     module = "receiver.cli" if legacy else "receiver.ops.cli"
     return [sys.executable, "-m", module, "serve", "--host", "127.0.0.1",
             "--port", "{port}", "--workers", str(workers)]  # fmt: skip
+
+
+class ContentLengthServer(asyncio.Protocol):
+    """A raw-asyncio HTTP/1.1 peer for benches: splits requests by Content-Length and hands
+    each body to `answer`, whose bytes are written back. Not uvicorn: on a 2-core machine a
+    Starlette peer would take the CPU the measured process needs."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].lower()
+            marker = head.find(b"content-length:")
+            length = int(head[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            assert self.transport is not None
+            self.transport.write(self.answer(body))
+
+    def answer(self, body: bytes) -> bytes:
+        raise NotImplementedError

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.harness import REPO, run_server
+from bench.harness import REPO, ContentLengthServer, run_server
 from vlmhooks.cli_args import port_number, positive_int
 
 CLIENTS = ("origin", "httpx", "aiohttp")
@@ -53,29 +53,15 @@ ANSWERS = {
 }
 
 
-class AnswerProtocol(asyncio.Protocol):
-    """Answers each Content-Length request on the connection at once, never reading its body."""
+class AnswerProtocol(ContentLengthServer):
+    """Answers each request on the connection at once with the same bytes."""
 
     def __init__(self, answer: bytes) -> None:
-        self.answer = answer
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
+        self.reply = answer
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end].lower()
-            marker = head.find(b"content-length:")
-            length = int(head[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length :]
-            assert self.transport is not None
-            self.transport.write(self.answer)
+    def answer(self, body: bytes) -> bytes:
+        return self.reply
 
 
 def serve(port: int, status: int) -> None:
