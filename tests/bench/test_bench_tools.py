@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bench.ceiling import STAGES, VARIANTS, variant_tree
 from bench.disk_writes import group_write_bytes, process_write_bytes
-from bench.harness import receiver_env
+from bench.harness import ContentLengthServer, receiver_env
 from bench.ingest_cpu import app_runs
 from bench.openloop import offered_rate
 from bench.payloads import SignedCallback, bench_tokens, signed_callbacks
@@ -206,3 +206,29 @@ def test_bytes_written_count_what_a_process_of_the_group_wrote(tmp_path: Path) -
         os.fsync(out.fileno())
     assert process_write_bytes() - own >= 1 << 20
     assert group_write_bytes(os.getpgid(0)) - group >= 1 << 20
+
+
+def test_the_bench_peer_answers_each_request_once_its_whole_body_arrived() -> None:
+    answered: list[bytes] = []
+
+    class Echo(ContentLengthServer):
+        def answer(self, body: bytes) -> bytes:
+            answered.append(body)
+            return b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    class Transport(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.written: list[bytes] = []
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.written.append(bytes(data))
+
+    peer, transport = Echo(), Transport()
+    peer.connection_made(transport)
+    peer.data_received(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST / HTTP/1.1\r\n")
+    peer.data_received(b"Content-Length: 2\r\n\r\nx")
+    assert answered == [b"abc"]  # the second body is not whole yet
+    peer.data_received(b"y")
+    assert answered == [b"abc", b"xy"]
+    assert transport.written == [b"HTTP/1.1 204 No Content\r\n\r\n"] * 2
