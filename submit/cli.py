@@ -45,6 +45,7 @@ from submit.lookup import (
     configured_engine,
     describe_source,
     open_source,
+    reading_source,
     require_tables,
     wait_for_predictions,
 )
@@ -268,19 +269,12 @@ def _summary_line(results: Sequence[SubmitResult], failed: Sequence[SubmitResult
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with ExitStack() as stack:
-        # An explicit --receiver-url is the user's choice: the database is not even opened.
-        engine = None if args.receiver_url else configured_engine(settings)
-        if engine is not None:
-            stack.callback(engine.dispose)
-            database = DatabaseSource(engine)
-            print(f"vlm-submit: {describe_source(database)}", file=sys.stderr)
-            # The database also knows submissions: a submission id is answered too.
-            body = database.find(args.id)
+    with reading_source(load_settings(), args.receiver_url) as source:
+        print(f"vlm-submit: {describe_source(source)}", file=sys.stderr)
+        # The database also knows submissions: a submission id is answered too.
+        if isinstance(source, DatabaseSource):
+            body = source.find(args.id)
         else:
-            source = stack.enter_context(open_source(settings, receiver_url=args.receiver_url))
-            print(f"vlm-submit: {describe_source(source)}", file=sys.stderr)
             body = source.prediction(args.id)
     if body is None:
         raise NotFound(f"no prediction or submission {args.id!r} is stored yet")

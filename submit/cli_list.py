@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import ExitStack
 from typing import Any
 
 from rich.console import Console
@@ -18,11 +17,8 @@ from rich.table import Table
 from schemas.enums import Status
 from submit.lookup import (
     RECEIVER_URL_ENV,
-    DatabaseSource,
-    PredictionSource,
-    configured_engine,
     describe_source,
-    open_source,
+    reading_source,
 )
 from vlmhooks.cli_args import positive_int, table_width
 from vlmhooks.reads.queries import PredictionFilters
@@ -64,16 +60,7 @@ def run_list(args: argparse.Namespace) -> int:
         domain=args.domain,
         submission_id=args.submission_id,
     )
-    settings = load_settings()
-    with ExitStack() as stack:
-        # As `get`: an explicit --receiver-url is the user's choice, the database is not opened.
-        engine = None if args.receiver_url else configured_engine(settings)
-        source: PredictionSource
-        if engine is not None:
-            stack.callback(engine.dispose)
-            source = DatabaseSource(engine)
-        else:
-            source = stack.enter_context(open_source(settings, receiver_url=args.receiver_url))
+    with reading_source(load_settings(), args.receiver_url) as source:
         print(f"vlm-submit: {describe_source(source)}", file=sys.stderr)
         predictions = source.recent(filters, args.limit)
     if args.json:

@@ -49,6 +49,7 @@ __all__ = [
     "describe_source",
     "is_terminal",
     "open_source",
+    "reading_source",
     "require_tables",
     "wait_for_predictions",
 ]
@@ -308,3 +309,17 @@ def open_source(
         return
     with client_from_settings(settings) as client:
         yield ApiSource(client)
+
+
+@contextmanager
+def reading_source(settings: Settings, receiver_url: str | None) -> Iterator[PredictionSource]:
+    """The source `vlm-submit get` and `list` read, as `open_source` picks it, with the
+    database opened from ``DATABASE_URL`` (and disposed after) unless an explicit
+    ``receiver_url`` was given: then the database is not even opened."""
+    engine = None if receiver_url else configured_engine(settings)
+    try:
+        with open_source(settings, engine=engine, receiver_url=receiver_url) as source:
+            yield source
+    finally:
+        if engine is not None:
+            engine.dispose()

@@ -54,6 +54,18 @@ class Answer:
     seconds: float
 
 
+def bounded_settings(database_url: str) -> Settings:
+    """A receiver whose waits on the database are bounded by DB_TIMEOUT; no relay."""
+    return Settings(
+        database_url=database_url,
+        secret_keys=(SECRET_KEY,),
+        vlmrun_webhook_secrets=(WEBHOOK_SECRET,),
+        api_keys=(LOOKUP_KEY,),
+        db_timeout=DB_TIMEOUT,
+        forward_in_serve=False,
+    )
+
+
 def send_until(url: str, stop: threading.Event, sender: int, answers: list[Answer]) -> None:
     tokens = CallbackTokens([SECRET_KEY])
     with httpx.Client(base_url=url, timeout=30.0) as client:
@@ -83,14 +95,7 @@ def test_a_partition_gets_503_within_the_timeout_and_loses_no_acknowledged_callb
     direct = make_url(postgres_url)
     with postgres_link() as link:
         across = direct.set(host=link.host, port=link.port).render_as_string(hide_password=False)
-        settings = Settings(
-            database_url=across,
-            secret_keys=(SECRET_KEY,),
-            vlmrun_webhook_secrets=(WEBHOOK_SECRET,),
-            api_keys=(LOOKUP_KEY,),
-            db_timeout=DB_TIMEOUT,
-            forward_in_serve=False,
-        )
+        settings = bounded_settings(across)
         answers: list[Answer] = []
         stop = threading.Event()
         with serve(create_app(settings)) as server:
@@ -166,14 +171,7 @@ def test_a_partition_answers_a_lookup_a_long_poll_and_readyz_503_within_the_time
     tokens = CallbackTokens([SECRET_KEY])
     with postgres_link() as link:
         across = direct.set(host=link.host, port=link.port).render_as_string(hide_password=False)
-        settings = Settings(
-            database_url=across,
-            secret_keys=(SECRET_KEY,),
-            vlmrun_webhook_secrets=(WEBHOOK_SECRET,),
-            api_keys=(LOOKUP_KEY,),
-            db_timeout=DB_TIMEOUT,
-            forward_in_serve=False,
-        )
+        settings = bounded_settings(across)
         with serve(create_app(settings)) as server:
             # A prediction still running: the long poll would wait for it, not answer at once.
             body = encode(prediction_body("pred_reads_running", Status.RUNNING))
@@ -212,13 +210,7 @@ def test_a_partition_answers_a_lookup_a_long_poll_and_readyz_503_within_the_time
 
 @pytest.mark.postgres
 def test_a_lookup_on_a_database_that_is_gone_is_503_not_500(postgres_url: str) -> None:
-    settings = Settings(
-        database_url=postgres_url,
-        secret_keys=(SECRET_KEY,),
-        api_keys=(LOOKUP_KEY,),
-        db_timeout=DB_TIMEOUT,
-        forward_in_serve=False,
-    )
+    settings = bounded_settings(postgres_url)
     name = make_url(postgres_url).database
     headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
     with serve(create_app(settings)) as server:
@@ -244,13 +236,7 @@ def test_a_lookup_on_a_database_that_is_gone_is_503_not_500(postgres_url: str) -
 def test_a_lookup_that_the_database_holds_past_the_timeout_is_503_in_time(
     postgres_url: str,
 ) -> None:
-    settings = Settings(
-        database_url=postgres_url,
-        secret_keys=(SECRET_KEY,),
-        api_keys=(LOOKUP_KEY,),
-        db_timeout=DB_TIMEOUT,
-        forward_in_serve=False,
-    )
+    settings = bounded_settings(postgres_url)
     headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
     with serve(create_app(settings)) as server:
         lookup = f"{server.url}/v1/predictions/pred_held"
@@ -275,13 +261,7 @@ def test_a_lookup_that_the_database_holds_past_the_timeout_is_503_in_time(
 def test_a_replay_whose_commit_the_database_holds_past_the_timeout_is_503_in_time(
     postgres_url: str,
 ) -> None:
-    settings = Settings(
-        database_url=postgres_url,
-        secret_keys=(SECRET_KEY,),
-        api_keys=(LOOKUP_KEY,),
-        db_timeout=DB_TIMEOUT,
-        forward_in_serve=False,
-    )
+    settings = bounded_settings(postgres_url)
     headers = {"authorization": f"Bearer {LOOKUP_KEY}"}
     with serve(create_app(settings)) as server:
         replay = f"{server.url}/v1/deliveries/replay"
