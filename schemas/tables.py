@@ -69,10 +69,11 @@ class Prediction(SQLModel, table=True):
         sa.UniqueConstraint("id", name="uq_prediction_id"),
     )
 
-    # The integer surrogate the change feed is keyed by: it grows
-    # with each new prediction, so its per-prediction index grows at its end, where
-    # the random text id would land each row on a random page (ARCHITECTURE.md, "The write
-    # batch"). SQLite's rowid (INTEGER PRIMARY KEY), PostgreSQL's BIGINT from a sequence.
+    # The integer surrogate the change feed and the delivery log are keyed by: it grows
+    # with each new prediction, so their per-prediction indexes grow at their end, where
+    # the random text id would land each row on a random page (ARCHITECTURE.md, "The delivery
+    # log and the event feed keyed by the prediction's row_key"). SQLite's rowid (INTEGER
+    # PRIMARY KEY), PostgreSQL's BIGINT from a sequence.
     row_key: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
     id: str = Field(max_length=128)
     # Deliberately no foreign key: a callback may arrive for a submission another
@@ -101,11 +102,23 @@ class Delivery(SQLModel, table=True):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        sa.Index("ix_delivery_prediction_id_received_at", "prediction_id", "received_at"),
+        sa.Index("ix_delivery_prediction_key", "prediction_key"),
+        # Only the deliveries no prediction row keys: refusals of a prediction never stored,
+        # and those whose row was deleted (a trigger unkeys them; migration 0006).
+        sa.Index(
+            "ix_delivery_unkeyed_prediction_id",
+            "prediction_id",
+            sqlite_where=sa.text("prediction_key IS NULL"),
+            postgresql_where=sa.text("prediction_key IS NULL"),
+        ),
         sa.Index("ix_delivery_submission_id", "submission_id"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
+    # The row_key of its prediction when that had a row as the delivery was logged, else
+    # NULL: the log's per-prediction index grows at its end, as the event feed's does
+    # (ARCHITECTURE.md, "The delivery log and the event feed keyed by the prediction's row_key").
+    prediction_key: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     prediction_id: str | None = Field(default=None, max_length=128)
     submission_id: str | None = Field(default=None, max_length=64)
     received_at: datetime = Field(sa_column=_time_column())

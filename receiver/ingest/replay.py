@@ -28,7 +28,13 @@ from vlmhooks.ingest.storable import storable_content
 from vlmhooks.public import public_prediction
 from vlmhooks.store.batch import apply_prediction_writes, lock_event_feed
 from vlmhooks.store.records import DeliveryRecord, DeliveryVerdict, PredictionWrite
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
+from vlmhooks.store.tables import (
+    DELIVERY,
+    EVENT,
+    PREDICTION,
+    SUBMISSION,
+    deliveries_of_prediction,
+)
 
 __all__ = [
     "DEFAULT_REPLAY_LIMIT",
@@ -70,7 +76,7 @@ def select_deliveries(connection: Connection, selection: ReplaySelection) -> lis
     table = DELIVERY
     query = sa.select(table).where(table.c.source != REPLAY_SOURCE)
     if selection.prediction_id is not None:
-        query = query.where(table.c.prediction_id == selection.prediction_id)
+        query = query.where(deliveries_of_prediction(selection.prediction_id))
     if selection.submission_id is not None:
         query = query.where(table.c.submission_id == selection.submission_id)
     if selection.verdicts:

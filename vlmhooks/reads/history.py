@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from vlmhooks.public import iso_utc, public_prediction
 from vlmhooks.reads.queries import get_submission, prediction_row, public_delivery
-from vlmhooks.store.tables import DELIVERY, EVENT, events_of_prediction
+from vlmhooks.store.tables import DELIVERY, EVENT, deliveries_of_prediction, events_of_prediction
 
 __all__ = ["DELIVERY_HISTORY_LIMIT", "delivery_body", "failure_reason", "prediction_history"]
 
@@ -47,7 +47,7 @@ def _deliveries(
 ) -> list[dict[str, Any]]:
     """Deliveries of this prediction, and its submission's refusals that named no id
     (a bad signature is refused before the body is read), newest first."""
-    belongs = DELIVERY.c.prediction_id == prediction_id
+    belongs = deliveries_of_prediction(prediction_id)
     if submission_id is not None:
         belongs = sa.or_(
             belongs,

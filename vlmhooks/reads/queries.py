@@ -19,7 +19,13 @@ from schemas.enums import Status
 from vlmhooks.public import PredictionBody, iso_utc, public_prediction
 from vlmhooks.reads.pagination import DeliveryKey, PredictionKey
 from vlmhooks.reads.shapes import SUBMISSION_DELIVERY_HISTORY, BodyEncoding, Delivery, Submission
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
+from vlmhooks.store.tables import (
+    DELIVERY,
+    EVENT,
+    PREDICTION,
+    SUBMISSION,
+    deliveries_of_prediction,
+)
 from vlmhooks.trust.tokens import CALLBACK_PATH_PREFIX
 
 __all__ = [
@@ -172,7 +178,7 @@ def list_deliveries(
     table = DELIVERY
     query = sa.select(table)
     if prediction_id is not None:
-        query = query.where(table.c.prediction_id == prediction_id)
+        query = query.where(deliveries_of_prediction(prediction_id))
     if submission_id is not None:
         query = query.where(table.c.submission_id == submission_id)
     if after is not None:

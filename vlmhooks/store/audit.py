@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from vlmhooks.store.records import DeliveryRecord, DeliveryVerdict, sha256_hex
-from vlmhooks.store.statements import write_statements
+from vlmhooks.store.statements import DELIVERY_KEY_PARAM, write_statements
 
 __all__ = [
     "AUDITED_HEADERS",
@@ -114,6 +114,7 @@ def log_rejected_delivery(
         reason=reason,
         http_status=http_status,
     )
+    row[DELIVERY_KEY_PARAM] = prediction_id
     connection.execute(write_statements(connection).insert_delivery, row)
 
 

@@ -23,9 +23,11 @@ from vlmhooks.store.tables import (
     SUBMISSION,
     WEBHOOK_MESSAGE,
     column_names,
+    prediction_key_of,
 )
 
 __all__ = [
+    "DELIVERY_KEY_PARAM",
     "EVENTS_CHANNEL",
     "EVENT_FEED_LOCK_KEY",
     "WRITE_KEY_LOCK_CLASS",
@@ -90,9 +92,13 @@ PREDICTION_KEY_OF = (
     f"(SELECT {PREDICTION.c.row_key.name} FROM {PREDICTION.name}"  # noqa: S608 (our identifiers)
     f" WHERE {PREDICTION.c.id.name} = {{mark}})"
 )
-_KEYED_BY_PREDICTION = {
-    EVENT.c.prediction_key.name: (EVENT.c.prediction_id.name, PREDICTION_KEY_OF),
-}
+_EVENT_KEY = {EVENT.c.prediction_key.name: (EVENT.c.prediction_id.name, PREDICTION_KEY_OF)}
+# A delivery's the same way, after the upsert too (the batch's tail): NULL when its
+# prediction has no row, as for a refusal of a prediction never stored.
+_DELIVERY_KEY = {DELIVERY.c.prediction_key.name: (DELIVERY.c.prediction_id.name, PREDICTION_KEY_OF)}
+# The single-row audit insert's form of it, bound by its own name: SQLAlchemy reserves the
+# column's name for the column's own value.
+DELIVERY_KEY_PARAM = "key_of_prediction_id"
 
 
 class UpsertReturned(NamedTuple):
@@ -175,7 +181,11 @@ class WriteStatements:
         )
         # RETURNING makes SQLAlchemy send many rows as one multi-VALUES statement
         # ("insertmanyvalues") instead of one DBAPI step per row.
-        self.insert_delivery = DELIVERY.insert().returning(DELIVERY.c.id)
+        self.insert_delivery = (
+            DELIVERY.insert()
+            .values(prediction_key=prediction_key_of(sa.bindparam(DELIVERY_KEY_PARAM)))
+            .returning(DELIVERY.c.id)
+        )
         # The batch's hot statements, straight to the DB-API (see vlmhooks/store/raw_sql.py).
         self.raw_upsert_prediction = RawInsert(
             PREDICTION, _PREDICTION_COLUMNS, dialect_name, _UPSERT_SUFFIX, UPSERT_RETURNING
@@ -185,9 +195,11 @@ class WriteStatements:
             _EVENT_COLUMNS,
             dialect_name,
             returning=EVENT_RETURNING,
-            derived=_KEYED_BY_PREDICTION,
+            derived=_EVENT_KEY,
         )
-        self.raw_insert_delivery = RawInsert(DELIVERY, _DELIVERY_COLUMNS, dialect_name)
+        self.raw_insert_delivery = RawInsert(
+            DELIVERY, _DELIVERY_COLUMNS, dialect_name, derived=_DELIVERY_KEY
+        )
         # Identifiers from our own table metadata; values only ever travel as parameters.
         p, s = PREDICTION.c, SUBMISSION.c
         self.raw_claim_prediction = RawUpdate(

@@ -14,6 +14,7 @@ __all__ = [
     "SUBMISSION",
     "WEBHOOK_MESSAGE",
     "column_names",
+    "deliveries_of_prediction",
     "events_of_prediction",
     "prediction_key_of",
     "table_of",
@@ -41,10 +42,20 @@ SUBMISSION = table_of(Submission)
 WEBHOOK_MESSAGE = table_of(WebhookMessage)
 
 
-def prediction_key_of(prediction_id: str) -> sa.ScalarSelect[int]:
+def prediction_key_of(prediction_id: str | sa.BindParameter[str]) -> sa.ScalarSelect[int]:
     """The row_key of the prediction `prediction_id`, NULL when it has no row: the delivery
     log and the event feed are keyed by it (schemas/tables.py)."""
     return sa.select(PREDICTION.c.row_key).where(PREDICTION.c.id == prediction_id).scalar_subquery()
+
+
+def deliveries_of_prediction(prediction_id: str) -> sa.ColumnElement[bool]:
+    """The delivery log's rows of one prediction: those keyed by its row, and those logged
+    while it had none (each side has its own index: ARCHITECTURE.md, "The delivery log and
+    the event feed keyed by the prediction's row_key")."""
+    return sa.or_(
+        DELIVERY.c.prediction_key == prediction_key_of(prediction_id),
+        sa.and_(DELIVERY.c.prediction_key.is_(None), DELIVERY.c.prediction_id == prediction_id),
+    )
 
 
 def events_of_prediction(prediction_id: str) -> sa.ColumnElement[bool]:

@@ -150,3 +150,49 @@ def test_the_row_key_revision_keys_existing_events_and_every_read_still_finds_th
         ids = connection.execute(sa.text("SELECT id FROM prediction ORDER BY id")).scalars()
         assert list(ids) == ["pred-a", "pred-b", "pred-c"]
     engine.dispose()
+
+
+def test_the_delivery_key_revision_keys_existing_deliveries_and_every_read_still_finds_them(
+    empty_url: str,
+) -> None:
+    from receiver.ingest.replay import ReplaySelection, select_deliveries
+    from vlmhooks.reads.queries import list_deliveries
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine, "0005")
+    _fill_before_row_keys(engine)
+    migrate.upgrade(engine)
+    assert _drift(engine) == []
+    with engine.connect() as connection:
+        keys = dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
+        deliveries = connection.execute(
+            sa.text("SELECT prediction_id, prediction_key FROM delivery ORDER BY id")
+        ).all()
+        replayable = select_deliveries(connection, ReplaySelection(prediction_id="pred-never"))
+    assert [tuple(row) for row in deliveries] == [
+        ("pred-a", keys["pred-a"]),
+        ("pred-b", keys["pred-b"]),
+        ("pred-a", keys["pred-a"]),
+        ("pred-never", None),
+    ]
+    assert [row["verdict"] for row in replayable] == ["rejected"]
+    for prediction_id, verdicts in (
+        ("pred-a", ["duplicate", "stored"]),
+        ("pred-never", ["rejected"]),
+    ):
+        page, _ = list_deliveries(
+            engine,
+            prediction_id=prediction_id,
+            submission_id=None,
+            after=None,
+            limit=10,
+            include_body=False,
+        )
+        assert [d["verdict"] for d in page] == verdicts
+    migrate.downgrade(engine, "0005")
+    indexes = {index["name"] for index in sa.inspect(engine).get_indexes("delivery")}
+    assert indexes == {"ix_delivery_prediction_id_received_at", "ix_delivery_submission_id"}
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM delivery")).scalar_one()
+    assert count == 4
+    engine.dispose()
