@@ -141,7 +141,10 @@ def parse_wrk(target: str, output: str, rows: int | None) -> Result:
     )
 
 
-def fresh_database(kind: str, workdir: Path, pg_name: str = PG_BENCH_DB) -> str:
+def fresh_database(
+    kind: str, workdir: Path, pg_name: str = PG_BENCH_DB, *, migrated: bool = True
+) -> str:
+    """An empty database; `migrated`: with the receiver's schema (the sketch makes its own)."""
     if kind == "postgres":
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
@@ -152,9 +155,10 @@ def fresh_database(kind: str, workdir: Path, pg_name: str = PG_BENCH_DB) -> str:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{database}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    if migrated:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
     return url
 
 
@@ -184,7 +188,11 @@ def bench_target_env(
     run next to it on the same database (bench.forwarding's). `target`: bare, textbook,
     receiver, or `receiver@<dir>` (the receiver of another source tree, e.g.
     `git archive <commit> | tar -x -C <dir>`, for before/after)."""
-    url = fresh_database(args.database, workdir)
+    sketch = target.startswith("sketch")
+    if sketch and args.database != "sqlite":
+        raise SystemExit(f"bench.ingest: {target} writes SQLite only: leave out --database")
+    # The sketch creates its own minimal tables (bench/sketch.py): not the receiver's schema.
+    url = fresh_database(args.database, workdir, migrated=not sketch)
     env = {**receiver_env(url), **extra_env}
     repo = REPO
     if target.startswith("receiver"):

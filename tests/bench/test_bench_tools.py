@@ -88,10 +88,9 @@ def test_each_ceiling_variant_applies_and_compiles(name: str, tmp_path: Path) ->
 def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bench.sketch is a bench target: it must really store what it acknowledges."""
+    """bench.sketch is a bench target: it must really store what it acknowledges, in its
+    own minimal tables (an empty file, not the receiver's migrations)."""
     url = f"sqlite:///{tmp_path / 'sketch.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
     monkeypatch.setenv("DATABASE_URL", url)
     first, second = signed_callbacks(2, prefix="sketch", ids="ordered")
 
@@ -114,21 +113,32 @@ def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature
     answers = asyncio.run(post_all())
     assert [answer.status_code for answer in answers] == [200, 200, 200, 401]
     assert answers[0].json() == {"id": "sketch_00000000", "status": "completed"}
+    engine = make_engine(url)
     with engine.connect() as connection:
 
         def count(table: str) -> int:
             query = sa.select(sa.func.count()).select_from(sa.table(table))
             return int(connection.execute(query).scalar_one())
 
+        def rows(sql: str) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in connection.execute(sa.text(sql))]
+
         counts = {table: count(table) for table in ("prediction", "delivery", "prediction_event")}
         stored = connection.execute(
             sa.text(
                 "SELECT submission_id, domain, status, delivery_count, body_sha256, "
-                "received_at = updated_at FROM prediction WHERE id = 'sketch_00000000'"
+                "received_at = updated_at, response FROM prediction WHERE id = 'sketch_00000000'"
             )
         ).one()
-        events = connection.execute(sa.text("SELECT DISTINCT type FROM prediction_event")).scalars()
-        event_types = list(events)
+        deliveries = rows("SELECT prediction_id, body FROM delivery ORDER BY id")
+        events = rows(
+            "SELECT e.prediction_id, e.type, e.data, e.prediction_key = p.row_key "
+            "FROM prediction_event e JOIN prediction p ON p.id = e.prediction_id ORDER BY e.seq"
+        )
+        # Every index in the file: the prediction id's uniqueness, and nothing else.
+        indexes = rows("SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'index'")
+        unique = rows("PRAGMA index_list(prediction)")
+        unique_columns = rows(f"PRAGMA index_info({indexes[0][1]})") if indexes else []
     engine.dispose()
     # The redelivery is logged and evented (the sketch keeps no dedup beyond the upsert's).
     assert counts == {"prediction": 2, "delivery": 3, "prediction_event": 3}
@@ -139,8 +149,17 @@ def test_the_issues_sketch_stores_each_callback_once_and_refuses_a_bad_signature
         1,
         hashlib.sha256(first.body).hexdigest(),
         1,
+        orjson.dumps(orjson.loads(first.body)["response"]),
     )
-    assert event_types == ["prediction.completed"]
+    # Each delivery and each event carries the body it came with, keyed to its prediction.
+    sent = [(orjson.loads(body)["id"], body) for body in (first.body, second.body, first.body)]
+    assert sorted(deliveries) == sorted(sent)
+    assert sorted(events) == sorted((pid, "prediction.completed", body, 1) for pid, body in sent)
+    assert indexes == [("prediction", "sqlite_autoindex_prediction_1", None)]
+    assert [(name, is_unique) for _, name, is_unique, *_ in unique] == [
+        ("sqlite_autoindex_prediction_1", 1)
+    ]
+    assert [column for *_, column in unique_columns] == ["id"]
 
 
 @pytest.mark.parametrize("app", ["receiver", "sketch"])
