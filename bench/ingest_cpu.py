@@ -184,7 +184,8 @@ def main() -> None:
         from vlmhooks.store.db import make_engine
 
         if args.database in ("sqlite", "postgres"):
-            url = fresh_database(args.database, Path(tmp))  # migrated
+            # The sketch makes its own minimal tables (bench/sketch.py).
+            url = fresh_database(args.database, Path(tmp), migrated=args.app != "sketch")
         else:
             url = args.database
             engine = make_engine(url)
