@@ -82,6 +82,9 @@ class Prediction(SQLModel, table=True):
     domain: str | None = Field(default=None, max_length=64)
     status: str = Field(max_length=16)
     status_rank: int
+    # NULL: the response is stored once, in the event of the write that set it; read the
+    # row through `PREDICTION_READ` (ARCHITECTURE.md, "The response, stored once"). Rows
+    # written before that hold it here until their next change.
     response: Any = Field(default=None, sa_column=_json_column())
     usage: dict[str, Any] | None = Field(default=None, sa_column=_json_column())
     # Unknown fields of the payload, kept so the API's shape round-trips.

@@ -31,7 +31,7 @@ from submit.submitter import SubmitItem, SubmitResult, Submitter
 from tests.sandbox.harness import png_bytes
 from vlmhooks.settings import Settings
 from vlmhooks.store.db import make_engine
-from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.store.tables import DELIVERY, PREDICTION_READ, SUBMISSION
 from vlmhooks.trust.tokens import CallbackTokens
 
 API_KEY = "sk-e2e-faults"
@@ -136,7 +136,7 @@ class Loop:
 
     def predictions(self) -> list[sa.RowMapping]:
         with self.engine.connect() as connection:
-            return list(connection.execute(sa.select(PREDICTION)).mappings())
+            return list(connection.execute(sa.select(*PREDICTION_READ)).mappings())
 
     def deliveries(self, prediction_id: str) -> list[sa.RowMapping]:
         query = (

@@ -32,6 +32,7 @@ from vlmhooks.store.tables import (
     DELIVERY,
     EVENT,
     PREDICTION,
+    PREDICTION_READ,
     SUBMISSION,
     deliveries_of_prediction,
 )
@@ -188,7 +189,7 @@ def _recheck_schema(connection: Connection, prediction_id: str, *, now: datetime
     would otherwise never reach the verdicts already stored.
     """
     row = (
-        connection.execute(sa.select(PREDICTION).where(PREDICTION.c.id == prediction_id))
+        connection.execute(sa.select(*PREDICTION_READ).where(PREDICTION.c.id == prediction_id))
         .mappings()
         .first()
     )

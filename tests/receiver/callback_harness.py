@@ -18,7 +18,7 @@ from receiver.app import create_app
 from tests.servers import serve
 from vlmhooks.settings import Settings
 from vlmhooks.store.db import make_engine
-from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.store.tables import DELIVERY, PREDICTION, PREDICTION_READ, SUBMISSION
 from vlmhooks.trust.tokens import CallbackTokens
 
 OLD_KEY, NEW_KEY = "callback-key-2025", "callback-key-2026"
@@ -98,7 +98,7 @@ class Receiver:
         return self.post(token or self.token(), encode(body))
 
     def predictions(self) -> list[sa.RowMapping]:
-        return _rows(self.engine, sa.select(PREDICTION).order_by(PREDICTION.c.id))
+        return _rows(self.engine, sa.select(*PREDICTION_READ).order_by(PREDICTION.c.id))
 
     def deliveries(self) -> list[sa.RowMapping]:
         return _rows(self.engine, sa.select(DELIVERY).order_by(DELIVERY.c.id))

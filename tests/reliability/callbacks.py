@@ -19,7 +19,7 @@ from schemas.enums import Status
 from tests.conftest import POSTGRES_ADMIN_DSN
 from vlmhooks.store import migrate
 from vlmhooks.store.db import make_engine
-from vlmhooks.store.tables import PREDICTION, SUBMISSION
+from vlmhooks.store.tables import PREDICTION_READ, SUBMISSION
 from vlmhooks.trust.signatures import VLMRUN_SIGNATURE_HEADER, sign_vlmrun, standard_webhook_headers
 
 SECRET_KEY = "reliability-callback-token-key"
@@ -85,7 +85,7 @@ def add_submissions(engine: Engine, submission_ids: list[str]) -> None:
 
 def prediction_rows(engine: Engine) -> dict[str, sa.RowMapping]:
     with engine.connect() as connection:
-        rows = connection.execute(sa.select(PREDICTION)).mappings().all()
+        rows = connection.execute(sa.select(*PREDICTION_READ)).mappings().all()
     return {row["id"]: row for row in rows}
 
 

@@ -20,7 +20,7 @@ from submit.retry import RetryPolicy
 from submit.submitter import SubmitItem, Submitter
 from tests.submit.conftest import API_KEY, CountingTransport, SandboxFactory, wait_for
 from vlmhooks.store.db import make_engine
-from vlmhooks.store.tables import DELIVERY, PREDICTION, SUBMISSION
+from vlmhooks.store.tables import DELIVERY, PREDICTION, PREDICTION_READ, SUBMISSION
 from vlmhooks.trust.tokens import CallbackTokens
 
 
@@ -36,8 +36,10 @@ def items_for(paths: list[Path]) -> list[SubmitItem]:
 
 
 def rows(engine: Engine, table: sa.Table) -> list[sa.RowMapping]:
+    # A prediction as the receiver reads it: its response is in its newest event.
+    columns = PREDICTION_READ if table is PREDICTION else (table,)
     with engine.connect() as connection:
-        return list(connection.execute(sa.select(table)).mappings())
+        return list(connection.execute(sa.select(*columns)).mappings())
 
 
 def test_submit_then_callback_then_stored_prediction(

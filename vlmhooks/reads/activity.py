@@ -18,7 +18,7 @@ from schemas.enums import Status
 from vlmhooks.public import iso_utc, public_prediction
 from vlmhooks.reads.buckets import bucket_start, utc_bucket
 from vlmhooks.reads.queries import event_rows_after
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, PREDICTION_READ
 
 __all__ = [
     "DeliveryMark",
@@ -137,7 +137,7 @@ def callbacks_per_minute(
 def latest_predictions(
     connection: Connection, filters: OverviewFilters, limit: int
 ) -> list[dict[str, Any]]:
-    query = sa.select(PREDICTION)
+    query = sa.select(*PREDICTION_READ)
     if filters.status is not None:
         query = query.where(PREDICTION.c.status == filters.status.value)
     if filters.domain is not None:

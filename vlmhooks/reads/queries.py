@@ -23,6 +23,7 @@ from vlmhooks.store.tables import (
     DELIVERY,
     EVENT,
     PREDICTION,
+    PREDICTION_READ,
     SUBMISSION,
     deliveries_of_prediction,
 )
@@ -69,7 +70,7 @@ def _storable(value: str) -> bool:
 def prediction_row(connection: Connection, prediction_id: str) -> RowMapping | None:
     """The stored prediction row, or None."""
     return (
-        connection.execute(sa.select(PREDICTION).where(PREDICTION.c.id == prediction_id))
+        connection.execute(sa.select(*PREDICTION_READ).where(PREDICTION.c.id == prediction_id))
         .mappings()
         .first()
     )
@@ -97,7 +98,7 @@ def list_predictions(
     there is none): the API's offset paging composed with our keyset cursor.
     """
     table = PREDICTION
-    query = sa.select(table)
+    query = sa.select(*PREDICTION_READ)
     if filters.status is not None:
         query = query.where(table.c.status == filters.status.value)
     if filters.domain is not None:
@@ -219,7 +220,7 @@ def get_submission(engine: Engine, submission_id: str) -> Submission | None:
         )
         prediction = (
             connection.execute(
-                sa.select(PREDICTION).where(link).order_by(PREDICTION.c.created_at).limit(1)
+                sa.select(*PREDICTION_READ).where(link).order_by(PREDICTION.c.created_at).limit(1)
             )
             .mappings()
             .first()

@@ -201,12 +201,10 @@ class PredictionBatch:
             row = prediction_values(write, submission, schema_valid, schema_errors, response_json)
             values[index] = row
             rows.append(row)
-            # The prediction's JSON (response, usage, unknown fields) goes into its row and
-            # into its event: twice.
-            size = write.content_bytes
-            self._payload_bytes += 2 * (
-                (len(response_json) if size is None else size) + ROW_ALLOWANCE
-            )
+            # The prediction's JSON (response, usage, unknown fields) goes into its event,
+            # and all of it but the response into its row.
+            size = len(response_json) if write.content_bytes is None else write.content_bytes
+            self._payload_bytes += 2 * (size + ROW_ALLOWANCE) - len(response_json)
             prediction_id, status = row["id"], row["status"]
             stored = context.stored.get(prediction_id)
             if stored is None or moves_forward(
@@ -306,11 +304,11 @@ class PredictionBatch:
     @property
     def payload_bytes(self) -> int:
         """What the planned statements carry, near enough: each stored body, each
-        prediction's JSON twice (its row and its event: `content_bytes`, else the response
-        alone), and `ROW_ALLOWANCE` per row for the rest. Counted while planning, from
-        values already at hand: only the SQLite writer asks, to keep a batch of large
-        bodies off the event loop, and a scan of every parameter cost more than it is
-        worth per write (bench/README.md, "Issue 13, seventh pass")."""
+        prediction's JSON in its event (`content_bytes`, else the response alone) and again
+        in its row but for the response, and `ROW_ALLOWANCE` per row.
+        Counted while planning, from values already at hand: only the SQLite writer asks,
+        to keep a batch of large bodies off the event loop, and a scan of every parameter
+        cost more than it is worth per write (bench/README.md, "Issue 13, seventh pass")."""
         return self._payload_bytes
 
     def _planned(self) -> tuple[list[Prepared], int]:

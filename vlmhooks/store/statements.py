@@ -49,9 +49,13 @@ EVENT_FEED_LOCK_KEY = 0x766C6D686F6F6B73
 # write batch": every key lock of a transaction comes before its feed lock.
 WRITE_KEY_LOCK_CLASS = 0x766C6D68
 # Column names come from the table declarations (schemas/tables.py), never copied here;
-# the prediction's row_key is the database's to assign.
+# the prediction's row_key is the database's to assign, and its response is stored once,
+# in the write's event (`PREDICTION_READ` in vlmhooks/store/tables.py): the column is left
+# NULL, and an update clears a response an older row held inline.
 _PREDICTION_COLUMNS = tuple(
-    column.name for column in PREDICTION.c if column is not PREDICTION.c.row_key
+    column.name
+    for column in PREDICTION.c
+    if column is not PREDICTION.c.row_key and column is not PREDICTION.c.response
 )
 # On conflict the first write's key and times are kept, and these merged; every other
 # column takes the incoming value.
@@ -78,6 +82,7 @@ _UPSERT_SUFFIX = (
     + ", ".join(
         [f"{name} = excluded.{name}" for name in _REPLACED_ON_UPDATE]
         + [f"{name} = {merged}" for name, merged in _MERGED_ON_UPDATE.items()]
+        + [f"{PREDICTION.c.response.name} = NULL"]
     )
     + f" WHERE {forward_only_sql(PREDICTION.name, 'excluded')}"
 )

@@ -5,12 +5,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from schemas.tables import Delivery, Prediction, PredictionEvent, Submission, WebhookMessage
+from schemas.tables import (
+    Delivery,
+    JSONType,
+    Prediction,
+    PredictionEvent,
+    Submission,
+    WebhookMessage,
+)
 
 __all__ = [
     "DELIVERY",
     "EVENT",
     "PREDICTION",
+    "PREDICTION_READ",
+    "PREDICTION_RESPONSE",
     "SUBMISSION",
     "WEBHOOK_MESSAGE",
     "column_names",
@@ -61,3 +70,27 @@ def deliveries_of_prediction(prediction_id: str) -> sa.ColumnElement[bool]:
 def events_of_prediction(prediction_id: str) -> sa.ColumnElement[bool]:
     """The event rows of one prediction, through its row's key."""
     return EVENT.c.prediction_key == prediction_key_of(prediction_id)
+
+
+# The prediction's response as GET shows it. A write stores it once, in the event it writes
+# (whose data is the whole body GET shows), and leaves the row's column NULL; rows written
+# before that hold it inline, and keep it until their next change. Every applied upsert
+# writes its event in the same transaction, so the newest event of a row always holds the
+# row's response (ARCHITECTURE.md, "The response, stored once"). `->` is JSON's member
+# operator on both databases (SQLite 3.38+ reads a bare label as `$.label`) and returns
+# JSON, so a string response stays a string and `null` stays `null`.
+_NEWEST_EVENT_RESPONSE = (
+    sa.select(EVENT.c.data.op("->", return_type=JSONType)(sa.literal_column("'response'")))
+    .where(EVENT.c.prediction_key == PREDICTION.c.row_key)
+    .order_by(EVENT.c.seq.desc())
+    .limit(1)
+    .correlate(PREDICTION)
+    .scalar_subquery()
+)
+PREDICTION_RESPONSE = sa.func.coalesce(
+    PREDICTION.c.response, _NEWEST_EVENT_RESPONSE, type_=JSONType
+).label(PREDICTION.c.response.name)
+PREDICTION_READ: tuple[sa.ColumnElement[object], ...] = tuple(
+    PREDICTION_RESPONSE if column is PREDICTION.c.response else column for column in PREDICTION.c
+)
+"""A prediction row's columns as readers select them: every column, the response as above."""

@@ -32,7 +32,7 @@ from tests.receiver.serverless_support import (
 )
 from vlmhooks.store.db import make_engine
 from vlmhooks.store.ingest_one import ingest_prediction
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, PREDICTION_READ
 from vlmhooks.trust.signatures import sign_vlmrun
 
 PROBE_APPLICATION = "vlmhooks-test-probe"
@@ -76,7 +76,7 @@ def test_signed_callbacks_and_lookups(database_url: str, kind: str, base64_body:
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            (row,) = connection.execute(sa.select(PREDICTION)).mappings()
+            (row,) = connection.execute(sa.select(*PREDICTION_READ)).mappings()
             verdicts = connection.execute(sa.select(DELIVERY.c.verdict).order_by(DELIVERY.c.id))
             assert [v for (v,) in verdicts] == ["stored", "updated", "duplicate", "rejected"]
     finally:

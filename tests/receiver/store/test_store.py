@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from vlmhooks.errors import ContractViolation, PredictionConflict
 from vlmhooks.public import public_prediction
 from vlmhooks.store.ingest_one import ingest_prediction
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, SUBMISSION
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION, PREDICTION_READ, SUBMISSION
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ def _payload(status: str, **extra: Any) -> dict[str, Any]:
 
 def _prediction(engine: Engine) -> sa.RowMapping:
     with engine.connect() as connection:
-        return connection.execute(sa.select(PREDICTION)).mappings().one()
+        return connection.execute(sa.select(*PREDICTION_READ)).mappings().one()
 
 
 def _count(engine: Engine, table: sa.Table) -> int:

@@ -24,7 +24,7 @@ from tests import children
 from tests.receiver.callback_harness import NEW_KEY, OLD_KEY, encode, mint, prediction_body
 from tests.servers import free_port
 from vlmhooks.store.db import make_engine
-from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION
+from vlmhooks.store.tables import DELIVERY, EVENT, PREDICTION_READ
 
 PREDICTIONS = 24
 STATUSES = ("enqueued", "pending", "running", "completed")
@@ -118,7 +118,7 @@ def test_concurrent_duplicates_end_as_one_row_at_the_final_status(
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(sa.select(PREDICTION)).mappings().all()
+            rows = connection.execute(sa.select(*PREDICTION_READ)).mappings().all()
             logged = connection.execute(sa.select(DELIVERY.c.verdict)).scalars().all()
             events = connection.execute(sa.select(sa.func.count()).select_from(EVENT)).scalar()
     finally:
