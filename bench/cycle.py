@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import REPO, pin_cores, receiver_env, run_server
-from bench.ingest import REQUESTS_FILE_SIZE, fresh_database, run_wrk, write_requests
+from bench.ingest import (
+    REQUESTS_FILE_SIZE,
+    fresh_database,
+    measured_from,
+    run_wrk,
+    write_requests,
+)
 
 PROBE = Path(__file__).with_name("cycle_probe.py")
 
@@ -64,7 +70,13 @@ def main() -> None:
         with run_server(argv, env, repo=args.repo.resolve()) as server:
             run_wrk(server.url, requests_file, args, duration=2)  # warm-up
             cpu_before, busy_before, started = thread_cpu(server.pid), machine_busy(), time.time()
-            output = run_wrk(server.url, requests_file, args, duration=args.duration)
+            output = run_wrk(
+                server.url,
+                requests_file,
+                args,
+                duration=args.duration,
+                skip=measured_from(REQUESTS_FILE_SIZE),
+            )
             elapsed = time.time() - started
             cpu_after, busy_after = thread_cpu(server.pid), machine_busy()
             time.sleep(0.5)

@@ -224,6 +224,12 @@ def run_postgres(args: argparse.Namespace) -> None:
             assert row is not None
             return row[0]
 
+        # A temporary slot, reserved now, keeps every WAL segment from here until this
+        # session ends: another session's checkpoint would otherwise recycle the run's
+        # segments before pg_waldump reads them.
+        one("SELECT pg_create_physical_replication_slot('vlmhooks_wal_pages_'"
+            " || pg_backend_pid(), true, true)")  # fmt: skip
+
         def mark() -> tuple[str, int]:
             if args.checkpoint and not marks:
                 conn.execute("CHECKPOINT")

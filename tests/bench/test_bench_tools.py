@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from bench.ceiling import STAGES, VARIANTS, variant_tree
 from bench.disk_writes import group_write_bytes, process_write_bytes
 from bench.harness import ContentLengthServer, receiver_env
+from bench.ingest import REQUESTS_FILE_SIZE, measured_from, wrk_command
 from bench.ingest_cpu import app_runs
 from bench.openloop import offered_rate
 from bench.payloads import SignedCallback, bench_tokens, signed_callbacks
@@ -251,3 +252,23 @@ def test_the_bench_peer_answers_each_request_once_its_whole_body_arrived() -> No
     peer.data_received(b"y")
     assert answered == [b"abc", b"xy"]
     assert transport.written == [b"HTTP/1.1 204 No Content\r\n\r\n"] * 2
+
+
+def test_the_measured_run_sends_new_predictions_not_the_warm_ups() -> None:
+    """The warm-up sends from the first line of the request file, the measured run from a
+    quarter on: at a rate far above this machine's (10,000 callbacks/s), the 2 s warm-up
+    stays below that line and the 10 s run does not wrap around the rest."""
+    rate, warm_up_seconds, run_seconds = 10_000, 2, 10
+    skip = measured_from(REQUESTS_FILE_SIZE)
+    assert rate * warm_up_seconds < skip
+    assert skip + rate * run_seconds <= REQUESTS_FILE_SIZE
+    command = wrk_command(
+        "http://127.0.0.1:1",
+        Path("requests.tsv"),
+        threads=2,
+        connections=32,
+        duration=10,
+        skip=skip,
+    )
+    # The Lua script's arguments: the file, the thread count, the lines to skip.
+    assert command[-3:] == ["requests.tsv", "2", str(skip)]
