@@ -19,12 +19,21 @@ __all__ = ["first_inexact_number"]
 # (strings can match too) only buys the exact check. Found with one `translate` and two
 # substring searches, a fraction of a regex's cost (bench/README.md, "Issue 13: the ingest
 # path redesigned", the exact-number gate).
+_DIGIT = ord("1")
 _CLASSES = bytes(
-    ord("1") if chr(i) in "0123456789." else ord("e") if chr(i) in "eE" else ord(" ")
+    _DIGIT if chr(i) in "0123456789." else ord("e") if chr(i) in "eE" else ord(" ")
     for i in range(256)
 )
 _LONG_RUN = b"1" * 16
 _EXPONENT = b"1e"
+# A digit before an `e` is common inside strings: the API's prediction ids are random UUIDs
+# (`57e631dc-…`). Each such place is looked at before paying for the exact check: in JSON
+# (orjson has parsed the body already) a number starts after one of these, or after its
+# minus sign, and ends before one of those (bench/README.md, "The exact-number gate and
+# UUID ids").
+_BEFORE_NUMBER = frozenset(b"[,: \t\n\r-")
+_AFTER_NUMBER = frozenset(b",]} \t\n\r")
+_SIGNS = frozenset(b"+-")
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson parses as an int
 # Python refuses to convert longer digit strings; such an integer is not holdable anyway.
 _MAX_INT_DIGITS = 4000
@@ -42,7 +51,7 @@ def first_inexact_number(body: bytes) -> str | None:
     "1.1" are the same number), or an integer within orjson's 64-bit range.
     """
     classes = body.translate(_CLASSES)
-    if _LONG_RUN not in classes and _EXPONENT not in classes:
+    if _LONG_RUN not in classes and not _has_exponent_number(body, classes):
         return None
     try:
         exact = json.loads(body, parse_float=Decimal, parse_int=_parse_int, parse_constant=_nan)
@@ -51,6 +60,32 @@ def first_inexact_number(body: bytes) -> str | None:
     except ValueError:
         return None  # not JSON for the stdlib either: the caller's parse error stands
     return _first_unholdable(exact)
+
+
+def _has_exponent_number(body: bytes, classes: bytes) -> bool:
+    """Whether `body` may hold a number with an exponent: a digit and `e` that could be one
+    (false positives only cost the exact check; a real one is never missed)."""
+    end = len(body)
+    at = classes.find(_EXPONENT)
+    while at >= 0:
+        # The mantissa: the run of digits and dots that ends at the digit before the `e`.
+        start = at
+        while start > 0 and classes[start - 1] == _DIGIT:
+            start -= 1
+        after = at + 2  # past the `e`
+        if after < end and body[after] in _SIGNS:
+            after += 1
+        digits = after
+        while after < end and 48 <= body[after] <= 57:
+            after += 1
+        if (
+            (start == 0 or body[start - 1] in _BEFORE_NUMBER)
+            and after > digits
+            and (after == end or body[after] in _AFTER_NUMBER)
+        ):
+            return True
+        at = classes.find(_EXPONENT, at + 1)
+    return False
 
 
 def _parse_int(text: str) -> int | _Unholdable:
