@@ -139,7 +139,10 @@ class PredictionEvent(SQLModel, table=True):
     """The change feed: `seq` is the SSE event id, assigned in commit order."""
 
     __tablename__ = "prediction_event"
-    __table_args__ = (sa.Index("ix_prediction_event_prediction_key", "prediction_key"),)
+    # With seq: a prediction's newest event (its response, `PREDICTION_READ`) is the last
+    # entry of its range, which PostgreSQL then finds by this index whatever its statistics
+    # say; on the key alone it may walk the feed backward from its newest row instead.
+    __table_args__ = (sa.Index("ix_prediction_event_prediction_key_seq", "prediction_key", "seq"),)
 
     seq: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True))
     # Always set (an event follows its prediction's upsert); nullable only so that the

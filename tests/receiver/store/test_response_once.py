@@ -104,3 +104,48 @@ def test_a_response_held_inline_is_served_until_the_next_change_clears_it(
     # A stale delivery changes nothing: the newest event's response stays.
     _ingest(engine, "pred_old", "running", {"stale": True})
     assert _every_read(engine, "pred_old") == [{"total": 7}] * 4
+
+
+def _plan(engine: Engine, prediction_id: str) -> str:
+    from vlmhooks.reads.queries import _PREDICTION_BY_ID
+
+    bound = _PREDICTION_BY_ID.params(prediction_id=prediction_id)
+    sql = str(bound.compile(engine, compile_kwargs={"literal_binds": True}))
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(explain + sql, ()).all()
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no statistics", "analyzed"])
+def test_the_newest_event_is_found_by_its_index_with_or_without_statistics(
+    engine: Engine, analyzed: bool
+) -> None:
+    """A GET reads one entry of the event feed's (prediction_key, seq) index, never the feed
+    backward from its newest row (what PostgreSQL chose on the key alone, without
+    statistics, at 366 ms a GET on 101,000 events)."""
+    _ingest(engine, "pred_p", "completed", {"total": 1})
+    with engine.begin() as connection:
+        connection.execute(
+            EVENT.insert(),
+            [
+                {
+                    "prediction_key": 10_000 + n,
+                    "prediction_id": f"pred_{n}",
+                    "type": "prediction.completed",
+                    "data": {"response": n},
+                    "created_at": NOW,
+                }
+                for n in range(20_000)
+            ],
+        )
+    # Sizes known, column statistics not (VACUUM counts the pages, only ANALYZE the values):
+    # as a server with autovacuum off, or a table not yet analyzed, stands.
+    # (SQLite has neither without ANALYZE.)
+    if analyzed or engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE" if analyzed else "VACUUM")
+    plan = _plan(engine, "pred_p")
+    assert "ix_prediction_event_prediction_key_seq" in plan, plan
+    assert "prediction_event_pkey" not in plan and "SCAN prediction_event" not in plan, plan
+    assert get_prediction(engine, "pred_p") is not None

@@ -1,4 +1,5 @@
-"""delivery.prediction_key: the delivery log keyed by its prediction's row_key
+"""delivery.prediction_key: the delivery log keyed by its prediction's row_key; the event
+feed's key index with seq
 
 Revision ID: 0006
 Revises: 0005
@@ -9,6 +10,9 @@ page of it (bench/README.md, "Write amplification with realistic ids"). Deliveri
 indexed by their prediction's row_key, which grows with each new prediction; those without
 a row (a refusal of a prediction never stored, or a row deleted by hand) keep a partial
 index on the text id, and a trigger moves a deleted row's deliveries there.
+
+The event feed's index on the key gets `seq` as its second column: a prediction's response
+is read from its newest event, the last entry of its range in that index.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ _OLD_INDEX = ("ix_delivery_prediction_id_received_at", ["prediction_id", "receiv
 _KEY_INDEX = "ix_delivery_prediction_key"
 _UNKEYED_INDEX = "ix_delivery_unkeyed_prediction_id"
 _UNKEYED = sa.text("prediction_key IS NULL")
+_EVENT_KEY_INDEX = ("ix_prediction_event_prediction_key", ["prediction_key"])
+_EVENT_SEQ_INDEX = ("ix_prediction_event_prediction_key_seq", ["prediction_key", "seq"])
 _TRIGGER = "tr_prediction_delete_unkeys_deliveries"
 _FUNCTION = "vlmhooks_unkey_deliveries"
 _UNKEY = "UPDATE delivery SET prediction_key = NULL WHERE prediction_key = OLD.row_key;"
@@ -71,9 +77,13 @@ def upgrade() -> None:
         postgresql_where=_UNKEYED,
     )
     _create_trigger()
+    op.drop_index(_EVENT_KEY_INDEX[0], table_name="prediction_event")
+    op.create_index(_EVENT_SEQ_INDEX[0], "prediction_event", _EVENT_SEQ_INDEX[1])
 
 
 def downgrade() -> None:
+    op.drop_index(_EVENT_SEQ_INDEX[0], table_name="prediction_event")
+    op.create_index(_EVENT_KEY_INDEX[0], "prediction_event", _EVENT_KEY_INDEX[1])
     _drop_trigger()
     op.drop_index(_UNKEYED_INDEX, table_name="delivery")
     op.drop_index(_KEY_INDEX, table_name="delivery")
