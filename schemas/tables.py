@@ -196,8 +196,13 @@ class ForwardOutbox(SQLModel, table=True):
     __tablename__ = "forward_outbox"
     __table_args__ = (
         sa.Index("ix_forward_outbox_destination_state_id", "destination_id", "state", "id"),
+        # Per prediction by its row's key, which grows with each new prediction: keyed by
+        # the random text id, a backlog's inserts and deletes each landed on a random page.
         sa.Index(
-            "ix_forward_outbox_destination_prediction_id", "destination_id", "prediction_id", "id"
+            "ix_forward_outbox_destination_prediction_key",
+            "destination_id",
+            "prediction_key",
+            "id",
         ),
     )
 
@@ -207,6 +212,10 @@ class ForwardOutbox(SQLModel, table=True):
     event_seq: int = Field(
         sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("prediction_event.seq"), nullable=False)
     )
+    # Its prediction's row_key: a change is held back while an earlier one of the same
+    # prediction is pending here. Always set (nullable only so that migration 0007 adds it
+    # without rebuilding the table).
+    prediction_key: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     prediction_id: str = Field(max_length=128)
     type: str = Field(max_length=32)
     state: str = Field(default="pending", max_length=8)

@@ -23,6 +23,7 @@ from vlmhooks.store.batch import apply_prediction_write
 from vlmhooks.store.ingest_one import ingest_prediction
 from vlmhooks.store.outbox import OUTBOX, claim, with_payloads
 from vlmhooks.store.records import DeliveryRecord, PredictionWrite
+from vlmhooks.store.tables import PREDICTION
 
 LEASE = timedelta(seconds=30)
 
@@ -60,6 +61,12 @@ def test_no_destination_no_rows_and_one_row_per_change_per_destination(engine: E
     ]
     # One message id per change, shared by the destinations it goes to.
     assert rows[1]["message_id"] == rows[2]["message_id"] != rows[0]["message_id"]
+    # Keyed by the prediction's row, as its events and deliveries are.
+    with engine.connect() as connection:
+        key = connection.execute(
+            sa.select(PREDICTION.c.row_key).where(PREDICTION.c.id == "pred_1")
+        ).scalar_one()
+    assert [r["prediction_key"] for r in rows] == [key] * 3
 
 
 def test_rows_roll_back_with_their_change(engine: Engine) -> None:

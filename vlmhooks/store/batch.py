@@ -348,10 +348,12 @@ class PredictionBatch:
                 )
         with_events = [planned for planned in self.rounds if planned.event_insert]
         for planned, inserted in zip(with_events, results[events_start:], strict=False):
-            seqs = {row.prediction_id: row.seq for row in map(EventReturned._make, inserted)}
+            feed = [EventReturned._make(row) for row in inserted]
+            seqs = {row.prediction_id: row.seq for row in feed}
             if context.routes:
                 # Forwarding's outbox rows, in this same transaction (see vlmhooks/store/outbox.py).
-                write_outbox_rows(connection, planned.events, seqs, context.routes)
+                keys = {row.prediction_id: row.prediction_key for row in feed}
+                write_outbox_rows(connection, planned.events, seqs, keys, context.routes)
             for index in planned.members:
                 outcome = self.outcomes[index]
                 if isinstance(outcome, IngestOutcome) and outcome.verdict in ("stored", "updated"):

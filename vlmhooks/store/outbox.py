@@ -104,11 +104,13 @@ def write_outbox_rows(
     connection: Connection,
     events: Sequence[Mapping[str, Any]],
     seqs: Mapping[str, int],
+    keys: Mapping[str, int],
     routes: Sequence[OutboxRoute],
 ) -> None:
-    """The store's hook: `events` are the event rows just inserted, `seqs` their seq by
-    prediction id, `routes` from `outbox_routes` in the same transaction. Runs inside the
-    change's transaction, so both commit or neither does."""
+    """The store's hook: `events` are the event rows just inserted, `seqs` their seq and
+    `keys` their prediction's row_key by prediction id, `routes` from `outbox_routes` in
+    the same transaction. Runs inside the change's transaction, so both commit or neither
+    does."""
     rows: list[dict[str, Any]] = []
     for event in events:
         # The change's own time (the receiver's clock, a parameter), not a second reading:
@@ -124,6 +126,7 @@ def write_outbox_rows(
                         "destination_id": destination_id,
                         "message_id": message_id,
                         "event_seq": seqs[prediction_id],
+                        "prediction_key": keys[prediction_id],
                         "prediction_id": prediction_id,
                         "type": event_type,
                         "state": PENDING,
@@ -159,7 +162,7 @@ def _eligible(now_param: str = "now") -> sa.Select[tuple[int]]:
         sa.select(earlier.c.id)
         .where(
             earlier.c.destination_id == OUTBOX.c.destination_id,
-            earlier.c.prediction_id == OUTBOX.c.prediction_id,
+            earlier.c.prediction_key == OUTBOX.c.prediction_key,
             earlier.c.state == PENDING,
             earlier.c.id < OUTBOX.c.id,
         )

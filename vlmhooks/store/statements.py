@@ -115,10 +115,12 @@ class UpsertReturned(NamedTuple):
 
 
 class EventReturned(NamedTuple):
-    """What an event insert returns: each event's place in the feed."""
+    """What an event insert returns: each event's place in the feed, and the key its
+    prediction's row has (forwarding's outbox rows are keyed by it)."""
 
     prediction_id: str
     seq: int
+    prediction_key: int
 
 
 UPSERT_RETURNING = column_names(PREDICTION, *UpsertReturned._fields)

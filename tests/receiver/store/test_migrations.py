@@ -196,3 +196,57 @@ def test_the_delivery_key_revision_keys_existing_deliveries_and_every_read_still
         count = connection.execute(sa.text("SELECT count(*) FROM delivery")).scalar_one()
     assert count == 4
     engine.dispose()
+
+
+def test_the_outbox_key_revision_keys_pending_rows_and_the_order_still_holds(
+    empty_url: str,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from vlmhooks.store.outbox import claim
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine, "0006")
+    _fill_before_row_keys(engine)
+    insert_destination = sa.text(
+        "INSERT INTO forward_destination (id, kind, target, active, updated_at)"
+        " VALUES ('d1', 'http', 'http://a.example/h', :yes, :t)"
+    )
+    insert_row = sa.text(
+        "INSERT INTO forward_outbox (destination_id, message_id, event_seq, prediction_id,"
+        " type, state, attempts, created_at, next_attempt_at)"
+        " VALUES ('d1', :m, :seq, :id, 'prediction.completed', 'pending', 0, :t, :t)"
+    )
+    with engine.begin() as connection:
+        connection.execute(insert_destination, {"yes": True, "t": _T})
+        seqs = dict(
+            connection.execute(sa.text("SELECT prediction_id, seq FROM prediction_event")).all()
+        )
+        # pred-a twice (the second waits for the first), then pred-b.
+        for n, prediction_id in enumerate(("pred-a", "pred-a", "pred-b")):
+            connection.execute(
+                insert_row, {"m": f"m{n}", "seq": seqs[prediction_id], "id": prediction_id, "t": _T}
+            )
+    migrate.upgrade(engine)
+    assert _drift(engine) == []
+    with engine.connect() as connection:
+        keys = dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
+        keyed = connection.execute(
+            sa.text("SELECT prediction_id, prediction_key FROM forward_outbox ORDER BY id")
+        ).all()
+    assert [tuple(row) for row in keyed] == [
+        ("pred-a", keys["pred-a"]),
+        ("pred-a", keys["pred-a"]),
+        ("pred-b", keys["pred-b"]),
+    ]
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    with engine.begin() as connection:
+        claimed = claim(connection, "d1", now=now, lease=timedelta(minutes=1), owner="o", limit=10)
+    assert [(c.prediction_id, c.message_id) for c in claimed] == [
+        ("pred-a", "m0"),
+        ("pred-b", "m2"),
+    ]  # pred-a's second change waits for its first
+    migrate.downgrade(engine, "0006")
+    indexes = {index["name"] for index in sa.inspect(engine).get_indexes("forward_outbox")}
+    assert "ix_forward_outbox_destination_prediction_id" in indexes
+    engine.dispose()
