@@ -94,19 +94,30 @@ def _fill_before_row_keys(engine: sa.engine.Engine) -> None:
             )
 
 
+def _filled_then_upgraded(url: str, revision: str) -> sa.engine.Engine:
+    """A database at `revision` holding `_fill_before_row_keys`'s rows, upgraded to head."""
+    engine = make_engine(url)
+    migrate.upgrade(engine, revision)
+    _fill_before_row_keys(engine)
+    migrate.upgrade(engine)
+    assert _drift(engine) == []
+    return engine
+
+
+def _keys(engine: sa.engine.Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
+
+
 def test_the_row_key_revision_keys_existing_events_and_every_read_still_finds_them(
     empty_url: str,
 ) -> None:
     from vlmhooks.reads.history import prediction_history
     from vlmhooks.reads.queries import list_deliveries
 
-    engine = make_engine(empty_url)
-    migrate.upgrade(engine, "0004")
-    _fill_before_row_keys(engine)
-    migrate.upgrade(engine)
-    assert _drift(engine) == []
+    engine = _filled_then_upgraded(empty_url, "0004")
+    keys = _keys(engine)
     with engine.connect() as connection:
-        keys = dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
         events = connection.execute(
             sa.text("SELECT prediction_id, prediction_key FROM prediction_event ORDER BY seq")
         ).all()
@@ -158,13 +169,9 @@ def test_the_delivery_key_revision_keys_existing_deliveries_and_every_read_still
     from receiver.ingest.replay import ReplaySelection, select_deliveries
     from vlmhooks.reads.queries import list_deliveries
 
-    engine = make_engine(empty_url)
-    migrate.upgrade(engine, "0005")
-    _fill_before_row_keys(engine)
-    migrate.upgrade(engine)
-    assert _drift(engine) == []
+    engine = _filled_then_upgraded(empty_url, "0005")
+    keys = _keys(engine)
     with engine.connect() as connection:
-        keys = dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
         deliveries = connection.execute(
             sa.text("SELECT prediction_id, prediction_key FROM delivery ORDER BY id")
         ).all()
@@ -229,8 +236,8 @@ def test_the_outbox_key_revision_keys_pending_rows_and_the_order_still_holds(
             )
     migrate.upgrade(engine)
     assert _drift(engine) == []
+    keys = _keys(engine)
     with engine.connect() as connection:
-        keys = dict(connection.execute(sa.text("SELECT id, row_key FROM prediction")).all())
         keyed = connection.execute(
             sa.text("SELECT prediction_id, prediction_key FROM forward_outbox ORDER BY id")
         ).all()
